@@ -1,0 +1,323 @@
+package avro
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ToNative converts a Go value to the goavro native value of schema s.
+// Records map from structs by their `avro` tags; a schema field the struct
+// lacks takes its default.
+func ToNative(s *Schema, v any) (any, error) {
+	return toNative(s, reflect.ValueOf(v), "")
+}
+
+// FromNative stores a goavro native value of schema s into the Go value
+// out points to. Schema fields the Go type lacks are ignored.
+func FromNative(s *Schema, native any, out any) error {
+	rv := reflect.ValueOf(out)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("avro: FromNative needs a non-nil pointer, got %T", out)
+	}
+	return fromNative(s, native, rv.Elem(), "")
+}
+
+var fieldIndexes sync.Map // reflect.Type → map[string]int
+
+func structFields(t reflect.Type) map[string]int {
+	if m, ok := fieldIndexes.Load(t); ok {
+		return m.(map[string]int)
+	}
+	m := map[string]int{}
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("avro")
+		if name, _, _ := strings.Cut(tag, ","); name != "" && name != "-" {
+			m[name] = i
+		}
+	}
+	fieldIndexes.Store(t, m)
+	return m
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// nullable returns the non-null branch of a [null, T] union, or an error
+// for unions Go types cannot express.
+func nullable(s *Schema, path string) (*Schema, error) {
+	var other *Schema
+	hasNull := false
+	for _, b := range s.Branches {
+		if b.Kind == Null {
+			hasNull = true
+		} else if other == nil {
+			other = b
+		} else {
+			return nil, fmt.Errorf("avro: %s: union %s has more than one non-null branch; Go mapping supports [null, T] only", path, unionNames(s))
+		}
+	}
+	if !hasNull || other == nil {
+		return nil, fmt.Errorf("avro: %s: union %s must be [null, T] for Go mapping", path, unionNames(s))
+	}
+	return other, nil
+}
+
+func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
+	if s.Kind == Union {
+		inner, err := nullable(s, path)
+		if err != nil {
+			return nil, err
+		}
+		switch rv.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
+			if rv.IsNil() {
+				return nil, nil
+			}
+		case reflect.Invalid:
+			return nil, nil
+		}
+		if rv.Kind() == reflect.Pointer {
+			rv = rv.Elem()
+		}
+		v, err := toNative(inner, rv, path)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{inner.UnionName(): v}, nil
+	}
+	for rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Interface {
+		if rv.IsNil() {
+			return nil, fmt.Errorf("avro: %s: nil value for non-null type %s", path, typeName(s))
+		}
+		rv = rv.Elem()
+	}
+	switch s.Kind {
+	case Null:
+		return nil, nil
+	case Boolean:
+		if rv.Kind() == reflect.Bool {
+			return rv.Bool(), nil
+		}
+	case Int, Long:
+		if rv.Type() == timeType && s.isTime() {
+			return rv.Interface(), nil
+		}
+		var i int64
+		switch rv.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			i = rv.Int()
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32:
+			i = int64(rv.Uint())
+		default:
+			return nil, mismatch(s, rv, path)
+		}
+		if s.Kind == Int {
+			if int64(int32(i)) != i {
+				return nil, fmt.Errorf("avro: %s: %d overflows int", path, i)
+			}
+			return int32(i), nil
+		}
+		return i, nil
+	case Float, Double:
+		if rv.Kind() == reflect.Float32 || rv.Kind() == reflect.Float64 {
+			if s.Kind == Float {
+				return float32(rv.Float()), nil
+			}
+			return rv.Float(), nil
+		}
+	case String:
+		if rv.Kind() == reflect.String {
+			return rv.String(), nil
+		}
+	case Bytes, Fixed:
+		if rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Uint8 {
+			return rv.Bytes(), nil
+		}
+	case Enum:
+		if rv.Kind() == reflect.String {
+			sym := rv.String()
+			if sym == "" && s.Default != nil {
+				return *s.Default, nil
+			}
+			if !contains(s.Symbols, sym) {
+				return nil, fmt.Errorf("avro: %s: %q is not a symbol of enum %s", path, sym, s.Name)
+			}
+			return sym, nil
+		}
+	case Array:
+		if rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
+			out := make([]any, rv.Len())
+			for i := range out {
+				v, err := toNative(s.Items, rv.Index(i), path+"[]")
+				if err != nil {
+					return nil, err
+				}
+				out[i] = v
+			}
+			return out, nil
+		}
+	case Map:
+		if rv.Kind() == reflect.Map && rv.Type().Key().Kind() == reflect.String {
+			out := make(map[string]any, rv.Len())
+			for it := rv.MapRange(); it.Next(); {
+				v, err := toNative(s.Values, it.Value(), path+"{}")
+				if err != nil {
+					return nil, err
+				}
+				out[it.Key().String()] = v
+			}
+			return out, nil
+		}
+	case Record:
+		if rv.Kind() == reflect.Struct {
+			fields := structFields(rv.Type())
+			out := make(map[string]any, len(s.Fields))
+			for _, f := range s.Fields {
+				i, ok := fields[f.Name]
+				if !ok {
+					if !f.HasDefault {
+						return nil, fmt.Errorf("avro: %s: Go type %s has no field for %s, which has no default", path, rv.Type(), f.Name)
+					}
+					out[f.Name] = copyNative(f.Default)
+					continue
+				}
+				v, err := toNative(f.Type, rv.Field(i), join(path, f.Name))
+				if err != nil {
+					return nil, err
+				}
+				out[f.Name] = v
+			}
+			return out, nil
+		}
+	}
+	return nil, mismatch(s, rv, path)
+}
+
+func mismatch(s *Schema, rv reflect.Value, path string) error {
+	return fmt.Errorf("avro: %s: Go type %s cannot hold %s", path, rv.Type(), typeName(s))
+}
+
+func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
+	if s.Kind == Union {
+		if native == nil {
+			rv.SetZero()
+			return nil
+		}
+		m, ok := native.(map[string]any)
+		if !ok || len(m) != 1 {
+			return fmt.Errorf("avro: %s: malformed union value %T", path, native)
+		}
+		for name, v := range m {
+			for _, b := range s.Branches {
+				if b.UnionName() != name {
+					continue
+				}
+				if rv.Kind() == reflect.Pointer {
+					p := reflect.New(rv.Type().Elem())
+					if err := fromNative(b, v, p.Elem(), path); err != nil {
+						return err
+					}
+					rv.Set(p)
+					return nil
+				}
+				return fromNative(b, v, rv, path)
+			}
+			return fmt.Errorf("avro: %s: union has no branch %s", path, name)
+		}
+	}
+	if rv.Kind() == reflect.Pointer {
+		p := reflect.New(rv.Type().Elem())
+		if err := fromNative(s, native, p.Elem(), path); err != nil {
+			return err
+		}
+		rv.Set(p)
+		return nil
+	}
+	bad := func() error {
+		return fmt.Errorf("avro: %s: cannot store %T (%s) in Go type %s", path, native, typeName(s), rv.Type())
+	}
+	switch x := native.(type) {
+	case nil:
+		rv.SetZero()
+	case bool:
+		if rv.Kind() != reflect.Bool {
+			return bad()
+		}
+		rv.SetBool(x)
+	case int32, int64:
+		i := reflect.ValueOf(x).Int()
+		switch rv.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			if rv.OverflowInt(i) {
+				return fmt.Errorf("avro: %s: %d overflows %s", path, i, rv.Type())
+			}
+			rv.SetInt(i)
+		default:
+			return bad()
+		}
+	case float32, float64:
+		if rv.Kind() != reflect.Float32 && rv.Kind() != reflect.Float64 {
+			return bad()
+		}
+		rv.SetFloat(reflect.ValueOf(x).Float())
+	case string:
+		if rv.Kind() != reflect.String {
+			return bad()
+		}
+		rv.SetString(x)
+	case []byte:
+		if rv.Kind() != reflect.Slice || rv.Type().Elem().Kind() != reflect.Uint8 {
+			return bad()
+		}
+		rv.SetBytes(bytes.Clone(x))
+	case time.Time:
+		if rv.Type() != timeType {
+			return bad()
+		}
+		rv.Set(reflect.ValueOf(x))
+	case []any:
+		if s.Kind != Array || rv.Kind() != reflect.Slice {
+			return bad()
+		}
+		out := reflect.MakeSlice(rv.Type(), len(x), len(x))
+		for i, v := range x {
+			if err := fromNative(s.Items, v, out.Index(i), path+"[]"); err != nil {
+				return err
+			}
+		}
+		rv.Set(out)
+	case map[string]any:
+		switch {
+		case s.Kind == Map && rv.Kind() == reflect.Map:
+			out := reflect.MakeMapWithSize(rv.Type(), len(x))
+			elem := reflect.New(rv.Type().Elem()).Elem()
+			for k, v := range x {
+				elem.SetZero()
+				if err := fromNative(s.Values, v, elem, path+"{}"); err != nil {
+					return err
+				}
+				out.SetMapIndex(reflect.ValueOf(k).Convert(rv.Type().Key()), elem)
+			}
+			rv.Set(out)
+		case s.Kind == Record && rv.Kind() == reflect.Struct:
+			fields := structFields(rv.Type())
+			for _, f := range s.Fields {
+				i, ok := fields[f.Name]
+				if !ok {
+					continue
+				}
+				if err := fromNative(f.Type, x[f.Name], rv.Field(i), join(path, f.Name)); err != nil {
+					return err
+				}
+			}
+		default:
+			return bad()
+		}
+	default:
+		return bad()
+	}
+	return nil
+}

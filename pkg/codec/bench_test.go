@@ -1,0 +1,100 @@
+package codec_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/omnisync/omnisync/pkg/avro"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// The baseline is raw goavro on the same record as a ready-made native map:
+// what omnisync adds is the Go mapping, the header and, on decode, the
+// schema lookup by ID. `make bench` prints the ratios.
+
+func BenchmarkEncode(b *testing.B) {
+	s, _, _ := newSerde(b)
+	for _, tc := range benchRecords(b) {
+		b.Run(tc.name+"/baseline=goavro", func(b *testing.B) {
+			buf := make([]byte, 0, 1024)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tc.codec.BinaryFromNative(buf[:0], tc.native); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tc.name+"/omnisync", func(b *testing.B) {
+			buf := make([]byte, 0, 1024)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.AppendEncode(buf[:0], tc.value); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	s, _, _ := newSerde(b)
+	ctx := context.Background()
+	for _, tc := range benchRecords(b) {
+		wire, err := s.Encode(tc.value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name+"/baseline=goavro", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := tc.codec.NativeFromBinary(wire[5:]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tc.name+"/omnisync", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.Decode(ctx, wire, tc.newOut()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+type benchRecord struct {
+	name   string
+	value  any
+	newOut func() any
+	codec  *goavro.Codec
+	native any
+}
+
+func benchRecords(b *testing.B) []benchRecord {
+	recs := []benchRecord{
+		{name: "CustomerEvent", value: sampleCustomerEvent(), newOut: func() any { return new(events.CustomerEvent) }},
+		{name: "MessageEvent", value: sampleMessageEvent(), newOut: func() any { return new(events.MessageEvent) }},
+	}
+	for i, name := range []schemas.Name{schemas.CustomerEvent, schemas.MessageEvent} {
+		c, err := goavro.NewCodec(schemas.Current(name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		parsed, err := avro.Parse(schemas.Current(name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		native, err := avro.ToNative(parsed, recs[i].value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i].codec, recs[i].native = c, native
+	}
+	_ = codec.ErrTruncated
+	return recs
+}

@@ -1,0 +1,265 @@
+// Package events defines the Go types of omnisync's records. Their `avro`
+// tags name the fields of the schemas in package schemas; codec maps them
+// to and from Avro.
+package events
+
+import "time"
+
+// Channel is where data came from.
+type Channel string
+
+// The channels.
+const (
+	ChannelUnknown     Channel = "UNKNOWN"
+	ChannelWeb         Channel = "WEB"
+	ChannelApp         Channel = "APP"
+	ChannelMiniProgram Channel = "MINIPROGRAM"
+	ChannelWeChat      Channel = "WECHAT"
+	ChannelPhone       Channel = "PHONE"
+	ChannelCRM         Channel = "CRM"
+	ChannelImport      Channel = "IMPORT"
+	ChannelAgent       Channel = "AGENT"
+)
+
+// Op is what a CustomerEvent does.
+type Op string
+
+// The operations.
+const (
+	OpUnknown Op = "UNKNOWN"
+	OpUpsert  Op = "UPSERT"
+	OpDelete  Op = "DELETE"
+	OpResolve Op = "RESOLVE"
+)
+
+// Identity is a channel identity seen with an event.
+type Identity struct {
+	Kind  string `avro:"kind"`  // phone, email, wechat_openid, wechat_unionid, miniprogram_openid, app_user, device, web_visitor, crm
+	Scope string `avro:"scope"` // the namespace the value is unique in, e.g. a WeChat app ID; empty when global
+	Value string `avro:"value"`
+}
+
+// CustomerEvent is a change to a customer's profile.
+type CustomerEvent struct {
+	EventID       string      `avro:"event_id"`
+	CustomerID    string      `avro:"customer_id"`
+	Channel       Channel     `avro:"channel"`
+	Source        string      `avro:"source"`
+	SourceEventID *string     `avro:"source_event_id"`
+	Op            Op          `avro:"op"`
+	OccurredAt    time.Time   `avro:"occurred_at"`
+	IngestedAt    time.Time   `avro:"ingested_at"`
+	Identities    []Identity  `avro:"identities"`
+	Profile       *Profile    `avro:"profile"`
+	Clears        []string    `avro:"clears"`
+	Resolution    *Resolution `avro:"resolution"`
+}
+
+// Gender of a customer.
+type Gender string
+
+// The genders.
+const (
+	GenderUnknown Gender = "UNKNOWN"
+	GenderMale    Gender = "MALE"
+	GenderFemale  Gender = "FEMALE"
+	GenderOther   Gender = "OTHER"
+)
+
+// Profile holds the fields an event sets; nil fields are not touched.
+// A nil Tags leaves the tags alone; a non-nil empty Tags sets them empty.
+type Profile struct {
+	Name       *string           `avro:"name"`
+	Phone      *string           `avro:"phone"`
+	Email      *string           `avro:"email"`
+	Gender     *Gender           `avro:"gender"`
+	Birthday   *time.Time        `avro:"birthday"` // a date, at midnight UTC
+	Address    *Address          `avro:"address"`
+	VIPLevel   *int32            `avro:"vip_level"`
+	Tags       []string          `avro:"tags"`
+	IDNumber   *string           `avro:"id_number"`
+	Attributes map[string]string `avro:"attributes"`
+}
+
+// Address is a postal address.
+type Address struct {
+	Country    string `avro:"country"`
+	Province   string `avro:"province"`
+	City       string `avro:"city"`
+	District   string `avro:"district"`
+	Street     string `avro:"street"`
+	PostalCode string `avro:"postal_code"`
+}
+
+// ResolutionChoice is how an agent closed a conflict.
+type ResolutionChoice string
+
+// The choices.
+const (
+	ChoiceUnknown       ResolutionChoice = "UNKNOWN"
+	ChoiceKeepCurrent   ResolutionChoice = "KEEP_CURRENT"
+	ChoiceTakeCandidate ResolutionChoice = "TAKE_CANDIDATE"
+	ChoiceSetValue      ResolutionChoice = "SET_VALUE"
+)
+
+// Resolution closes a conflict (op RESOLVE).
+type Resolution struct {
+	ConflictID string           `avro:"conflict_id"`
+	Field      string           `avro:"field"`
+	Choice     ResolutionChoice `avro:"choice"`
+	Value      *string          `avro:"value"` // for SET_VALUE, in the field's text form
+	ResolvedBy string           `avro:"resolved_by"`
+}
+
+// Direction of a message.
+type Direction string
+
+// The directions.
+const (
+	DirectionUnknown  Direction = "UNKNOWN"
+	DirectionInbound  Direction = "INBOUND"
+	DirectionOutbound Direction = "OUTBOUND"
+)
+
+// SenderType says who sent a message.
+type SenderType string
+
+// The sender types.
+const (
+	SenderUnknown  SenderType = "UNKNOWN"
+	SenderCustomer SenderType = "CUSTOMER"
+	SenderAgent    SenderType = "AGENT"
+	SenderBot      SenderType = "BOT"
+	SenderSystem   SenderType = "SYSTEM"
+)
+
+// ContentType of a message.
+type ContentType string
+
+// The content types.
+const (
+	ContentUnknown    ContentType = "UNKNOWN"
+	ContentText       ContentType = "TEXT"
+	ContentImage      ContentType = "IMAGE"
+	ContentVoice      ContentType = "VOICE"
+	ContentVideo      ContentType = "VIDEO"
+	ContentFile       ContentType = "FILE"
+	ContentLocation   ContentType = "LOCATION"
+	ContentLink       ContentType = "LINK"
+	ContentEvent      ContentType = "EVENT"
+	ContentTranscript ContentType = "TRANSCRIPT"
+)
+
+// MessageEvent is one entry of a customer's cross-channel timeline.
+type MessageEvent struct {
+	MessageID       string             `avro:"message_id"`
+	CustomerID      string             `avro:"customer_id"`
+	ConversationID  string             `avro:"conversation_id"`
+	Channel         Channel            `avro:"channel"`
+	Source          string             `avro:"source"`
+	SourceMessageID *string            `avro:"source_message_id"`
+	Direction       Direction          `avro:"direction"`
+	SenderType      SenderType         `avro:"sender_type"`
+	SenderID        string             `avro:"sender_id"`
+	ContentType     ContentType        `avro:"content_type"`
+	Text            *string            `avro:"text"`
+	Attachments     []Attachment       `avro:"attachments"`
+	Location        *Location          `avro:"location"`
+	Transcript      *TranscriptSegment `avro:"transcript"`
+	Identities      []Identity         `avro:"identities"`
+	Tags            []string           `avro:"tags"`
+	Metadata        map[string]string  `avro:"metadata"`
+	OccurredAt      time.Time          `avro:"occurred_at"`
+	IngestedAt      time.Time          `avro:"ingested_at"`
+}
+
+// Attachment of a message.
+type Attachment struct {
+	URL          string  `avro:"url"`
+	MIMEType     string  `avro:"mime_type"`
+	SizeBytes    int64   `avro:"size_bytes"`
+	ThumbnailURL *string `avro:"thumbnail_url"`
+}
+
+// Location shared in a message.
+type Location struct {
+	Latitude   float64 `avro:"latitude"`
+	Longitude  float64 `avro:"longitude"`
+	PrecisionM float64 `avro:"precision_m"`
+	Label      string  `avro:"label"`
+}
+
+// TranscriptSegment is one speaker turn of a call transcript.
+type TranscriptSegment struct {
+	CallID     string  `avro:"call_id"`
+	Segment    int32   `avro:"segment"`
+	Speaker    string  `avro:"speaker"`
+	StartMS    int64   `avro:"start_ms"`
+	EndMS      int64   `avro:"end_ms"`
+	Confidence float32 `avro:"confidence"`
+}
+
+// CustomerState is a merged customer record as published to the state topic.
+type CustomerState struct {
+	CustomerID         string              `avro:"customer_id"`
+	Version            int64               `avro:"version"`
+	Deleted            bool                `avro:"deleted"`
+	Fields             map[string]Register `avro:"fields"`
+	Identities         []Identity          `avro:"identities"`
+	Conflicts          []Conflict          `avro:"conflicts"`
+	NeedsReview        bool                `avro:"needs_review"`
+	LastContactAt      *time.Time          `avro:"last_contact_at"`
+	LastContactChannel Channel             `avro:"last_contact_channel"`
+	UpdatedAt          time.Time           `avro:"updated_at"`
+	PolicyHash         string              `avro:"policy_hash"`
+}
+
+// Register is a last-write-wins field value with the stamp and provenance
+// of the write that set it.
+type Register struct {
+	ValueJSON  string    `avro:"value_json"`
+	OccurredAt time.Time `avro:"occurred_at"`
+	EventID    string    `avro:"event_id"`
+	Channel    Channel   `avro:"channel"`
+	Source     string    `avro:"source"`
+}
+
+// ConflictStatus is the state of a conflict.
+type ConflictStatus string
+
+// The conflict states.
+const (
+	ConflictOpen          ConflictStatus = "OPEN"
+	ConflictKeptCurrent   ConflictStatus = "KEPT_CURRENT"
+	ConflictTookCandidate ConflictStatus = "TOOK_CANDIDATE"
+	ConflictSetValue      ConflictStatus = "SET_VALUE"
+)
+
+// Conflict is a disagreement on a key field awaiting an agent's review.
+type Conflict struct {
+	ID               string         `avro:"id"`
+	Field            string         `avro:"field"`
+	CurrentJSON      string         `avro:"current_json"`
+	CandidateJSON    string         `avro:"candidate_json"`
+	CandidateEventID string         `avro:"candidate_event_id"`
+	CandidateChannel Channel        `avro:"candidate_channel"`
+	CandidateSource  string         `avro:"candidate_source"`
+	DetectedAt       time.Time      `avro:"detected_at"`
+	Status           ConflictStatus `avro:"status"`
+}
+
+// DeadLetter is input omnisync could not accept or process, kept whole.
+type DeadLetter struct {
+	ID          string            `avro:"id"`
+	Stage       string            `avro:"stage"` // ingest, materialize or forward
+	Component   string            `avro:"component"`
+	Reason      string            `avro:"reason"`
+	Field       *string           `avro:"field"`
+	ContentType string            `avro:"content_type"`
+	Payload     []byte            `avro:"payload"`
+	Headers     map[string]string `avro:"headers"`
+	Topic       *string           `avro:"topic"`
+	Partition   *int32            `avro:"partition"`
+	Offset      *int64            `avro:"offset"`
+	FailedAt    time.Time         `avro:"failed_at"`
+}
