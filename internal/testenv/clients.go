@@ -27,3 +27,13 @@ func Skip(t testing.TB, format string, args ...any) {
 	t.Helper()
 	t.Skipf("SKIPPED — NOT TESTED: "+format, args...)
 }
+
+// Kcat returns the path of kcat (Debian's package), or skips the test loudly.
+func Kcat(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("kcat")
+	if err != nil {
+		Skip(t, "kcat is not installed: run scripts/test-deps.sh (Debian package kcat)")
+	}
+	return path
+}
