@@ -20,7 +20,9 @@ type Kafka struct {
 }
 
 // Config returns a client configuration for the cluster.
-func (k Kafka) Config() kafka.Config { return kafka.Config{Brokers: k.Brokers, ClientID: "omnisync-test"} }
+func (k Kafka) Config() kafka.Config {
+	return kafka.Config{Brokers: k.Brokers, ClientID: "omnisync-test"}
+}
 
 var (
 	containerOnce    sync.Once
