@@ -51,7 +51,7 @@ func ForEachKafka(t *testing.T, fn func(t *testing.T, k Kafka)) {
 }
 
 // RealKafka returns the real Apache Kafka cluster, or skips the test loudly.
-func RealKafka(t *testing.T) Kafka {
+func RealKafka(t testing.TB) Kafka {
 	t.Helper()
 	k, ok := realKafka(t)
 	if !ok {
@@ -61,7 +61,7 @@ func RealKafka(t *testing.T) Kafka {
 	return k
 }
 
-func realKafka(t *testing.T) (Kafka, bool) {
+func realKafka(t testing.TB) (Kafka, bool) {
 	if addrs := os.Getenv("OMNISYNC_TEST_KAFKA"); addrs != "" {
 		return Kafka{Backend: "external", Brokers: strings.Split(addrs, ",")}, true
 	}
@@ -96,4 +96,14 @@ func Embedded(t testing.TB, dataDir string) Kafka {
 	}
 	t.Cleanup(b.Close)
 	return Kafka{Backend: "embedded", Brokers: b.Addrs()}
+}
+
+// AnyKafka returns the real cluster when there is one, else a fresh
+// embedded broker; for benchmarks, which report the backend in their name.
+func AnyKafka(t testing.TB) Kafka {
+	t.Helper()
+	if k, ok := realKafka(t); ok {
+		return k
+	}
+	return Embedded(t, "")
 }

@@ -1,0 +1,44 @@
+# omnisync — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := bash
+GO ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME ?= 2m
+
+.PHONY: build run test bench fuzz lint kafka-up kafka-down deps
+
+build:
+	$(GO) build -o bin/omnisync ./cmd/omnisync
+
+# Everything on the embedded default: broker, schema registry, topics.
+run: build
+	./bin/omnisync dev
+
+# The whole suite against a real Apache Kafka and PostgreSQL that it starts
+# (and stops, whatever happens), plus a short run of every fuzz target.
+test:
+	scripts/test.sh
+
+# Benchmarks, each printed beside its baseline with the ratio.
+bench:
+	scripts/bench.sh
+
+# Every fuzz target for FUZZTIME each.
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# A real single-node Apache Kafka (KRaft) on 127.0.0.1:19092; NODES=3 for three.
+kafka-up:
+	scripts/kafka.sh install
+	scripts/kafka.sh up --nodes $(or $(NODES),1)
+
+kafka-down:
+	scripts/kafka.sh down
+
+deps:
+	scripts/test-deps.sh
+	$(GO) mod download
+	scripts/kafka.sh install

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and prints each beside its baseline with the ratio.
+# Benchmarks that need Kafka use OMNISYNC_TEST_KAFKA when set, else start
+# the real broker with scripts/kafka.sh, like make test.
+#   scripts/bench.sh [go test -bench regexp]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/services.sh
+start_services
+go test -run '^$' -bench "${1:-.}" -benchmem -count 1 -timeout 60m ./... | go run ./internal/tools/benchratio
