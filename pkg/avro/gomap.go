@@ -13,7 +13,7 @@ import (
 // Records map from structs by their `avro` tags; a schema field the struct
 // lacks takes its default.
 func ToNative(s *Schema, v any) (any, error) {
-	return toNative(s, reflect.ValueOf(v), "")
+	return wrapRoot(toNative(s, reflect.ValueOf(v)))
 }
 
 // FromNative stores a goavro native value of schema s into the Go value
@@ -23,7 +23,8 @@ func FromNative(s *Schema, native any, out any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("avro: FromNative needs a non-nil pointer, got %T", out)
 	}
-	return fromNative(s, native, rv.Elem(), "")
+	_, err := wrapRoot(nil, fromNative(s, native, rv.Elem()))
+	return err
 }
 
 var fieldIndexes sync.Map // reflect.Type → map[string]int
@@ -47,7 +48,7 @@ var timeType = reflect.TypeFor[time.Time]()
 
 // nullable returns the non-null branch of a [null, T] union, or an error
 // for unions Go types cannot express.
-func nullable(s *Schema, path string) (*Schema, error) {
+func nullable(s *Schema) (*Schema, error) {
 	var other *Schema
 	hasNull := false
 	for _, b := range s.Branches {
@@ -56,18 +57,18 @@ func nullable(s *Schema, path string) (*Schema, error) {
 		} else if other == nil {
 			other = b
 		} else {
-			return nil, fmt.Errorf("avro: %s: union %s has more than one non-null branch; Go mapping supports [null, T] only", path, unionNames(s))
+			return nil, fmt.Errorf("union %s has more than one non-null branch; Go mapping supports [null, T] only", unionNames(s))
 		}
 	}
 	if !hasNull || other == nil {
-		return nil, fmt.Errorf("avro: %s: union %s must be [null, T] for Go mapping", path, unionNames(s))
+		return nil, fmt.Errorf("union %s must be [null, T] for Go mapping", unionNames(s))
 	}
 	return other, nil
 }
 
-func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
+func toNative(s *Schema, rv reflect.Value) (any, error) {
 	if s.Kind == Union {
-		inner, err := nullable(s, path)
+		inner, err := nullable(s)
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +83,7 @@ func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
 		if rv.Kind() == reflect.Pointer {
 			rv = rv.Elem()
 		}
-		v, err := toNative(inner, rv, path)
+		v, err := toNative(inner, rv)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +91,7 @@ func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
 	}
 	for rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Interface {
 		if rv.IsNil() {
-			return nil, fmt.Errorf("avro: %s: nil value for non-null type %s", path, typeName(s))
+			return nil, fmt.Errorf("nil value for non-null type %s", typeName(s))
 		}
 		rv = rv.Elem()
 	}
@@ -112,11 +113,11 @@ func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
 		case reflect.Uint8, reflect.Uint16, reflect.Uint32:
 			i = int64(rv.Uint())
 		default:
-			return nil, mismatch(s, rv, path)
+			return nil, mismatch(s, rv)
 		}
 		if s.Kind == Int {
 			if int64(int32(i)) != i {
-				return nil, fmt.Errorf("avro: %s: %d overflows int", path, i)
+				return nil, fmt.Errorf("%d overflows int", i)
 			}
 			return int32(i), nil
 		}
@@ -143,7 +144,7 @@ func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
 				return *s.Default, nil
 			}
 			if !contains(s.Symbols, sym) {
-				return nil, fmt.Errorf("avro: %s: %q is not a symbol of enum %s", path, sym, s.Name)
+				return nil, fmt.Errorf("%q is not a symbol of enum %s", sym, s.Name)
 			}
 			return sym, nil
 		}
@@ -151,9 +152,9 @@ func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
 		if rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
 			out := make([]any, rv.Len())
 			for i := range out {
-				v, err := toNative(s.Items, rv.Index(i), path+"[]")
+				v, err := toNative(s.Items, rv.Index(i))
 				if err != nil {
-					return nil, err
+					return nil, at(fmt.Sprintf("[%d]", i), err)
 				}
 				out[i] = v
 			}
@@ -163,9 +164,9 @@ func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
 		if rv.Kind() == reflect.Map && rv.Type().Key().Kind() == reflect.String {
 			out := make(map[string]any, rv.Len())
 			for it := rv.MapRange(); it.Next(); {
-				v, err := toNative(s.Values, it.Value(), path+"{}")
+				v, err := toNative(s.Values, it.Value())
 				if err != nil {
-					return nil, err
+					return nil, at("["+it.Key().String()+"]", err)
 				}
 				out[it.Key().String()] = v
 			}
@@ -179,28 +180,28 @@ func toNative(s *Schema, rv reflect.Value, path string) (any, error) {
 				i, ok := fields[f.Name]
 				if !ok {
 					if !f.HasDefault {
-						return nil, fmt.Errorf("avro: %s: Go type %s has no field for %s, which has no default", path, rv.Type(), f.Name)
+						return nil, fmt.Errorf("Go type %s has no field for %s, which has no default", rv.Type(), f.Name)
 					}
 					out[f.Name] = copyNative(f.Default)
 					continue
 				}
-				v, err := toNative(f.Type, rv.Field(i), join(path, f.Name))
+				v, err := toNative(f.Type, rv.Field(i))
 				if err != nil {
-					return nil, err
+					return nil, at("."+f.Name, err)
 				}
 				out[f.Name] = v
 			}
 			return out, nil
 		}
 	}
-	return nil, mismatch(s, rv, path)
+	return nil, mismatch(s, rv)
 }
 
-func mismatch(s *Schema, rv reflect.Value, path string) error {
-	return fmt.Errorf("avro: %s: Go type %s cannot hold %s", path, rv.Type(), typeName(s))
+func mismatch(s *Schema, rv reflect.Value) error {
+	return fmt.Errorf("Go type %s cannot hold %s", rv.Type(), typeName(s))
 }
 
-func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
+func fromNative(s *Schema, native any, rv reflect.Value) error {
 	if s.Kind == Union {
 		if native == nil {
 			rv.SetZero()
@@ -208,7 +209,7 @@ func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
 		}
 		m, ok := native.(map[string]any)
 		if !ok || len(m) != 1 {
-			return fmt.Errorf("avro: %s: malformed union value %T", path, native)
+			return fmt.Errorf("malformed union value %T", native)
 		}
 		for name, v := range m {
 			for _, b := range s.Branches {
@@ -217,27 +218,27 @@ func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
 				}
 				if rv.Kind() == reflect.Pointer {
 					p := reflect.New(rv.Type().Elem())
-					if err := fromNative(b, v, p.Elem(), path); err != nil {
+					if err := fromNative(b, v, p.Elem()); err != nil {
 						return err
 					}
 					rv.Set(p)
 					return nil
 				}
-				return fromNative(b, v, rv, path)
+				return fromNative(b, v, rv)
 			}
-			return fmt.Errorf("avro: %s: union has no branch %s", path, name)
+			return fmt.Errorf("union has no branch %s", name)
 		}
 	}
 	if rv.Kind() == reflect.Pointer {
 		p := reflect.New(rv.Type().Elem())
-		if err := fromNative(s, native, p.Elem(), path); err != nil {
+		if err := fromNative(s, native, p.Elem()); err != nil {
 			return err
 		}
 		rv.Set(p)
 		return nil
 	}
 	bad := func() error {
-		return fmt.Errorf("avro: %s: cannot store %T (%s) in Go type %s", path, native, typeName(s), rv.Type())
+		return fmt.Errorf("cannot store %T (%s) in Go type %s", native, typeName(s), rv.Type())
 	}
 	switch x := native.(type) {
 	case nil:
@@ -252,7 +253,7 @@ func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
 		switch rv.Kind() {
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 			if rv.OverflowInt(i) {
-				return fmt.Errorf("avro: %s: %d overflows %s", path, i, rv.Type())
+				return fmt.Errorf("%d overflows %s", i, rv.Type())
 			}
 			rv.SetInt(i)
 		default:
@@ -284,8 +285,8 @@ func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
 		}
 		out := reflect.MakeSlice(rv.Type(), len(x), len(x))
 		for i, v := range x {
-			if err := fromNative(s.Items, v, out.Index(i), path+"[]"); err != nil {
-				return err
+			if err := fromNative(s.Items, v, out.Index(i)); err != nil {
+				return at(fmt.Sprintf("[%d]", i), err)
 			}
 		}
 		rv.Set(out)
@@ -296,8 +297,8 @@ func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
 			elem := reflect.New(rv.Type().Elem()).Elem()
 			for k, v := range x {
 				elem.SetZero()
-				if err := fromNative(s.Values, v, elem, path+"{}"); err != nil {
-					return err
+				if err := fromNative(s.Values, v, elem); err != nil {
+					return at("["+k+"]", err)
 				}
 				out.SetMapIndex(reflect.ValueOf(k).Convert(rv.Type().Key()), elem)
 			}
@@ -309,8 +310,8 @@ func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
 				if !ok {
 					continue
 				}
-				if err := fromNative(f.Type, x[f.Name], rv.Field(i), join(path, f.Name)); err != nil {
-					return err
+				if err := fromNative(f.Type, x[f.Name], rv.Field(i)); err != nil {
+					return at("."+f.Name, err)
 				}
 			}
 		default:
@@ -320,4 +321,34 @@ func fromNative(s *Schema, native any, rv reflect.Value, path string) error {
 		return bad()
 	}
 	return nil
+}
+
+// PathError is a mapping error and where in the record it happened.
+type PathError struct {
+	Path string // e.g. .profile.tags[2]
+	Err  error
+}
+
+func (e *PathError) Error() string {
+	return "avro: " + strings.TrimPrefix(e.Path, ".") + ": " + e.Err.Error()
+}
+
+func (e *PathError) Unwrap() error { return e.Err }
+
+// at prefixes the path of err with elem; paths are built only on failure.
+func at(elem string, err error) error {
+	if pe, ok := err.(*PathError); ok {
+		return &PathError{Path: elem + pe.Path, Err: pe.Err}
+	}
+	return &PathError{Path: elem, Err: err}
+}
+
+func wrapRoot(v any, err error) (any, error) {
+	if err == nil {
+		return v, nil
+	}
+	if _, ok := err.(*PathError); ok {
+		return nil, err
+	}
+	return nil, fmt.Errorf("avro: %w", err)
 }
