@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/devregistry"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/registry"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+func newDevCommand(g *globals) *cobra.Command {
+	var dataDir, kafkaListen, registryListen string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run omnisync on one machine: embedded broker, schema registry and topics, persisted under --data-dir",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			broker, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: filepath.Join(dataDir, "broker"), Listen: kafkaListen, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer broker.Close()
+			kcfg := g.kafkaConfig(log)
+			kcfg.Brokers = broker.Addrs()
+			cl, err := kafka.NewClient(kcfg)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: kafka.DefaultLayout.Partitions, ReplicationFactor: 1}.Topics()); err != nil {
+				return fmt.Errorf("provisioning topics: %w", err)
+			}
+			stopRegistry, registryURL, err := serveRegistry(ctx, cl, registryListen, log)
+			if err != nil {
+				return err
+			}
+			defer stopRegistry()
+			reg, err := registry.New([]string{registryURL})
+			if err != nil {
+				return err
+			}
+			serde, err := codec.New(ctx, reg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), `omnisync dev is running (data in %s)
+
+  Kafka (embedded broker)   %v
+  Schema registry           %s
+  Topics                    %s, %s, %s, %s
+  Schema IDs                CustomerEvent=%d MessageEvent=%d CustomerState=%d DeadLetter=%d
+
+Try:  kcat -L -b %s
+      curl -s %s/subjects
+Ctrl-C stops it; a restart keeps all data.
+`, dataDir, broker.Addrs(), registryURL,
+				schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic, schemas.CustomerStateTopic, schemas.DeadLetterTopic,
+				serde.SchemaID(schemas.CustomerEvent), serde.SchemaID(schemas.MessageEvent), serde.SchemaID(schemas.CustomerState), serde.SchemaID(schemas.DeadLetter),
+				broker.Addrs()[0], registryURL)
+			<-ctx.Done()
+			log.Info("shutting down")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", ".omnisync", "where the broker persists everything")
+	cmd.Flags().StringVar(&kafkaListen, "kafka-listen", "127.0.0.1:9092", "address of the embedded Kafka broker")
+	cmd.Flags().StringVar(&registryListen, "registry-listen", "127.0.0.1:8081", "address of the embedded schema registry")
+	return cmd
+}
+
+func newRegistryCommand(g *globals) *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "registry",
+		Short: "Run the embedded schema registry (Confluent REST API) against a Kafka cluster; single instance, for dev and tests",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			cl, err := kafka.NewClient(g.kafkaConfig(log))
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			stop, url, err := serveRegistry(cmd.Context(), cl, listen, log)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			log.Info("schema registry listening", zap.String("url", url))
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8081", "address to serve the registry API on")
+	return cmd
+}
+
+// serveRegistry starts the embedded registry on listen and returns a
+// function that stops it, and its URL.
+func serveRegistry(ctx context.Context, cl *kgo.Client, listen string, log *zap.Logger) (func(), string, error) {
+	reg, err := devregistry.New(ctx, cl, log.Named("registry"))
+	if err != nil {
+		return nil, "", fmt.Errorf("starting schema registry: %w", err)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("schema registry: %w", err)
+	}
+	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("schema registry stopped", zap.Error(err))
+		}
+	}()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return stop, "http://" + ln.Addr().String(), nil
+}
