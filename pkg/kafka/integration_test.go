@@ -90,13 +90,13 @@ func TestKeyedRecordsLandOnMurmur2Partition(t *testing.T) {
 		if err := cl.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		var lines bytes.Buffer
+		var input bytes.Buffer
 		for _, id := range ids {
-			fmt.Fprintf(&lines, "%s\tkcat\n", id)
+			fmt.Fprintf(&input, "%s\tkcat\n", id)
 		}
 		cmd := exec.Command(kcat, "-P", "-b", strings.Join(k.Brokers, ","), "-t", topic, "-K", "\t",
 			"-X", "partitioner=murmur2_random", "-X", "acks=all")
-		cmd.Stdin = &lines
+		cmd.Stdin = &input
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("kcat produce: %v\n%s", err, out)
 		}
@@ -111,6 +111,27 @@ func TestKeyedRecordsLandOnMurmur2Partition(t *testing.T) {
 		}
 		if got["franz-go"] != len(ids) || got["kcat"] != len(ids) {
 			t.Fatalf("read %v, want %d of each", got, len(ids))
+		}
+
+		// kcat consumes them too and sees the same partitions.
+		out, err := exec.Command(kcat, "-C", "-b", strings.Join(k.Brokers, ","), "-t", topic, "-o", "beginning", "-e",
+			"-f", "%p\t%k\t%s\n").Output()
+		if err != nil {
+			t.Fatalf("kcat consume: %v", err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 2*len(ids) {
+			t.Fatalf("kcat consumed %d records, want %d", len(lines), 2*len(ids))
+		}
+		for _, l := range lines {
+			var p int32
+			var key, value string
+			if _, err := fmt.Sscanf(l, "%d\t%s\t%s", &p, &key, &value); err != nil {
+				t.Fatalf("kcat line %q: %v", l, err)
+			}
+			if want := partitionFor(key, partitions); p != want {
+				t.Errorf("kcat read %s's record on partition %d, murmur2 says %d", key, p, want)
+			}
 		}
 	})
 }

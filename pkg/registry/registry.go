@@ -60,12 +60,12 @@ func (c *Client) SR() *sr.Client { return c.sr }
 func (c *Client) Register(ctx context.Context, subject, schema string) (int, error) {
 	key := [2]string{subject, schema}
 	c.mu.RLock()
-	id, ok := c.ids[key]
+	cached, ok := c.ids[key]
 	c.mu.RUnlock()
 	if ok {
-		return id, nil
+		return cached, nil
 	}
-	ss, err := c.sr.CreateSchema(ctx, subject, sr.Schema{Schema: schema, Type: sr.TypeAvro})
+	id, err := c.sr.RegisterSchema(ctx, subject, sr.Schema{Schema: schema, Type: sr.TypeAvro}, -1, -1)
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.ErrorCode == http.StatusConflict {
@@ -74,10 +74,10 @@ func (c *Client) Register(ctx context.Context, subject, schema string) (int, err
 		return 0, fmt.Errorf("registering schema under %s: %w", subject, err)
 	}
 	c.mu.Lock()
-	c.ids[key] = ss.ID
-	c.byID[ss.ID] = schema
+	c.ids[key] = id
+	c.byID[id] = schema
 	c.mu.Unlock()
-	return ss.ID, nil
+	return id, nil
 }
 
 // SchemaByID returns the schema text registered under id. An unknown ID
