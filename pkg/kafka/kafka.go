@@ -23,10 +23,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// DefaultCompression is the producer batch compression. lz4 was chosen by
-// BenchmarkProduceCompression (make bench): on omnisync's Avro events it
-// gives the highest acks=all throughput of none, snappy, lz4 and zstd while
-// still shrinking batches.
+// DefaultCompression is the producer batch compression, chosen with
+// BenchmarkProduceCompression (make bench) on Avro CustomerEvents against
+// Apache Kafka 4.3.1 on one node, acks=all, 3 runs each (events/s, bytes
+// stored per event): none 268k, 228 B; snappy 394k, 52 B; lz4 382k, 48 B;
+// zstd 262k, 22 B; gzip 253k, 31 B. lz4 and snappy are fastest (batches
+// shrink more than compressing costs); lz4 stores less.
 const DefaultCompression = "lz4"
 
 // Config is how omnisync reaches a Kafka cluster.
