@@ -18,7 +18,7 @@ func Python(t testing.TB, modules ...string) string {
 			return py
 		}
 	}
-	Skip(t, "no python3 can %q: run scripts/test-deps.sh (Debian packages python3-avro, python3-confluent-kafka)", check)
+	Skip(t, "no python3 can %q: run scripts/test-deps.sh (Debian python3-avro, python3-confluent-kafka, python3-requests; fastavro from PyPI)", check)
 	return ""
 }
 
