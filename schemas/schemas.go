@@ -25,6 +25,9 @@ const (
 	CustomerMessagesTopic = "omnisync.customer.messages.v1"
 	CustomerStateTopic    = "omnisync.customer.state.v1"
 	DeadLetterTopic       = "omnisync.dlq.v1"
+	// IdentitiesTopic is the identity directory: identity → customer ID,
+	// compacted, followed in memory by every producer.
+	IdentitiesTopic = "omnisync.identities.v1"
 	// RegistryTopic is where the embedded schema registry persists schemas,
 	// as Confluent Schema Registry does.
 	RegistryTopic = "_schemas"
@@ -39,10 +42,11 @@ const (
 	MessageEvent  Name = "message_event"
 	CustomerState Name = "customer_state"
 	DeadLetter    Name = "dead_letter"
+	IdentityLink  Name = "identity_link"
 )
 
 // All lists every record schema.
-var All = []Name{CustomerEvent, MessageEvent, CustomerState, DeadLetter}
+var All = []Name{CustomerEvent, MessageEvent, CustomerState, DeadLetter, IdentityLink}
 
 // Topic returns the topic that carries records of this schema.
 func (n Name) Topic() string {
@@ -55,6 +59,8 @@ func (n Name) Topic() string {
 		return CustomerStateTopic
 	case DeadLetter:
 		return DeadLetterTopic
+	case IdentityLink:
+		return IdentitiesTopic
 	}
 	panic("schemas: unknown schema name " + string(n))
 }

@@ -22,6 +22,7 @@ func TestGoTypesCoverSchemas(t *testing.T) {
 		schemas.MessageEvent:  func() any { return new(events.MessageEvent) },
 		schemas.CustomerState: func() any { return new(events.CustomerState) },
 		schemas.DeadLetter:    func() any { return new(events.DeadLetter) },
+		schemas.IdentityLink:  func() any { return new(events.IdentityLink) },
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, name := range schemas.All {

@@ -109,6 +109,8 @@ func nameOf(v any) (schemas.Name, error) {
 		return schemas.CustomerState, nil
 	case *events.DeadLetter:
 		return schemas.DeadLetter, nil
+	case *events.IdentityLink:
+		return schemas.IdentityLink, nil
 	}
 	return "", fmt.Errorf("codec: %T is not a record of package events (pass a pointer)", v)
 }

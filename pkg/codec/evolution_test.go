@@ -142,6 +142,7 @@ func TestEveryReleasedVersionDecodes(t *testing.T) {
 		schemas.MessageEvent:  func() any { return new(events.MessageEvent) },
 		schemas.CustomerState: func() any { return new(events.CustomerState) },
 		schemas.DeadLetter:    func() any { return new(events.DeadLetter) },
+		schemas.IdentityLink:  func() any { return new(events.IdentityLink) },
 	}
 	for _, name := range schemas.All {
 		history, err := schemas.History(name)

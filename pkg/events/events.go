@@ -263,3 +263,13 @@ type DeadLetter struct {
 	Offset      *int64            `avro:"offset"`
 	FailedAt    time.Time         `avro:"failed_at"`
 }
+
+// IdentityLink is an entry of the identity directory.
+type IdentityLink struct {
+	Identity   Identity  `avro:"identity"`
+	CustomerID string    `avro:"customer_id"`
+	Channel    Channel   `avro:"channel"`
+	Source     string    `avro:"source"`
+	EventID    string    `avro:"event_id"`
+	LinkedAt   time.Time `avro:"linked_at"`
+}

@@ -36,8 +36,8 @@ type TopicSpec struct {
 
 // Topics returns the specs of every topic omnisync uses. The events and
 // messages topics and the dead letters are kept forever (the log is the
-// source of truth; nothing is lost); the state topic and _schemas are
-// compacted.
+// source of truth; nothing is lost); the state and identity topics and
+// _schemas are compacted.
 func (l Layout) Topics() []TopicSpec {
 	if l.Partitions <= 0 {
 		l.Partitions = DefaultLayout.Partitions
@@ -62,6 +62,7 @@ func (l Layout) Topics() []TopicSpec {
 		{schemas.CustomerMessagesTopic, l.Partitions, l.ReplicationFactor, with(forever...)},
 		{schemas.CustomerStateTopic, l.Partitions, l.ReplicationFactor, with("cleanup.policy", "compact")},
 		{schemas.DeadLetterTopic, min(l.Partitions, 3), l.ReplicationFactor, with(forever...)},
+		{schemas.IdentitiesTopic, l.Partitions, l.ReplicationFactor, with("cleanup.policy", "compact")},
 		{schemas.RegistryTopic, 1, l.ReplicationFactor, with("cleanup.policy", "compact")},
 	}
 }

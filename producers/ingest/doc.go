@@ -1,0 +1,16 @@
+// Package ingest is the pipeline every channel producer runs:
+//
+//	authenticate → parse → validate and normalise → resolve the customer ID
+//	→ build events → encode → produce keyed by customer ID (idempotent,
+//	acks=all) → answer only after Kafka acknowledged every event.
+//
+// A channel (package producers/web, producers/wechat, …) supplies only what
+// differs: a Channel that authenticates a request and parses its native
+// body into a Batch. Optional behaviour is discovered by type assertion: a
+// Handshaker answers GET verification requests (WeChat's echostr), a
+// Responder writes the channel's own success answer.
+//
+// Bad input gets a 4xx naming the field and the reason, and its raw bytes go
+// to the dead-letter topic; Kafka unavailable gets 503 with Retry-After;
+// nothing is answered 2xx before Kafka has it.
+package ingest

@@ -1,0 +1,402 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/segmentio/ksuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/redact"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// Config configures a Pipeline.
+type Config struct {
+	Client    *kgo.Client  // produces; use kafka.NewClient for idempotent acks=all
+	Serde     *codec.Serde // encodes
+	Directory *Directory   // resolves customer IDs; Run it before serving
+	Logger    *zap.Logger
+	Metrics   *Metrics // optional
+
+	// Instance names this producer in each event's source
+	// (producer/<channel>@<instance>); default the host name.
+	Instance string
+	// MaxBodyBytes is the largest request body accepted; default 1 MiB.
+	MaxBodyBytes int64
+	// ProduceTimeout bounds the wait for Kafka's acknowledgement before the
+	// caller gets 503; default 10 s.
+	ProduceTimeout time.Duration
+	// Now is the clock for ingested_at; default time.Now.
+	Now func() time.Time
+}
+
+// Pipeline runs channels' requests into Kafka. It is safe for concurrent use.
+type Pipeline struct {
+	cfg    Config
+	recent *lru.Cache[string, struct{}] // event IDs Kafka acknowledged lately
+}
+
+// New returns a pipeline.
+func New(cfg Config) *Pipeline {
+	if cfg.Instance == "" {
+		cfg.Instance, _ = os.Hostname()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.ProduceTimeout <= 0 {
+		cfg.ProduceTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	recent, _ := lru.New[string, struct{}](100_000)
+	return &Pipeline{cfg: cfg, recent: recent}
+}
+
+// Handler serves one channel's endpoint.
+func (p *Pipeline) Handler(ch Channel) http.Handler {
+	name := strings.ToLower(string(ch.Channel()))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		p.serve(ch, name, sw, r)
+		if m := p.cfg.Metrics; m != nil {
+			m.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		}
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (p *Pipeline) reject(name, reason string) {
+	if m := p.cfg.Metrics; m != nil {
+		m.rejections.WithLabelValues(name, reason).Inc()
+	}
+}
+
+func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http.Request) {
+	log := p.cfg.Logger.With(zap.String("channel", name))
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "", r.Method+" is not allowed", "")
+		return
+	}
+	if err := ch.Authenticate(r); err != nil {
+		p.reject(name, "unauthorized")
+		log.Info("request refused", zap.Error(err))
+		writeError(w, http.StatusUnauthorized, "unauthorized", "", err.Error(), "")
+		return
+	}
+	if r.Method == http.MethodGet {
+		if h, ok := ch.(Handshaker); ok {
+			h.Handshake(w, r)
+			return
+		}
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "", "GET is not allowed", "")
+		return
+	}
+	select {
+	case <-p.cfg.Directory.Ready():
+	default:
+		p.reject(name, "unavailable")
+		unavailable(w, "the identity directory is still loading")
+		return
+	}
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			p.reject(name, "too_large")
+			reason := fmt.Sprintf("body exceeds %d bytes; the dead letter keeps the first %d", p.cfg.MaxBodyBytes, len(body))
+			p.deadLetter(w, r, name, body, &ValidationError{Reason: reason}, http.StatusRequestEntityTooLarge)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "", "reading body: "+err.Error(), "")
+		return
+	}
+	batch, err := ch.Parse(r, body)
+	var invalid *ValidationError
+	if err == nil {
+		invalid = p.complete(ch, batch)
+	} else if !errors.As(err, &invalid) {
+		invalid = &ValidationError{Reason: err.Error()}
+	}
+	if invalid != nil {
+		p.reject(name, "invalid")
+		log.Info("invalid input", zap.String("field", invalid.Field), zap.String("reason", invalid.Reason))
+		p.deadLetter(w, r, name, body, invalid, http.StatusBadRequest)
+		return
+	}
+
+	records, links, err := p.records(ch, batch)
+	if err != nil {
+		p.reject(name, "invalid")
+		p.deadLetter(w, r, name, body, &ValidationError{Reason: "encoding events: " + err.Error()}, http.StatusBadRequest)
+		return
+	}
+	if p.seen(batch) {
+		log.Debug("re-delivery of events already in Kafka answered without producing", zap.Int("events", batch.Len()))
+		p.respond(ch, w, r, batch)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ProduceTimeout)
+	defer cancel()
+	start := p.cfg.Now()
+	if err := p.cfg.Client.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		p.reject(name, "unavailable")
+		log.Warn("Kafka did not take the events", zap.Int("events", batch.Len()), zap.Error(err))
+		unavailable(w, "Kafka did not acknowledge the events; retry")
+		return
+	}
+	if m := p.cfg.Metrics; m != nil {
+		m.produce.WithLabelValues(name).Observe(p.cfg.Now().Sub(start).Seconds())
+		m.events.WithLabelValues(name, "customer").Add(float64(len(batch.Customers)))
+		m.events.WithLabelValues(name, "message").Add(float64(len(batch.Messages)))
+	}
+	for _, l := range links {
+		p.cfg.Directory.remember(l.Identity, l.CustomerID)
+	}
+	p.remember(batch)
+	p.respond(ch, w, r, batch)
+}
+
+// complete fills in what the pipeline owns: channel, source, ingestion time,
+// customer and event IDs.
+func (p *Pipeline) complete(ch Channel, b *Batch) *ValidationError {
+	now := p.cfg.Now().UTC().Truncate(time.Millisecond)
+	source := p.source(ch)
+	for i, ev := range b.Customers {
+		if ev.CustomerID == "" && len(ev.Identities) == 0 {
+			return Invalid(fmt.Sprintf("customer_events[%d]", i), "names no customer and carries no identity")
+		}
+		ev.Channel, ev.Source, ev.IngestedAt = orChannel(ev.Channel, ch), orString(ev.Source, source), now
+		if ev.OccurredAt.IsZero() {
+			ev.OccurredAt = now
+		}
+		if ev.Op == "" {
+			ev.Op = events.OpUpsert
+		}
+		ev.EventID = EventID(ev.Channel, deref(ev.SourceEventID), ev.OccurredAt)
+	}
+	for i, m := range b.Messages {
+		if m.CustomerID == "" && len(m.Identities) == 0 {
+			return Invalid(fmt.Sprintf("messages[%d]", i), "names no customer and carries no identity")
+		}
+		m.Channel, m.Source, m.IngestedAt = orChannel(m.Channel, ch), orString(m.Source, source), now
+		if m.OccurredAt.IsZero() {
+			m.OccurredAt = now
+		}
+		m.MessageID = EventID(m.Channel, deref(m.SourceMessageID), m.OccurredAt)
+	}
+	return nil
+}
+
+// records resolves customer IDs and encodes the batch and the identity links
+// it creates into Kafka records keyed by customer ID.
+func (p *Pipeline) records(ch Channel, b *Batch) ([]*kgo.Record, []*events.IdentityLink, error) {
+	var recs []*kgo.Record
+	var links []*events.IdentityLink
+	pending := map[string]string{} // links made by this request
+	resolve := func(explicit, eventID string, ids []events.Identity) string {
+		customerID, unlinked := p.cfg.Directory.Resolve(explicit, ids, pending)
+		for _, id := range unlinked {
+			pending[IdentityKey(id)] = customerID
+			links = append(links, &events.IdentityLink{Identity: id, CustomerID: customerID, Channel: ch.Channel(),
+				Source: p.source(ch), EventID: eventID, LinkedAt: p.cfg.Now().UTC()})
+		}
+		return customerID
+	}
+	add := func(topic, key string, v any) error {
+		value, err := p.cfg.Serde.Encode(v)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(key), Value: value})
+		return nil
+	}
+	for _, ev := range b.Customers {
+		ev.CustomerID = resolve(ev.CustomerID, ev.EventID, ev.Identities)
+		if err := add(schemas.CustomerEventsTopic, ev.CustomerID, ev); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, m := range b.Messages {
+		m.CustomerID = resolve(m.CustomerID, m.MessageID, m.Identities)
+		if err := add(schemas.CustomerMessagesTopic, m.CustomerID, m); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, l := range links {
+		if err := add(schemas.IdentitiesTopic, IdentityKey(l.Identity), l); err != nil {
+			return nil, nil, err
+		}
+		p.cfg.Logger.Debug("identity linked", zap.String("kind", l.Identity.Kind),
+			zap.String("value", redact.Identity(l.Identity.Kind, l.Identity.Value)), zap.String("customer_id", l.CustomerID))
+	}
+	return recs, links, nil
+}
+
+// seen reports whether Kafka already acknowledged every event of the batch
+// to this instance (a re-sent delivery).
+func (p *Pipeline) seen(b *Batch) bool {
+	if b.Len() == 0 {
+		return false
+	}
+	for _, ev := range b.Customers {
+		if ev.SourceEventID == nil || !p.recent.Contains(ev.EventID) {
+			return false
+		}
+	}
+	for _, m := range b.Messages {
+		if m.SourceMessageID == nil || !p.recent.Contains(m.MessageID) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Pipeline) remember(b *Batch) {
+	for _, ev := range b.Customers {
+		p.recent.Add(ev.EventID, struct{}{})
+	}
+	for _, m := range b.Messages {
+		p.recent.Add(m.MessageID, struct{}{})
+	}
+}
+
+func (p *Pipeline) respond(ch Channel, w http.ResponseWriter, r *http.Request, b *Batch) {
+	if rs, ok := ch.(Responder); ok {
+		rs.Respond(w, r, b)
+		return
+	}
+	resp := Accepted{CustomerEvents: []string{}, Messages: []string{}}
+	for _, ev := range b.Customers {
+		resp.CustomerEvents = append(resp.CustomerEvents, ev.EventID)
+	}
+	for _, m := range b.Messages {
+		resp.Messages = append(resp.Messages, m.MessageID)
+	}
+	resp.Accepted = b.Len()
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// Accepted is the JSON answer to an accepted request.
+type Accepted struct {
+	Accepted       int      `json:"accepted"`
+	CustomerEvents []string `json:"customer_events"`
+	Messages       []string `json:"messages"`
+}
+
+// Error is the JSON answer to a refused request.
+type Error struct {
+	Error        string `json:"error"`
+	Field        string `json:"field,omitempty"`
+	Reason       string `json:"reason"`
+	DeadLetterID string `json:"dead_letter_id,omitempty"`
+}
+
+// keptHeaders are the request headers a dead letter keeps; never
+// credentials.
+var keptHeaders = []string{"Content-Type", "User-Agent", "X-Request-Id", "X-Forwarded-For"}
+
+// deadLetter writes the raw input and the reason to the dead-letter topic,
+// then answers code; if Kafka does not take the dead letter, the caller gets
+// 503 so the input is not lost.
+func (p *Pipeline) deadLetter(w http.ResponseWriter, r *http.Request, name string, body []byte, why *ValidationError, code int) {
+	headers := map[string]string{"method": r.Method, "path": r.URL.Path}
+	if q := r.URL.RawQuery; q != "" {
+		headers["query"] = q
+	}
+	for _, h := range keptHeaders {
+		if v := r.Header.Get(h); v != "" {
+			headers[h] = v
+		}
+	}
+	dl := &events.DeadLetter{
+		ID: ksuid.New().String(), Stage: "ingest", Component: "producer/" + name, Reason: why.Reason,
+		ContentType: r.Header.Get("Content-Type"), Payload: body, Headers: headers, FailedAt: p.cfg.Now().UTC(),
+	}
+	if why.Field != "" {
+		dl.Field = &why.Field
+	}
+	value, err := p.cfg.Serde.Encode(dl)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ProduceTimeout)
+		defer cancel()
+		err = p.cfg.Client.ProduceSync(ctx, &kgo.Record{Topic: schemas.DeadLetterTopic, Key: []byte(name), Value: value}).FirstErr()
+	}
+	if err != nil {
+		p.cfg.Logger.Warn("dead letter not written", zap.String("channel", name), zap.Error(err))
+		unavailable(w, "the input was invalid ("+why.Error()+") but could not be kept in the dead-letter topic; retry")
+		return
+	}
+	kind := "invalid_input"
+	if code == http.StatusRequestEntityTooLarge {
+		kind = "too_large"
+	}
+	writeError(w, code, kind, why.Field, why.Reason, dl.ID)
+}
+
+func unavailable(w http.ResponseWriter, reason string) {
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, "unavailable", "", reason, "")
+}
+
+func writeError(w http.ResponseWriter, code int, kind, field, reason, deadLetterID string) {
+	writeJSON(w, code, Error{Error: kind, Field: field, Reason: reason, DeadLetterID: deadLetterID})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (p *Pipeline) source(ch Channel) string {
+	return "producer/" + strings.ToLower(string(ch.Channel())) + "@" + p.cfg.Instance
+}
+
+func orChannel(c events.Channel, ch Channel) events.Channel {
+	if c == "" || c == events.ChannelUnknown {
+		return ch.Channel()
+	}
+	return c
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
