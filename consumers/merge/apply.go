@@ -1,0 +1,391 @@
+package merge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/omnisync/omnisync/pkg/events"
+)
+
+// Outcome says what applying one event did.
+type Outcome struct {
+	// Changed is true when the record changed (and its version grew).
+	Changed bool
+	// Stale counts field writes ignored because their stamp was not newer
+	// than the field's register (including a resolution's write).
+	Stale int
+	// ConflictsOpened and ConflictsResolved count conflicts this event
+	// opened and closed.
+	ConflictsOpened   int
+	ConflictsResolved int
+	// UnknownFields counts clears and attributes naming no valid field;
+	// they were skipped.
+	UnknownFields int
+	// Ignored is why the whole event was ignored; empty when it was not.
+	// An ignored event changes nothing.
+	Ignored Reason
+}
+
+// Reason is why an event was ignored as a whole.
+type Reason string
+
+// The reasons.
+const (
+	// ReasonMalformed: no event (or message) ID, or no customer ID.
+	ReasonMalformed Reason = "malformed event"
+	// ReasonOtherCustomer: the event is for another customer than the record.
+	ReasonOtherCustomer Reason = "event for another customer"
+	// ReasonBeforeTombstone: the event's stamp is not after the tombstone.
+	ReasonBeforeTombstone Reason = "older than the tombstone"
+	// ReasonUnknownOp: the op is UNKNOWN or not one this package knows.
+	ReasonUnknownOp Reason = "unknown op"
+	// ReasonNoResolution: a RESOLVE event without a resolution.
+	ReasonNoResolution Reason = "resolve without resolution"
+	// ReasonUnknownConflict: the record has no conflict with that ID.
+	ReasonUnknownConflict Reason = "unknown conflict"
+	// ReasonConflictClosed: the conflict was already resolved.
+	ReasonConflictClosed Reason = "conflict already closed"
+	// ReasonFieldMismatch: the resolution names another field than the conflict's.
+	ReasonFieldMismatch Reason = "resolution field does not match the conflict"
+	// ReasonUnknownChoice: the resolution's choice is UNKNOWN or not known.
+	ReasonUnknownChoice Reason = "unknown resolution choice"
+	// ReasonInvalidValue: a SET_VALUE text is not a value of the field.
+	ReasonInvalidValue Reason = "invalid resolution value"
+	// ReasonStaleResolution: the value a resolution would write is older than
+	// the field's register; the conflict stays open.
+	ReasonStaleResolution Reason = "resolution older than the field's value"
+)
+
+// Apply folds one customer event into r under policy p (nil means
+// DefaultPolicy) and returns the new record and what happened. r is not
+// modified; when nothing changed the returned record is r itself.
+//
+// UPSERT writes the profile's fields and clears and adds the event's
+// identities; DELETE erases the record down to its tombstone; RESOLVE closes
+// a conflict (and adds identities). See the package documentation for the
+// rules.
+func Apply(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome) {
+	if p == nil {
+		p = defaultPolicy
+	}
+	if ev == nil || ev.EventID == "" || ev.CustomerID == "" {
+		return r, Outcome{Ignored: ReasonMalformed}
+	}
+	s := stampOf(ev.OccurredAt, ev.EventID)
+	if reason := admit(r, ev.CustomerID, s); reason != "" {
+		return r, Outcome{Ignored: reason}
+	}
+	ed := edit{rec: r, customer: ev.CustomerID, policy: p}
+	switch ev.Op {
+	case events.OpUpsert:
+		ed.upsert(ev, s)
+	case events.OpDelete:
+		ed.erase(s)
+	case events.OpResolve:
+		ed.resolve(ev, s)
+	default:
+		return r, Outcome{Ignored: ReasonUnknownOp}
+	}
+	return ed.finish(r, s)
+}
+
+// ApplyMessage folds one message into r under policy p (nil means
+// DefaultPolicy): it adds the message's identities and moves the last
+// contact to the message when its stamp (occurred_at, message_id) is newer.
+// r is not modified. The message itself is not part of the record.
+func ApplyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome) {
+	if p == nil {
+		p = defaultPolicy
+	}
+	if m == nil || m.MessageID == "" || m.CustomerID == "" {
+		return r, Outcome{Ignored: ReasonMalformed}
+	}
+	s := stampOf(m.OccurredAt, m.MessageID)
+	if reason := admit(r, m.CustomerID, s); reason != "" {
+		return r, Outcome{Ignored: reason}
+	}
+	ed := edit{rec: r, customer: m.CustomerID, policy: p}
+	ed.addIdentities(m.Identities)
+	if r.LastContact == nil || s.After(*r.LastContact) {
+		ed.rec.LastContact = &s
+		ed.rec.LastContactChannel = channelOf(m.Channel)
+		ed.changed = true
+	}
+	return ed.finish(r, s)
+}
+
+// admit returns why an event for customer stamped s must be ignored by r,
+// or "" if it may be applied.
+func admit(r Record, customer string, s Stamp) Reason {
+	switch {
+	case r.CustomerID != "" && r.CustomerID != customer:
+		return ReasonOtherCustomer
+	case r.Tombstone != nil && !s.After(*r.Tombstone):
+		return ReasonBeforeTombstone
+	}
+	return ""
+}
+
+// ConflictID returns the ID of the conflict a write by event eventID to
+// field of customer opens.
+func ConflictID(customerID, field, eventID string) string {
+	h := sha256.New()
+	for _, part := range []string{customerID, field, eventID} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// channelOf returns ch, or UNKNOWN when ch is not a channel of package
+// events, so that every record encodes with the state schema.
+func channelOf(ch events.Channel) events.Channel {
+	if knownChannel(ch) {
+		return ch
+	}
+	return events.ChannelUnknown
+}
+
+// edit is a copy-on-write change of one record by one event: rec starts as
+// a shallow copy of the input and each map or slice is copied before its
+// first change, so the input record is never modified.
+type edit struct {
+	rec      Record
+	customer string
+	policy   *Policy
+	out      Outcome
+
+	changed       bool
+	ownFields     bool
+	ownIdentities bool
+	ownConflicts  bool
+}
+
+// finish returns the edited record, versioned and stamped, or the input
+// record when nothing changed or the event was ignored.
+func (ed *edit) finish(in Record, s Stamp) (Record, Outcome) {
+	if ed.out.Ignored != "" || !ed.changed {
+		return in, ed.out
+	}
+	r := ed.rec
+	r.CustomerID = ed.customer
+	if r.Version == 0 || s.At.After(r.UpdatedAt) {
+		r.UpdatedAt = s.At
+	}
+	r.Version++
+	r.PolicyHash = ed.policy.Hash()
+	r.NeedsReview = slices.ContainsFunc(r.Conflicts, Conflict.Open)
+	ed.out.Changed = true
+	return r, ed.out
+}
+
+// ignore marks the whole event ignored for reason.
+func (ed *edit) ignore(reason Reason) { ed.out.Ignored = reason }
+
+// upsert applies the writes and identities of an UPSERT.
+func (ed *edit) upsert(ev *events.CustomerEvent, s Stamp) {
+	ed.addIdentities(ev.Identities)
+	ws, unknown := profileWrites(ev.Profile, ev.Clears)
+	ed.out.UnknownFields = unknown
+	for _, w := range ws {
+		ed.write(w.field, Register{Value: w.value, Stamp: s, Channel: channelOf(ev.Channel), Source: ev.Source})
+	}
+}
+
+// write applies one field write of an UPSERT: last writer wins, except
+// that a key field may hold the write back as a conflict.
+func (ed *edit) write(field string, in Register) {
+	cur, ok := ed.rec.Fields[field]
+	if ok && !in.Stamp.After(cur.Stamp) {
+		ed.out.Stale++
+		return
+	}
+	if !ok || !ed.policy.IsKeyField(field) {
+		ed.setField(field, in)
+		return
+	}
+	var id string
+	if len(ed.rec.Conflicts) > 0 {
+		// A write once held back as a conflict is decided by its
+		// resolution only: re-delivered, it is absorbed.
+		id = ConflictID(ed.customer, field, in.Stamp.EventID)
+		if ed.conflictIndex(id) >= 0 {
+			return
+		}
+	}
+	if ed.overrides(field, cur, in) {
+		ed.setField(field, in)
+		return
+	}
+	if ed.settled(field, cur.Value, in.Value) {
+		return // this value already awaits review, or an agent kept the current one over it
+	}
+	if id == "" {
+		id = ConflictID(ed.customer, field, in.Stamp.EventID)
+	}
+	ed.addConflict(Conflict{
+		ID: id, Field: field, Current: cur.Value, Candidate: in.Value,
+		CandidateEventID: in.Stamp.EventID, CandidateChannel: in.Channel, CandidateSource: in.Source,
+		DetectedAt: in.Stamp.At, Status: events.ConflictOpen,
+	})
+	ed.out.ConflictsOpened++
+}
+
+// overrides reports whether a newer write in to key field may replace cur.
+func (ed *edit) overrides(field string, cur, in Register) bool {
+	switch {
+	case cur.Value == null, cur.Value == in.Value:
+		return true
+	case cur.Channel == in.Channel && cur.Source == in.Source:
+		return true
+	}
+	curRank, inRank := ed.policy.rank(field, cur.Channel), ed.policy.rank(field, in.Channel)
+	if inRank != curRank {
+		return inRank < curRank
+	}
+	return in.Stamp.At.Sub(cur.Stamp.At) >= ed.policy.ConflictWindow()
+}
+
+// settled reports whether a conflict on field between the same current and
+// candidate values is open or was decided for the current value, so a new
+// event proposing the candidate again needs no new review.
+func (ed *edit) settled(field, current, candidate string) bool {
+	return slices.ContainsFunc(ed.rec.Conflicts, func(c Conflict) bool {
+		return c.Field == field && c.Current == current && c.Candidate == candidate &&
+			(c.Status == events.ConflictOpen || c.Status == events.ConflictKeptCurrent)
+	})
+}
+
+// erase applies a DELETE already known to be newer than the tombstone.
+func (ed *edit) erase(s Stamp) {
+	ed.rec.Fields, ed.ownFields = nil, true
+	ed.rec.Identities, ed.ownIdentities = nil, true
+	ed.rec.Conflicts, ed.ownConflicts = nil, true
+	ed.rec.LastContact, ed.rec.LastContactChannel = nil, ""
+	ed.rec.Tombstone = &s
+	ed.changed = true
+}
+
+// resolve applies a RESOLVE event.
+func (ed *edit) resolve(ev *events.CustomerEvent, s Stamp) {
+	res := ev.Resolution
+	if res == nil {
+		ed.ignore(ReasonNoResolution)
+		return
+	}
+	i := ed.conflictIndex(res.ConflictID)
+	if i < 0 {
+		ed.ignore(ReasonUnknownConflict)
+		return
+	}
+	c := ed.rec.Conflicts[i]
+	switch {
+	case !c.Open():
+		ed.ignore(ReasonConflictClosed)
+		return
+	case res.Field != "" && res.Field != c.Field:
+		ed.ignore(ReasonFieldMismatch)
+		return
+	}
+	var value string
+	switch res.Choice {
+	case events.ChoiceKeepCurrent:
+		c.Status = events.ConflictKeptCurrent
+	case events.ChoiceTakeCandidate:
+		c.Status, value = events.ConflictTookCandidate, c.Candidate
+	case events.ChoiceSetValue:
+		v, err := parseValue(c.Field, res.Value)
+		if err != nil {
+			ed.ignore(ReasonInvalidValue)
+			return
+		}
+		c.Status, value = events.ConflictSetValue, v
+	default:
+		ed.ignore(ReasonUnknownChoice)
+		return
+	}
+	if c.Status != events.ConflictKeptCurrent {
+		if cur, ok := ed.rec.Fields[c.Field]; ok && !s.After(cur.Stamp) {
+			ed.out.Stale++
+			ed.ignore(ReasonStaleResolution)
+			return
+		}
+		ed.setField(c.Field, Register{Value: value, Stamp: s, Channel: channelOf(ev.Channel), Source: ev.Source})
+	}
+	c.ResolvedBy, c.ResolvedAt = res.ResolvedBy, s.At
+	ed.ownConflictsCopy()
+	ed.rec.Conflicts[i] = c
+	ed.out.ConflictsResolved++
+	ed.addIdentities(ev.Identities)
+	ed.changed = true
+}
+
+// setField sets field's register.
+func (ed *edit) setField(field string, g Register) {
+	if !ed.ownFields {
+		ed.rec.Fields = maps.Clone(ed.rec.Fields)
+		ed.ownFields = true
+	}
+	if ed.rec.Fields == nil {
+		ed.rec.Fields = map[string]Register{}
+	}
+	ed.rec.Fields[field] = g
+	ed.changed = true
+}
+
+// addIdentities adds ids to the record's sorted identity set.
+func (ed *edit) addIdentities(ids []events.Identity) {
+	for _, id := range ids {
+		i, found := slices.BinarySearchFunc(ed.rec.Identities, id, compareIdentity)
+		if found {
+			continue
+		}
+		if !ed.ownIdentities {
+			ed.rec.Identities = slices.Clone(ed.rec.Identities)
+			ed.ownIdentities = true
+		}
+		ed.rec.Identities = slices.Insert(ed.rec.Identities, i, id)
+		ed.changed = true
+	}
+}
+
+func compareIdentity(a, b events.Identity) int {
+	if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Scope, b.Scope); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Value, b.Value)
+}
+
+// conflictIndex returns the index of the conflict with id, or -1.
+func (ed *edit) conflictIndex(id string) int {
+	return slices.IndexFunc(ed.rec.Conflicts, func(c Conflict) bool { return c.ID == id })
+}
+
+// addConflict inserts c in (DetectedAt, ID) order.
+func (ed *edit) addConflict(c Conflict) {
+	ed.ownConflictsCopy()
+	i, _ := slices.BinarySearchFunc(ed.rec.Conflicts, c, compareConflict)
+	ed.rec.Conflicts = slices.Insert(ed.rec.Conflicts, i, c)
+	ed.changed = true
+}
+
+func compareConflict(a, b Conflict) int {
+	if c := a.DetectedAt.Compare(b.DetectedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+// ownConflictsCopy makes rec.Conflicts the edit's own copy.
+func (ed *edit) ownConflictsCopy() {
+	if !ed.ownConflicts {
+		ed.rec.Conflicts = slices.Clone(ed.rec.Conflicts)
+		ed.ownConflicts = true
+	}
+}

@@ -1,0 +1,67 @@
+// Package merge is omnisync's merge contract (DESIGN.md section 4): it folds
+// customer events and messages into one versioned customer Record.
+//
+// The package is pure: Apply and ApplyMessage read no clock, draw no random
+// numbers, do no I/O and start no goroutines. The record they return depends
+// only on the record, the event and the Policy they are given, so live
+// processing and a replay of the same log produce records with the same
+// CanonicalHash.
+//
+// # Stamps and registers
+//
+// Every write is stamped with (occurred_at, event_id), ordered by time and
+// then by ID (Stamp.After). Each profile field is a last-write-wins Register;
+// a write whose stamp is not After the register's is stale: it is ignored
+// and counted in Outcome.Stale. Re-applying an event is therefore a no-op.
+// A cleared field keeps a register holding JSON null, so an older write
+// arriving late cannot bring the value back. Times are held as UTC
+// milliseconds, the precision of Avro's timestamp-millis, so a record built
+// from an in-memory event equals one built from the same event decoded from
+// Kafka.
+//
+// Field names are the Avro names of the typed profile fields (name, phone,
+// email, gender, birthday, address, vip_level, tags, id_number) and
+// "attributes.<key>" for each attribute. Register values are canonical JSON
+// text: strings for name, phone, email, id_number and attributes, the enum
+// symbol for gender, "YYYY-MM-DD" for birthday, a number for vip_level, an
+// array of strings for tags and an object with the Avro field names for
+// address.
+//
+// # Key fields and conflicts
+//
+// The Policy names key fields (by default phone, email, id_number and
+// attributes.order_no). A newer write to a key field that holds a different,
+// non-null value overwrites it when it comes from the same channel and
+// source, from a channel of higher authority, or from a channel of equal
+// authority at least the conflict window after the current value. Otherwise
+// (lower authority, or equal authority within the window) the current value
+// stays and an open Conflict is added; the record NeedsReview while any
+// conflict is open. A conflict's ID is derived from the customer, the field
+// and the candidate event, so a re-delivered event never opens a second one;
+// a new event proposing a value already awaiting review (or already
+// rejected by KEEP_CURRENT) against the same current value opens none either.
+//
+// A write held back as a conflict is decided by its resolution only: the
+// same event arriving again is absorbed whatever the field holds by then.
+//
+// RESOLVE events close an open conflict: KEEP_CURRENT leaves the field,
+// TAKE_CANDIDATE and SET_VALUE write the value with the resolve event's own
+// stamp, channel and source, bypassing the authority rules but not the stamp
+// order: a resolution older than the field's register is ignored and the
+// conflict stays open. Conflicts are closed by RESOLVE events only, and stay
+// in the record, closed, until a DELETE.
+//
+// # Deletes
+//
+// A DELETE newer than the record's tombstone erases every field, identity,
+// conflict and the last contact, whatever their stamps, and keeps only the
+// tombstone stamp: a privacy request leaves nothing behind even when a
+// channel's clock runs ahead. Afterwards every event or message whose stamp
+// is not After the tombstone is ignored; a newer one recreates the customer.
+//
+// # Versions
+//
+// Record.Version grows by exactly one for every event that changed the
+// record and never otherwise, so stores can upsert only newer versions and
+// absorb re-deliveries.
+package merge

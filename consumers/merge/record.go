@@ -1,0 +1,281 @@
+package merge
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/omnisync/omnisync/pkg/events"
+)
+
+// Record is one customer's merged record. The zero Record is the record of
+// a customer no event has touched yet. Records are values: Apply and
+// ApplyMessage never modify the record they are given, and callers must
+// not modify the maps and slices of a record they have handed to them.
+//
+// Two records are equal exactly when their CanonicalHash is. A Record
+// round-trips through encoding/json (MarshalJSON writes the canonical
+// encoding), which is how a store can keep it between events.
+type Record struct {
+	CustomerID string
+	// Version grows by one with every event that changed the record.
+	Version int64
+	// Fields holds a register per field ever written or cleared since the
+	// last delete; a cleared field's register holds null.
+	Fields map[string]Register
+	// Identities is every channel identity seen since the last delete,
+	// sorted by kind, scope and value, without duplicates.
+	Identities []events.Identity
+	// Conflicts is every conflict detected since the last delete, open or
+	// closed, sorted by DetectedAt and then ID.
+	Conflicts []Conflict
+	// NeedsReview is true exactly when a conflict is open.
+	NeedsReview bool
+	// Tombstone is the stamp of the newest DELETE applied, nil if none.
+	Tombstone *Stamp
+	// LastContact is the stamp (occurred_at, message_id) of the newest
+	// message since the last delete, nil if none.
+	LastContact *Stamp
+	// LastContactChannel is the channel of that message, empty if none.
+	LastContactChannel events.Channel
+	// UpdatedAt is the newest occurred_at of the events that changed the
+	// record.
+	UpdatedAt time.Time
+	// PolicyHash is the Hash of the policy of the last change.
+	PolicyHash string
+}
+
+// Register is a last-write-wins field value with the stamp and provenance
+// of the write that set it.
+type Register struct {
+	// Value is canonical JSON text; "null" when the field was cleared.
+	Value   string
+	Stamp   Stamp
+	Channel events.Channel
+	Source  string
+}
+
+// Cleared reports whether the register holds a cleared (null) value.
+func (g Register) Cleared() bool { return g.Value == null }
+
+// Conflict is a write to a key field that was held back for review: the
+// field keeps Current, Candidate awaits an agent's decision.
+type Conflict struct {
+	// ID is derived from the customer ID, the field and the candidate
+	// event ID: the same candidate always has the same ID.
+	ID    string
+	Field string
+	// Current and Candidate are canonical JSON text, as in Register.
+	Current          string
+	Candidate        string
+	CandidateEventID string
+	CandidateChannel events.Channel
+	CandidateSource  string
+	// DetectedAt is the candidate event's occurred_at.
+	DetectedAt time.Time
+	Status     events.ConflictStatus
+	// ResolvedBy is the agent named by the resolution; ResolvedAt the
+	// resolve event's occurred_at. Both are zero while the conflict is open.
+	ResolvedBy string
+	ResolvedAt time.Time
+}
+
+// Open reports whether the conflict awaits review.
+func (c Conflict) Open() bool { return c.Status == events.ConflictOpen }
+
+// Deleted reports whether the customer was deleted and nothing was
+// recorded since.
+func (r Record) Deleted() bool {
+	return r.Tombstone != nil && len(r.Fields) == 0 && len(r.Identities) == 0 &&
+		len(r.Conflicts) == 0 && r.LastContact == nil
+}
+
+// State returns the record as published to the state topic. Cleared fields
+// are published with value_json "null"; a deleted record has deleted=true
+// and nothing else but its ID, version, update time and policy hash.
+// The schema has no place for a conflict's ResolvedBy and ResolvedAt.
+func (r Record) State() events.CustomerState {
+	s := events.CustomerState{
+		CustomerID:         r.CustomerID,
+		Version:            r.Version,
+		Deleted:            r.Deleted(),
+		Fields:             make(map[string]events.Register, len(r.Fields)),
+		Identities:         make([]events.Identity, len(r.Identities)),
+		Conflicts:          make([]events.Conflict, 0, len(r.Conflicts)),
+		NeedsReview:        r.NeedsReview,
+		LastContactChannel: events.ChannelUnknown,
+		UpdatedAt:          r.UpdatedAt,
+		PolicyHash:         r.PolicyHash,
+	}
+	for f, g := range r.Fields {
+		s.Fields[f] = events.Register{ValueJSON: g.Value, OccurredAt: g.Stamp.At, EventID: g.Stamp.EventID, Channel: g.Channel, Source: g.Source}
+	}
+	copy(s.Identities, r.Identities)
+	for _, c := range r.Conflicts {
+		s.Conflicts = append(s.Conflicts, events.Conflict{
+			ID: c.ID, Field: c.Field, CurrentJSON: c.Current, CandidateJSON: c.Candidate,
+			CandidateEventID: c.CandidateEventID, CandidateChannel: c.CandidateChannel, CandidateSource: c.CandidateSource,
+			DetectedAt: c.DetectedAt, Status: c.Status,
+		})
+	}
+	if r.LastContact != nil {
+		at := r.LastContact.At
+		s.LastContactAt = &at
+		s.LastContactChannel = r.LastContactChannel
+	}
+	return s
+}
+
+// CanonicalHash returns the SHA-256 (hex) of the record's canonical
+// encoding (MarshalJSON). Two records are equal exactly when their hashes
+// are, whichever process built them.
+func (r Record) CanonicalHash() string {
+	b, _ := r.MarshalJSON() // cannot fail
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// The canonical encoding: JSON objects with fixed keys, maps (sorted by
+// encoding/json), slices in the record's defined order, times as Unix
+// milliseconds, absent values as null and empty collections as [] or {}.
+type (
+	recordJSON struct {
+		CustomerID         string                  `json:"customer_id"`
+		Version            int64                   `json:"version"`
+		Fields             map[string]registerJSON `json:"fields"`
+		Identities         []identityJSON          `json:"identities"`
+		Conflicts          []conflictJSON          `json:"conflicts"`
+		NeedsReview        bool                    `json:"needs_review"`
+		Tombstone          *stampJSON              `json:"tombstone"`
+		LastContact        *stampJSON              `json:"last_contact"`
+		LastContactChannel events.Channel          `json:"last_contact_channel"`
+		UpdatedAt          int64                   `json:"updated_at"`
+		PolicyHash         string                  `json:"policy_hash"`
+	}
+	stampJSON struct {
+		At      int64  `json:"at"`
+		EventID string `json:"event_id"`
+	}
+	registerJSON struct {
+		ValueJSON string         `json:"value_json"`
+		Stamp     stampJSON      `json:"stamp"`
+		Channel   events.Channel `json:"channel"`
+		Source    string         `json:"source"`
+	}
+	identityJSON struct {
+		Kind  string `json:"kind"`
+		Scope string `json:"scope"`
+		Value string `json:"value"`
+	}
+	conflictJSON struct {
+		ID               string                `json:"id"`
+		Field            string                `json:"field"`
+		CurrentJSON      string                `json:"current_json"`
+		CandidateJSON    string                `json:"candidate_json"`
+		CandidateEventID string                `json:"candidate_event_id"`
+		CandidateChannel events.Channel        `json:"candidate_channel"`
+		CandidateSource  string                `json:"candidate_source"`
+		DetectedAt       int64                 `json:"detected_at"`
+		Status           events.ConflictStatus `json:"status"`
+		ResolvedBy       string                `json:"resolved_by"`
+		ResolvedAt       *int64                `json:"resolved_at"`
+	}
+)
+
+// MarshalJSON returns the record's canonical encoding. Times are encoded
+// at millisecond precision, which is all Apply keeps.
+func (r Record) MarshalJSON() ([]byte, error) {
+	out := recordJSON{
+		CustomerID:         r.CustomerID,
+		Version:            r.Version,
+		Fields:             make(map[string]registerJSON, len(r.Fields)),
+		Identities:         make([]identityJSON, 0, len(r.Identities)),
+		Conflicts:          make([]conflictJSON, 0, len(r.Conflicts)),
+		NeedsReview:        r.NeedsReview,
+		Tombstone:          stampToJSON(r.Tombstone),
+		LastContact:        stampToJSON(r.LastContact),
+		LastContactChannel: r.LastContactChannel,
+		UpdatedAt:          r.UpdatedAt.UnixMilli(),
+		PolicyHash:         r.PolicyHash,
+	}
+	for f, g := range r.Fields {
+		out.Fields[f] = registerJSON{g.Value, *stampToJSON(&g.Stamp), g.Channel, g.Source}
+	}
+	for _, id := range r.Identities {
+		out.Identities = append(out.Identities, identityJSON(id))
+	}
+	for _, c := range r.Conflicts {
+		cj := conflictJSON{
+			ID: c.ID, Field: c.Field, CurrentJSON: c.Current, CandidateJSON: c.Candidate,
+			CandidateEventID: c.CandidateEventID, CandidateChannel: c.CandidateChannel, CandidateSource: c.CandidateSource,
+			DetectedAt: c.DetectedAt.UnixMilli(), Status: c.Status, ResolvedBy: c.ResolvedBy,
+		}
+		if !c.ResolvedAt.IsZero() {
+			ms := c.ResolvedAt.UnixMilli()
+			cj.ResolvedAt = &ms
+		}
+		out.Conflicts = append(out.Conflicts, cj)
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads the canonical encoding written by MarshalJSON.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	var in recordJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return fmt.Errorf("decoding merge record: %w", err)
+	}
+	out := Record{
+		CustomerID:         in.CustomerID,
+		Version:            in.Version,
+		NeedsReview:        in.NeedsReview,
+		Tombstone:          stampFromJSON(in.Tombstone),
+		LastContact:        stampFromJSON(in.LastContact),
+		LastContactChannel: in.LastContactChannel,
+		UpdatedAt:          fromMillis(in.UpdatedAt),
+		PolicyHash:         in.PolicyHash,
+	}
+	if len(in.Fields) > 0 {
+		out.Fields = make(map[string]Register, len(in.Fields))
+		for f, g := range in.Fields {
+			out.Fields[f] = Register{g.ValueJSON, *stampFromJSON(&g.Stamp), g.Channel, g.Source}
+		}
+	}
+	for _, id := range in.Identities {
+		out.Identities = append(out.Identities, events.Identity(id))
+	}
+	for _, c := range in.Conflicts {
+		rc := Conflict{
+			ID: c.ID, Field: c.Field, Current: c.CurrentJSON, Candidate: c.CandidateJSON,
+			CandidateEventID: c.CandidateEventID, CandidateChannel: c.CandidateChannel, CandidateSource: c.CandidateSource,
+			DetectedAt: fromMillis(c.DetectedAt), Status: c.Status, ResolvedBy: c.ResolvedBy,
+		}
+		if c.ResolvedAt != nil {
+			rc.ResolvedAt = fromMillis(*c.ResolvedAt)
+		}
+		out.Conflicts = append(out.Conflicts, rc)
+	}
+	*r = out
+	return nil
+}
+
+func stampToJSON(s *Stamp) *stampJSON {
+	if s == nil {
+		return nil
+	}
+	return &stampJSON{s.At.UnixMilli(), s.EventID}
+}
+
+func stampFromJSON(s *stampJSON) *Stamp {
+	if s == nil {
+		return nil
+	}
+	return &Stamp{fromMillis(s.At), s.EventID}
+}
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
