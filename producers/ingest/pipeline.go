@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -166,7 +167,7 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ProduceTimeout)
 	defer cancel()
 	start := p.cfg.Now()
-	if err := p.cfg.Client.ProduceSync(ctx, records...).FirstErr(); err != nil {
+	if err := p.produce(ctx, records); err != nil {
 		p.reject(name, "unavailable")
 		log.Warn("Kafka did not take the events", zap.Int("events", batch.Len()), zap.Error(err))
 		unavailable(w, "Kafka did not acknowledge the events; retry")
@@ -260,6 +261,36 @@ func (p *Pipeline) records(ch Channel, b *Batch) ([]*kgo.Record, []*events.Ident
 	return recs, links, nil
 }
 
+// produce waits until Kafka acknowledged every record, or until ctx ends.
+// It does not wait longer than ctx even when a request is in flight (the
+// idempotent producer then keeps retrying it, whatever the context says):
+// the caller answers 503, and the records may still land — the
+// deterministic event IDs absorb the client's retry downstream.
+func (p *Pipeline) produce(ctx context.Context, records []*kgo.Record) error {
+	done := make(chan error, 1)
+	var mu sync.Mutex
+	remaining := len(records)
+	var firstErr error
+	for _, rec := range records {
+		p.cfg.Client.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if remaining--; remaining == 0 {
+				done <- firstErr
+			}
+		})
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for Kafka's acknowledgement: %w", ctx.Err())
+	}
+}
+
 // seen reports whether Kafka already acknowledged every event of the batch
 // to this instance (a re-sent delivery).
 func (p *Pipeline) seen(b *Batch) bool {
@@ -347,7 +378,7 @@ func (p *Pipeline) deadLetter(w http.ResponseWriter, r *http.Request, name strin
 	if err == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ProduceTimeout)
 		defer cancel()
-		err = p.cfg.Client.ProduceSync(ctx, &kgo.Record{Topic: schemas.DeadLetterTopic, Key: []byte(name), Value: value}).FirstErr()
+		err = p.produce(ctx, []*kgo.Record{{Topic: schemas.DeadLetterTopic, Key: []byte(name), Value: value}})
 	}
 	if err != nil {
 		p.cfg.Logger.Warn("dead letter not written", zap.String("channel", name), zap.Error(err))

@@ -1,0 +1,82 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// While the broker is down, requests get 503 with Retry-After, never a 2xx;
+// once it is back, every event that got a 2xx is in Kafka.
+func TestBrokerOutageAnswers503AndLosesNothing(t *testing.T) {
+	dataDir, addr := t.TempDir(), testenv.FreeAddr(t)
+	start := func() *kafka.Embedded {
+		b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: dataDir, Listen: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	broker := start()
+	defer func() { broker.Close() }()
+	r := newRig(t, testenv.Kafka{Backend: "embedded", Brokers: []string{addr}})
+	cid := testenv.UniqueName(t, "cus")
+
+	accepted := map[string]bool{}
+	var unavailable int
+	post := func(i int) {
+		resp, body := r.post(t, "k", fmt.Sprintf(`{"CustomerID":%q,"Phone":"+8613800138000","MsgID":"outage-%d","Text":"%d"}`, cid, i, i))
+		switch resp.StatusCode {
+		case http.StatusOK:
+			accepted[body["messages"].([]any)[0].(string)] = true
+		case http.StatusServiceUnavailable:
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+			unavailable++
+		default:
+			t.Fatalf("request %d: status %d %v", i, resp.StatusCode, body)
+		}
+	}
+	i := 0
+	for ; i < 20; i++ {
+		post(i)
+	}
+	broker.Close()
+	deadline := time.Now().Add(8 * time.Second)
+	for ; time.Now().Before(deadline); i++ {
+		post(i)
+	}
+	if unavailable == 0 {
+		t.Fatal("no 503 while the broker was down")
+	}
+	broker = start()
+	for end := i + 20; i < end; i++ {
+		post(i)
+	}
+	t.Logf("%d requests accepted, %d answered 503 during the outage", len(accepted), unavailable)
+
+	got := map[string]bool{}
+	for _, rec := range r.topicRecords(t, schemas.CustomerMessagesTopic) {
+		var m events.MessageEvent
+		if err := r.serde.Decode(context.Background(), rec.Value, &m); err != nil {
+			t.Fatal(err)
+		}
+		got[m.MessageID] = true
+	}
+	for id := range accepted {
+		if !got[id] {
+			t.Errorf("message %s was answered 200 but is not in Kafka", id)
+		}
+	}
+	if len(accepted) < 40 {
+		t.Fatalf("only %d requests accepted; want the 20 before and 20 after the outage at least", len(accepted))
+	}
+}
