@@ -3,8 +3,10 @@
 # ones, exports their addresses, and stops what it started on exit.
 
 services_dir=""
+registry_pid=""
 stop_services() {
   [[ -n "$services_dir" ]] || return 0
+  [[ -z "$registry_pid" ]] || kill "$registry_pid" 2>/dev/null || true
   scripts/kafka.sh down --dir "$services_dir/kafka" --clean >/dev/null 2>&1 || true
   scripts/postgres.sh down --dir "$services_dir/pg" >/dev/null 2>&1 || true
   rm -rf "$services_dir"
@@ -23,6 +25,21 @@ start_services() {
     echo "services: real Apache Kafka at $OMNISYNC_TEST_KAFKA" >&2
   else
     echo "services: using OMNISYNC_TEST_KAFKA=$OMNISYNC_TEST_KAFKA" >&2
+  fi
+  if [[ -z "${OMNISYNC_TEST_REGISTRY:-}" ]]; then
+    # One schema registry for the run, so every test package shares schema
+    # IDs on the shared topics: omnisync's embedded registry on the real Kafka.
+    go build -o "$services_dir/omnisync" ./cmd/omnisync
+    "$services_dir/omnisync" registry --brokers "$OMNISYNC_TEST_KAFKA" --listen 127.0.0.1:18081 --log-level warn \
+      >"$services_dir/registry.log" 2>&1 &
+    registry_pid=$!
+    for _ in $(seq 100); do
+      curl -sf http://127.0.0.1:18081/subjects >/dev/null 2>&1 && break
+      kill -0 "$registry_pid" 2>/dev/null || { cat "$services_dir/registry.log" >&2; echo "services: schema registry did not start" >&2; return 1; }
+      sleep 0.2
+    done
+    export OMNISYNC_TEST_REGISTRY=http://127.0.0.1:18081
+    echo "services: schema registry at $OMNISYNC_TEST_REGISTRY" >&2
   fi
   if [[ -z "${OMNISYNC_TEST_POSTGRES:-}" ]]; then
     local line

@@ -14,14 +14,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
-	"github.com/omnisync/omnisync/pkg/registry"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -82,9 +80,7 @@ func newRig(t *testing.T, k testenv.Kafka) *rig {
 	if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: 6}.Topics()); err != nil {
 		t.Fatal(err)
 	}
-	fake := srfake.New()
-	t.Cleanup(fake.Close)
-	reg, _ := registry.New([]string{fake.URL()})
+	reg, _ := testenv.Registry(t)
 	serde, err := codec.New(ctx, reg)
 	if err != nil {
 		t.Fatal(err)
