@@ -27,7 +27,7 @@ import (
 // benchChannel takes a JSON array of {customer_id, id, text} chat lines.
 type benchChannel struct{}
 
-func (benchChannel) Channel() events.Channel             { return events.ChannelWeb }
+func (benchChannel) Channel() events.Channel            { return events.ChannelWeb }
 func (benchChannel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, "k") }
 func (benchChannel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	var lines []struct{ CustomerID, ID, Text string }
