@@ -1,0 +1,165 @@
+package miniprogram
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+// push is a decoded JSON push: the raw value of every top-level key.
+// Getters mark what they read; the rest goes to metadata.
+type push struct {
+	vals  map[string]json.RawMessage
+	order []string
+	used  map[string]bool
+}
+
+// readPush decodes a push body: one JSON object, keys unique.
+func readPush(body []byte) (*push, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, ingest.Invalid("", "body is empty")
+	}
+	if !utf8.Valid(body) {
+		return nil, ingest.Invalid("", "body is not valid UTF-8")
+	}
+	if trimmed[0] == '<' {
+		return nil, ingest.Invalid("", "body is XML; this endpoint takes the JSON data format (set the mini-program's message push data format to JSON)")
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil, ingest.Invalid("", "body is not a JSON object")
+	}
+	p := &push{vals: map[string]json.RawMessage{}, used: map[string]bool{}}
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, malformed(err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil, ingest.Invalid("", "malformed JSON: object key expected")
+		}
+		if _, dup := p.vals[key]; dup {
+			return nil, ingest.Invalid(key, "appears more than once")
+		}
+		var raw json.RawMessage
+		if err := d.Decode(&raw); err != nil {
+			return nil, ingest.Invalid(key, "malformed JSON: %v", err)
+		}
+		p.vals[key] = raw
+		p.order = append(p.order, key)
+	}
+	if _, err := d.Token(); err != nil { // the closing brace
+		return nil, malformed(err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, ingest.Invalid("", "content after the JSON object")
+	}
+	return p, nil
+}
+
+func malformed(err error) *ingest.ValidationError {
+	return ingest.Invalid("", "malformed JSON: %v", err)
+}
+
+// has reports whether the key is present and not null.
+func (p *push) has(name string) bool {
+	raw, ok := p.vals[name]
+	return ok && string(raw) != "null"
+}
+
+// text returns an optional string's trimmed text, at most max characters;
+// "" when absent or null.
+func (p *push) text(name string, max int) (string, error) {
+	p.used[name] = true
+	if !p.has(name) {
+		return "", nil
+	}
+	raw := p.vals[name]
+	var s string
+	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", ingest.Invalid(name, "must be a string")
+	}
+	return ingest.Text(name, s, max)
+}
+
+// required is a string that must not be empty.
+func (p *push) required(name string, max int) (string, error) {
+	s, err := p.text(name, max)
+	if err == nil && s == "" {
+		err = ingest.Invalid(name, "is required")
+	}
+	return s, err
+}
+
+// id is a required identifier (ingest.ID).
+func (p *push) id(name string) (string, error) {
+	s, err := p.text(name, maxShortRunes)
+	if err != nil {
+		return "", err
+	}
+	return ingest.ID(name, s)
+}
+
+// integer is a required non-negative integer given as a JSON number or a
+// string of digits, returned as its decimal digits. MsgId exceeds 2^53, so
+// it is never read as a float.
+func (p *push) integer(name string) (string, error) {
+	p.used[name] = true
+	if !p.has(name) {
+		return "", ingest.Invalid(name, "is required")
+	}
+	raw := p.vals[name]
+	s := string(raw)
+	if raw[0] == '"' {
+		if json.Unmarshal(raw, &s) != nil {
+			return "", ingest.Invalid(name, "must be an integer")
+		}
+		s = strings.TrimSpace(s)
+	}
+	if s == "" || len(s) > 64 || strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return "", ingest.Invalid(name, "%s is not a non-negative integer", truncate(string(raw)))
+	}
+	if t := strings.TrimLeft(s, "0"); t != "" {
+		s = t
+	} else {
+		s = "0"
+	}
+	return s, nil
+}
+
+// scalar returns an unread value's text for metadata: a string as is, a
+// number or boolean as written, an object or array as compact JSON; ""
+// for null.
+func (p *push) scalar(name string) string {
+	raw := p.vals[name]
+	switch {
+	case string(raw) == "null":
+		return ""
+	case raw[0] == '"':
+		var s string
+		_ = json.Unmarshal(raw, &s)
+		return s
+	case raw[0] == '{' || raw[0] == '[':
+		var b bytes.Buffer
+		if json.Compact(&b, raw) == nil {
+			return b.String()
+		}
+	}
+	return string(raw)
+}
+
+// truncate shortens a value quoted in an error message.
+func truncate(s string) string {
+	const max = 64
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	return string([]rune(s)[:max]) + "…"
+}

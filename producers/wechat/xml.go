@@ -1,0 +1,207 @@
+package wechat
+
+import (
+	"bytes"
+	"encoding/xml"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+// maxDepth bounds how deep elements nest below <xml>; WeChat's deepest
+// (SendPicsInfo/PicList/item/PicMd5Sum) is four.
+const maxDepth = 8
+
+// push is a decoded <xml> document: the text of every leaf element, by
+// name for the children of <xml> and by dotted path (ScanCodeInfo.ScanType)
+// below them. Getters mark what they read; the rest goes to metadata.
+type push struct {
+	leaves  map[string]string
+	order   []string        // leaf paths in document order
+	parents map[string]bool // children of <xml> that hold elements
+	used    map[string]bool
+}
+
+// readPush decodes a push body. It refuses DOCTYPE and entity
+// declarations outright. encoding/xml would not expand them anyway: it
+// never loads external entities and knows only the five predefined ones
+// and character references, so &xxe; is a syntax error in strict mode.
+func readPush(body []byte) (*push, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, ingest.Invalid("", "body is empty")
+	}
+	if !utf8.Valid(body) {
+		return nil, ingest.Invalid("", "body is not valid UTF-8")
+	}
+	if t := bytes.TrimSpace(body); t[0] == '{' || t[0] == '[' {
+		return nil, ingest.Invalid("", "body is JSON; the official-account push is XML (for the mini-program's JSON push use /ingest/miniprogram)")
+	}
+	p := &push{leaves: map[string]string{}, parents: map[string]bool{}, used: map[string]bool{}}
+	d := xml.NewDecoder(bytes.NewReader(body))
+	done := false
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, malformed(err)
+		}
+		switch t := tok.(type) {
+		case xml.Directive:
+			return nil, noDirectives()
+		case xml.StartElement:
+			if done {
+				return nil, ingest.Invalid("", "content after </xml>")
+			}
+			if t.Name.Local != "xml" {
+				return nil, ingest.Invalid("", "root element is <%s>, want <xml>", t.Name.Local)
+			}
+			if err := p.readRoot(d); err != nil {
+				return nil, err
+			}
+			done = true
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return nil, ingest.Invalid("", "text outside <xml>")
+			}
+		}
+	}
+	if !done {
+		return nil, ingest.Invalid("", "no <xml> element")
+	}
+	return p, nil
+}
+
+func (p *push) readRoot(d *xml.Decoder) error {
+	seen := map[string]bool{}
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return malformed(err)
+		}
+		switch t := tok.(type) {
+		case xml.EndElement:
+			return nil
+		case xml.Directive:
+			return noDirectives()
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return ingest.Invalid("", "text directly inside <xml>")
+			}
+		case xml.StartElement:
+			name := t.Name.Local
+			if seen[name] {
+				return ingest.Invalid(name, "appears more than once")
+			}
+			seen[name] = true
+			text, nested, err := p.readElement(d, name, 1)
+			if err != nil {
+				return err
+			}
+			if nested {
+				p.parents[name] = true
+			} else {
+				p.add(name, text)
+			}
+		}
+	}
+}
+
+// readElement reads the content of the element at path up to its end tag,
+// recording nested leaves, and returns its text and whether it held
+// elements.
+func (p *push) readElement(d *xml.Decoder, path string, depth int) (text string, nested bool, err error) {
+	var buf strings.Builder
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return "", false, malformed(err)
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			buf.Write(t)
+		case xml.EndElement:
+			return buf.String(), nested, nil
+		case xml.Directive:
+			return "", false, noDirectives()
+		case xml.StartElement:
+			if depth >= maxDepth {
+				return "", false, ingest.Invalid(path, "elements nested more than %d deep", maxDepth)
+			}
+			nested = true
+			child := path + "." + t.Name.Local
+			ctext, cnested, err := p.readElement(d, child, depth+1)
+			if err != nil {
+				return "", false, err
+			}
+			if _, dup := p.leaves[child]; !cnested && !dup { // lists keep their first item
+				p.add(child, ctext)
+			}
+		}
+	}
+}
+
+func (p *push) add(path, text string) {
+	p.leaves[path] = text
+	p.order = append(p.order, path)
+}
+
+func malformed(err error) *ingest.ValidationError {
+	return ingest.Invalid("", "malformed XML: %v", err)
+}
+
+func noDirectives() *ingest.ValidationError {
+	return ingest.Invalid("", "DOCTYPE and entity declarations are not allowed")
+}
+
+// has reports whether the element is present, empty or not.
+func (p *push) has(name string) bool {
+	_, leaf := p.leaves[name]
+	return leaf || p.parents[name]
+}
+
+// text returns the trimmed text of an optional element, at most max
+// characters; "" when absent.
+func (p *push) text(name string, max int) (string, error) {
+	p.used[name] = true
+	if p.parents[name] {
+		return "", ingest.Invalid(name, "must be text, not nested elements")
+	}
+	return ingest.Text(name, p.leaves[name], max)
+}
+
+// required is text that must not be empty.
+func (p *push) required(name string, max int) (string, error) {
+	s, err := p.text(name, max)
+	if err == nil && s == "" {
+		err = ingest.Invalid(name, "is required")
+	}
+	return s, err
+}
+
+// id is a required identifier (ingest.ID).
+func (p *push) id(name string) (string, error) {
+	s, err := p.text(name, maxShortRunes)
+	if err != nil {
+		return "", err
+	}
+	return ingest.ID(name, s)
+}
+
+// float reads a decimal number within [-limit, limit]; ok is false when the
+// element is absent or empty.
+func (p *push) float(name string, limit float64) (v float64, ok bool, err error) {
+	s, err := p.text(name, 64)
+	if err != nil || s == "" {
+		return 0, false, err
+	}
+	v, err = strconv.ParseFloat(s, 64)
+	if err != nil || v != v || v < -limit || v > limit { // v != v: NaN
+		return 0, false, ingest.Invalid(name, "%q is not a number between %g and %g", s, -limit, limit)
+	}
+	return v, true, nil
+}
