@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 )
 
@@ -43,4 +45,38 @@ type KeyCredential struct {
 type WeChatCredential struct {
 	AppID string `json:"app_id"`
 	Token string `json:"token"`
+}
+
+// LoadCredentials reads credentials from a JSON file (when path is not
+// empty), then lets the environment override each secret:
+// OMNISYNC_WEB_KEY, OMNISYNC_APP_KEY, OMNISYNC_PHONE_KEY,
+// OMNISYNC_WECHAT_APP_ID, OMNISYNC_WECHAT_TOKEN,
+// OMNISYNC_MINIPROGRAM_APP_ID, OMNISYNC_MINIPROGRAM_TOKEN,
+// OMNISYNC_ADMIN_TOKEN.
+func LoadCredentials(path string) (Credentials, error) {
+	var c Credentials
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("reading credentials: %w", err)
+		}
+		if err := json.Unmarshal(b, &c); err != nil {
+			return c, fmt.Errorf("credentials %s: %w", path, err)
+		}
+	}
+	for env, dst := range map[string]*string{
+		"OMNISYNC_WEB_KEY":            &c.Channels.Web.Key,
+		"OMNISYNC_APP_KEY":            &c.Channels.App.Key,
+		"OMNISYNC_PHONE_KEY":          &c.Channels.Phone.Key,
+		"OMNISYNC_WECHAT_APP_ID":      &c.Channels.WeChat.AppID,
+		"OMNISYNC_WECHAT_TOKEN":       &c.Channels.WeChat.Token,
+		"OMNISYNC_MINIPROGRAM_APP_ID": &c.Channels.MiniProgram.AppID,
+		"OMNISYNC_MINIPROGRAM_TOKEN":  &c.Channels.MiniProgram.Token,
+		"OMNISYNC_ADMIN_TOKEN":        &c.AdminToken,
+	} {
+		if v := os.Getenv(env); v != "" {
+			*dst = v
+		}
+	}
+	return c, nil
 }

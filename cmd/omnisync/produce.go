@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/registry"
+	"github.com/omnisync/omnisync/producers"
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+func newProduceCommand(g *globals) *cobra.Command {
+	var channel, listen, credentialsFile, registryURL string
+	cmd := &cobra.Command{
+		Use:   "produce",
+		Short: "Run channel producers: native channel input in, Avro events to Kafka",
+		Long: `Run one channel's producer (--channel web|app|miniprogram|wechat|phone), or all
+of them on one listener (--channel all). Endpoints are /ingest/<channel>;
+/metrics, /healthz and /readyz beside them. Secrets come from --credentials
+(JSON, the format omnisync dev writes) and the environment
+(OMNISYNC_WEB_KEY, OMNISYNC_WECHAT_TOKEN, …), never from code.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			creds, err := ingest.LoadCredentials(credentialsFile)
+			if err != nil {
+				return err
+			}
+			reg, err := registry.New(strings.Split(registryURL, ","))
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			serde, err := codec.New(ctx, reg)
+			if err != nil {
+				return err
+			}
+			mux, run, err := newProducerMux(ctx, g.kafkaConfig(log), serde, creds, strings.Split(channel, ","), prometheus.DefaultRegisterer, log)
+			if err != nil {
+				return err
+			}
+			mux.Handle("/metrics", promhttp.Handler())
+			return serveUntilDone(ctx, listen, mux, log, run)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&channel, "channel", "all", "channel(s) to serve, comma-separated: "+strings.Join(producers.Names(), ", ")+", or all")
+	f.StringVar(&listen, "listen", "127.0.0.1:8090", "address to listen on")
+	f.StringVar(&credentialsFile, "credentials", "", "channel secrets as JSON (see README); the environment overrides")
+	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	return cmd
+}
+
+// newProducerMux builds the ingest pipeline and mounts the channels; run
+// follows the identity directory until ctx ends.
+func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, creds ingest.Credentials, channels []string,
+	reg prometheus.Registerer, log *zap.Logger) (*http.ServeMux, func(context.Context) error, error) {
+	cl, err := kafka.NewClient(kcfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := ingest.NewDirectory(kcfg, serde, log.Named("identities"))
+	if err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: log.Named("ingest"), Metrics: ingest.NewMetrics(reg)})
+	mux := http.NewServeMux()
+	if err := producers.Mount(mux, p, creds, channels...); err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-dir.Ready():
+			fmt.Fprintln(w, "ready")
+		default:
+			http.Error(w, "identity directory loading", http.StatusServiceUnavailable)
+		}
+	})
+	run := func(ctx context.Context) error {
+		defer cl.Close()
+		return dir.Run(ctx)
+	}
+	return mux, run, nil
+}
+
+// serveUntilDone serves h on listen and runs background work until ctx
+// ends, then shuts the server down gracefully.
+func serveUntilDone(ctx context.Context, listen string, h http.Handler, log *zap.Logger, background ...func(context.Context) error) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errs := make(chan error, 1+len(background))
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	}()
+	for _, fn := range background {
+		go func() {
+			if err := fn(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	log.Info("listening", zap.String("addr", "http://"+ln.Addr().String()))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	return runErr
+}

@@ -1,0 +1,181 @@
+package producers_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/producers"
+	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/wechat"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func testCredentials() ingest.Credentials {
+	var c ingest.Credentials
+	c.Channels.Web.Key, c.Channels.App.Key, c.Channels.Phone.Key = "web-key", "app-key", "phone-key"
+	c.Channels.WeChat = ingest.WeChatCredential{AppID: "wx-test-oa", Token: "wechat-token"}
+	c.Channels.MiniProgram = ingest.WeChatCredential{AppID: "wx-test-mp", Token: "mp-token"}
+	return c
+}
+
+type env struct {
+	k     testenv.Kafka
+	serde *codec.Serde
+	url   string
+	cl    *kgo.Client
+}
+
+func start(t *testing.T, k testenv.Kafka) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cl, err := kafka.NewClient(k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.DefaultLayout.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := testenv.Registry(t)
+	serde, err := codec.New(ctx, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := ingest.NewDirectory(k.Config(), serde, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go dir.Run(ctx)
+	<-dir.Ready()
+	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: zaptest.NewLogger(t), Metrics: ingest.NewMetrics(prometheus.NewRegistry())})
+	mux := http.NewServeMux()
+	if err := producers.Mount(mux, p, testCredentials(), "all"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &env{k: k, serde: serde, url: srv.URL, cl: cl}
+}
+
+// messages returns the messages of customers whose sender is senderID,
+// checking each is keyed by its customer ID on the murmur2 partition.
+func (e *env) messages(t *testing.T, senderID string) []events.MessageEvent {
+	t.Helper()
+	ctx := context.Background()
+	ends, err := kadm.NewClient(e.cl).ListEndOffsets(ctx, schemas.CustomerMessagesTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	c, err := kafka.NewClient(e.k.Config(), kgo.ConsumeTopics(schemas.CustomerMessagesTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var out []events.MessageEvent
+	for read := int64(0); read < total && pctx.Err() == nil; {
+		c.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			read++
+			var m events.MessageEvent
+			if err := e.serde.Decode(ctx, r.Value, &m); err != nil || m.SenderID != senderID {
+				return
+			}
+			if string(r.Key) != m.CustomerID {
+				t.Errorf("message keyed %q, customer %q", r.Key, m.CustomerID)
+			}
+			out = append(out, m)
+		})
+	}
+	return out
+}
+
+func signedURL(base, path, token string, extra string) string {
+	ts, nonce := fmt.Sprint(time.Now().Unix()), "n0nce"
+	return fmt.Sprintf("%s%s?signature=%s&timestamp=%s&nonce=%s%s", base, path, wechat.Sign(token, ts, nonce), ts, nonce, extra)
+}
+
+func post(t *testing.T, url, contentType, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A WeChat push and its re-send (same MsgId) make one event in Kafka; the
+// mini-program push carrying the same unionid lands on the same customer.
+func TestWeChatResendAndUnionIDLinking(t *testing.T) {
+	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
+		e := start(t, k)
+		openid := testenv.UniqueName(t, "o")
+		unionid := testenv.UniqueName(t, "u")
+		now := time.Now().Unix()
+		xml := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>`+
+			`<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[我的快递到哪了？]]></Content>`+
+			`<MsgId>%d</MsgId><UnionId><![CDATA[%s]]></UnionId></xml>`, openid, now, now*1000+7, unionid)
+		for i := range 3 { // WeChat re-sends up to three times
+			code, body := post(t, signedURL(e.url, "/ingest/wechat", "wechat-token", ""), "text/xml", xml)
+			if code != 200 || body != "success" {
+				t.Fatalf("push %d: %d %q", i, code, body)
+			}
+		}
+		got := e.messages(t, openid)
+		if len(got) != 1 {
+			t.Fatalf("%d events for one push and two re-sends, want 1", len(got))
+		}
+
+		mpOpenid := testenv.UniqueName(t, "mp")
+		js := fmt.Sprintf(`{"ToUserName":"gh_mp","FromUserName":%q,"CreateTime":%d,"MsgType":"text","Content":"hello","MsgId":%d,"UnionId":%q}`,
+			mpOpenid, now, now*1000+8, unionid)
+		if code, body := post(t, signedURL(e.url, "/ingest/miniprogram", "mp-token", ""), "application/json", js); code != 200 {
+			t.Fatalf("mini-program push: %d %s", code, body)
+		}
+		mp := e.messages(t, mpOpenid)
+		if len(mp) != 1 || mp[0].CustomerID != got[0].CustomerID {
+			t.Fatalf("mini-program message on customer %v, WeChat message on %s: the unionid should link them", mp, got[0].CustomerID)
+		}
+	})
+}
+
+// The GET handshake echoes echostr only with a valid signature.
+func TestWeChatHandshake(t *testing.T) {
+	e := start(t, testenv.Embedded(t, ""))
+	resp, err := http.Get(signedURL(e.url, "/ingest/wechat", "wechat-token", "&echostr=abc123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "abc123" {
+		t.Fatalf("handshake: %d %q", resp.StatusCode, b)
+	}
+	resp, _ = http.Get(signedURL(e.url, "/ingest/wechat", "wrong-token", "&echostr=abc123"))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("handshake with a wrong signature: %d", resp.StatusCode)
+	}
+}
