@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,11 +24,11 @@ import (
 	"github.com/omnisync/omnisync/pkg/devregistry"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/registry"
-	"github.com/omnisync/omnisync/schemas"
+	"github.com/omnisync/omnisync/producers/ingest"
 )
 
 func newDevCommand(g *globals) *cobra.Command {
-	var dataDir, kafkaListen, registryListen string
+	var dataDir, kafkaListen, registryListen, httpListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run omnisync on one machine: embedded broker, schema registry and topics, persisted under --data-dir",
@@ -61,28 +67,37 @@ func newDevCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			credsPath := filepath.Join(dataDir, "credentials.json")
+			creds, err := devCredentials(credsPath)
+			if err != nil {
+				return err
+			}
+			mux, runDirectory, err := newProducerMux(ctx, kcfg, serde, creds, []string{"all"}, prometheus.DefaultRegisterer, log)
+			if err != nil {
+				return err
+			}
+			mux.Handle("/metrics", promhttp.Handler())
 			fmt.Fprintf(cmd.OutOrStdout(), `omnisync dev is running (data in %s)
 
+  Ingest endpoints          http://%s/ingest/{web,app,miniprogram,wechat,phone}
+  Metrics                   http://%s/metrics
   Kafka (embedded broker)   %v
   Schema registry           %s
-  Topics                    %s, %s, %s, %s
-  Schema IDs                CustomerEvent=%d MessageEvent=%d CustomerState=%d DeadLetter=%d
+  Credentials               %s
 
 Try:  kcat -L -b %s
       curl -s %s/subjects
 Ctrl-C stops it; a restart keeps all data.
-`, dataDir, broker.Addrs(), registryURL,
-				schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic, schemas.CustomerStateTopic, schemas.DeadLetterTopic,
-				serde.SchemaID(schemas.CustomerEvent), serde.SchemaID(schemas.MessageEvent), serde.SchemaID(schemas.CustomerState), serde.SchemaID(schemas.DeadLetter),
-				broker.Addrs()[0], registryURL)
-			<-ctx.Done()
+`, dataDir, httpListen, httpListen, broker.Addrs(), registryURL, credsPath, broker.Addrs()[0], registryURL)
+			err = serveUntilDone(ctx, httpListen, mux, log, runDirectory)
 			log.Info("shutting down")
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".omnisync", "where the broker persists everything")
 	cmd.Flags().StringVar(&kafkaListen, "kafka-listen", "127.0.0.1:9092", "address of the embedded Kafka broker")
 	cmd.Flags().StringVar(&registryListen, "registry-listen", "127.0.0.1:8081", "address of the embedded schema registry")
+	cmd.Flags().StringVar(&httpListen, "http", "127.0.0.1:8080", "address of the ingest endpoints, API and metrics")
 	return cmd
 }
 
@@ -139,4 +154,30 @@ func serveRegistry(ctx context.Context, cl *kgo.Client, listen string, log *zap.
 		_ = srv.Shutdown(ctx)
 	}
 	return stop, "http://" + ln.Addr().String(), nil
+}
+
+// devCredentials reads the dev credentials, generating random ones on the
+// first start.
+func devCredentials(path string) (ingest.Credentials, error) {
+	if _, err := os.Stat(path); err == nil {
+		return ingest.LoadCredentials(path)
+	}
+	secret := func() string {
+		b := make([]byte, 18)
+		_, _ = rand.Read(b)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	var c ingest.Credentials
+	c.AdminToken = secret()
+	c.Channels.Web.Key, c.Channels.App.Key, c.Channels.Phone.Key = secret(), secret(), secret()
+	c.Channels.WeChat = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret()}
+	c.Channels.MiniProgram = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret()}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return c, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return c, err
+	}
+	return c, os.WriteFile(path, append(b, '\n'), 0o600)
 }
