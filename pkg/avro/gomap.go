@@ -180,7 +180,7 @@ func toNative(s *Schema, rv reflect.Value) (any, error) {
 				i, ok := fields[f.Name]
 				if !ok {
 					if !f.HasDefault {
-						return nil, fmt.Errorf("Go type %s has no field for %s, which has no default", rv.Type(), f.Name)
+						return nil, fmt.Errorf("the Go type %s has no field for %s, which has no default", rv.Type(), f.Name)
 					}
 					out[f.Name] = copyNative(f.Default)
 					continue
@@ -198,7 +198,7 @@ func toNative(s *Schema, rv reflect.Value) (any, error) {
 }
 
 func mismatch(s *Schema, rv reflect.Value) error {
-	return fmt.Errorf("Go type %s cannot hold %s", rv.Type(), typeName(s))
+	return fmt.Errorf("the Go type %s cannot hold %s", rv.Type(), typeName(s))
 }
 
 func fromNative(s *Schema, native any, rv reflect.Value) error {

@@ -20,7 +20,7 @@ var (
 	ErrShortHeader   = errors.New("record shorter than the 5-byte wire header")
 	ErrBadMagic      = errors.New("wire header does not start with magic byte 0")
 	ErrUnknownSchema = errors.New("schema ID unknown to the registry")
-	ErrTruncated     = errors.New("Avro body is truncated or malformed")
+	ErrTruncated     = errors.New("the Avro body is truncated or malformed")
 	ErrTrailingBytes = errors.New("bytes left over after the Avro body")
 	ErrIncompatible  = errors.New("writer schema cannot be read as the current schema")
 )
