@@ -7,13 +7,19 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/omnisync/omnisync/producers/app"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/miniprogram"
+	"github.com/omnisync/omnisync/producers/phone"
+	"github.com/omnisync/omnisync/producers/web"
 	"github.com/omnisync/omnisync/producers/wechat"
 )
 
 // channels builds each channel from its credentials.
 var channels = map[string]func(ingest.Credentials) ingest.Channel{
+	"web":         func(c ingest.Credentials) ingest.Channel { return web.New(c.Channels.Web) },
+	"app":         func(c ingest.Credentials) ingest.Channel { return app.New(c.Channels.App) },
+	"phone":       func(c ingest.Credentials) ingest.Channel { return phone.New(c.Channels.Phone) },
 	"miniprogram": func(c ingest.Credentials) ingest.Channel { return miniprogram.New(c.Channels.MiniProgram) },
 	"wechat":      func(c ingest.Credentials) ingest.Channel { return wechat.New(c.Channels.WeChat) },
 }

@@ -1,0 +1,87 @@
+// Package app is the producer of the mobile SDK: POST /ingest/app with a
+// JSON batch of profile updates and chat messages plus the device and app
+// context, authenticated with the channel's bearer key.
+package app
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/producers/chatjson"
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+// Path is the channel's endpoint.
+const Path = "/ingest/app"
+
+// Request is the body the SDK posts.
+type Request struct {
+	DeviceID   string           `json:"device_id"`
+	UserID     string           `json:"user_id,omitempty"` // the app account, when logged in
+	CustomerID string           `json:"customer_id,omitempty"`
+	AppVersion string           `json:"app_version"`
+	Platform   string           `json:"platform"` // ios, android or harmony
+	Events     []chatjson.Event `json:"events"`
+}
+
+// Channel is the mobile app channel.
+type Channel struct {
+	cred ingest.KeyCredential
+	now  func() time.Time
+}
+
+var _ ingest.Channel = (*Channel)(nil)
+
+// New returns the channel, authenticating with cred's bearer key.
+func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: time.Now} }
+
+// Channel names the channel.
+func (c *Channel) Channel() events.Channel { return events.ChannelApp }
+
+// Authenticate checks the bearer key.
+func (c *Channel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, c.cred.Key) }
+
+// Parse parses a batch. The device and the logged-in user are identities;
+// the app version and platform go into every message's metadata and, as
+// last_app_version and last_platform, every profile update's attributes.
+func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
+	var req Request
+	if err := chatjson.Decode(body, &req); err != nil {
+		return nil, err
+	}
+	device, err := ingest.ID("device_id", req.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	version, err := ingest.ID("app_version", req.AppVersion)
+	if err != nil {
+		return nil, err
+	}
+	switch req.Platform {
+	case "ios", "android", "harmony":
+	default:
+		return nil, ingest.Invalid("platform", "%q: want ios, android or harmony", req.Platform)
+	}
+	ctx := chatjson.Context{
+		Identities: []events.Identity{{Kind: "device", Value: device}},
+		SenderID:   device,
+		Metadata:   map[string]string{"app_version": version, "platform": req.Platform},
+		Attributes: map[string]string{"last_app_version": version, "last_platform": req.Platform},
+		Now:        c.now(),
+	}
+	if req.UserID != "" {
+		user, err := ingest.ID("user_id", req.UserID)
+		if err != nil {
+			return nil, err
+		}
+		ctx.Identities = append(ctx.Identities, events.Identity{Kind: "app_user", Value: user})
+		ctx.SenderID = user
+	}
+	if req.CustomerID != "" {
+		if ctx.CustomerID, err = ingest.ID("customer_id", req.CustomerID); err != nil {
+			return nil, err
+		}
+	}
+	return chatjson.Build(req.Events, ctx)
+}

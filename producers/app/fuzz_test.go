@@ -1,0 +1,29 @@
+package app_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/omnisync/omnisync/producers/app"
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+// FuzzParse: any body parses or fails with a *ingest.ValidationError, never a panic.
+func FuzzParse(f *testing.F) {
+	seed, err := os.ReadFile("testdata/batch.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte("{}"))
+	f.Add([]byte(`{"events":[{"type":"message"}]}`))
+	ch := app.New(ingest.KeyCredential{Key: "k"})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, err := ch.Parse(nil, body)
+		var ve *ingest.ValidationError
+		if err != nil && !errors.As(err, &ve) {
+			t.Fatalf("error is not a ValidationError: %v", err)
+		}
+	})
+}

@@ -1,0 +1,421 @@
+// Package chatjson parses the JSON event batches the web widget and the
+// mobile SDK send: profile updates and chat messages. The web and app
+// channels differ only in the envelope around the events.
+package chatjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+// Limits on a batch.
+const (
+	MaxEvents     = 100
+	MaxText       = 4000
+	MaxName       = 100
+	MaxURL        = 2048
+	MaxAttributes = 50
+	MaxTags       = 50
+	MaxFuture     = 24 * time.Hour // how far ahead of the clock occurred_at may be
+)
+
+// Event is one entry of a batch: a profile update or a message.
+type Event struct {
+	Type       string `json:"type"` // profile or message
+	ID         string `json:"id"`   // the client's ID; retries with the same ID are absorbed
+	OccurredAt string `json:"occurred_at"`
+
+	Profile *Profile `json:"profile,omitempty"`
+	Clear   []string `json:"clear,omitempty"`
+
+	ConversationID string            `json:"conversation_id,omitempty"`
+	Direction      string            `json:"direction,omitempty"` // inbound (default) or outbound
+	Sender         *Sender           `json:"sender,omitempty"`
+	ContentType    string            `json:"content_type,omitempty"` // text, image, voice, video, file, location, link, event
+	Text           string            `json:"text,omitempty"`
+	Attachments    []Attachment      `json:"attachments,omitempty"`
+	Tags           []string          `json:"tags,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+}
+
+// Profile is a profile update; absent fields are not touched.
+type Profile struct {
+	Name       *string           `json:"name,omitempty"`
+	Phone      *string           `json:"phone,omitempty"`
+	Email      *string           `json:"email,omitempty"`
+	Gender     *string           `json:"gender,omitempty"`   // male, female, other, unknown
+	Birthday   *string           `json:"birthday,omitempty"` // YYYY-MM-DD
+	Address    *events.Address   `json:"address,omitempty"`
+	VIPLevel   *int32            `json:"vip_level,omitempty"`
+	Tags       []string          `json:"tags,omitempty"`
+	IDNumber   *string           `json:"id_number,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// Sender of a message.
+type Sender struct {
+	Type string `json:"type"` // customer (default), agent, bot, system
+	ID   string `json:"id"`
+}
+
+// Attachment of a message.
+type Attachment struct {
+	URL          string `json:"url"`
+	MIMEType     string `json:"mime_type,omitempty"`
+	SizeBytes    int64  `json:"size_bytes,omitempty"`
+	ThumbnailURL string `json:"thumbnail_url,omitempty"`
+}
+
+// Decode decodes body strictly into v: unknown fields and trailing data are
+// errors naming what was wrong.
+func Decode(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return ingest.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, err)
+		case errors.As(err, &typ):
+			return ingest.Invalid(typ.Field, "want %s, got JSON %s", typ.Type, typ.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return ingest.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+		case errors.Is(err, io.EOF):
+			return ingest.Invalid("", "empty body")
+		}
+		return ingest.Invalid("", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return ingest.Invalid("", "data after the JSON object")
+	}
+	return nil
+}
+
+// Context is what the envelope says about every event of the batch.
+type Context struct {
+	CustomerID string            // when the client names the customer
+	Identities []events.Identity // the envelope's own identities (visitor, device, user)
+	SenderID   string            // default sender ID of customer messages
+	Metadata   map[string]string // added to every message (app version, platform)
+	Attributes map[string]string // added to every profile update
+	Now        time.Time
+}
+
+// Build validates and normalises events into a batch.
+func Build(list []Event, c Context) (*ingest.Batch, error) {
+	if len(list) == 0 {
+		return nil, ingest.Invalid("events", "no events")
+	}
+	if len(list) > MaxEvents {
+		return nil, ingest.Invalid("events", "%d events, at most %d per batch", len(list), MaxEvents)
+	}
+	b := &ingest.Batch{}
+	seen := map[string]bool{}
+	for i, e := range list {
+		field := fmt.Sprintf("events[%d]", i)
+		id, err := ingest.ID(field+".id", e.ID)
+		if err != nil {
+			return nil, err
+		}
+		if seen[id] {
+			return nil, ingest.Invalid(field+".id", "%q appears twice in the batch", id)
+		}
+		seen[id] = true
+		at, err := timestamp(field+".occurred_at", e.OccurredAt, c.Now)
+		if err != nil {
+			return nil, err
+		}
+		switch e.Type {
+		case "profile":
+			ev, err := profileEvent(field, e, c)
+			if err != nil {
+				return nil, err
+			}
+			ev.SourceEventID, ev.OccurredAt = &id, at
+			b.Customers = append(b.Customers, ev)
+		case "message":
+			m, err := message(field, e, c)
+			if err != nil {
+				return nil, err
+			}
+			m.SourceMessageID, m.OccurredAt = &id, at
+			b.Messages = append(b.Messages, m)
+		default:
+			return nil, ingest.Invalid(field+".type", "%q: want profile or message", e.Type)
+		}
+	}
+	return b, nil
+}
+
+func timestamp(field, s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, ingest.Invalid(field, "is required (RFC 3339, e.g. 2026-11-22T08:30:00+08:00)")
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, ingest.Invalid(field, "%q is not an RFC 3339 time", s)
+	}
+	if t.After(now.Add(MaxFuture)) {
+		return time.Time{}, ingest.Invalid(field, "%s is more than %s in the future", s, MaxFuture)
+	}
+	if t.Year() < 2000 {
+		return time.Time{}, ingest.Invalid(field, "%s is before 2000", s)
+	}
+	return t.UTC().Truncate(time.Millisecond), nil
+}
+
+func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, error) {
+	if e.Profile == nil && len(e.Clear) == 0 {
+		return nil, ingest.Invalid(field+".profile", "a profile event needs profile or clear")
+	}
+	ev := &events.CustomerEvent{CustomerID: c.CustomerID, Op: events.OpUpsert, Identities: append([]events.Identity(nil), c.Identities...), Clears: []string{}}
+	p := &events.Profile{Attributes: map[string]string{}}
+	if in := e.Profile; in != nil {
+		f := field + ".profile"
+		var err error
+		if in.Name != nil {
+			name, err := ingest.Text(f+".name", *in.Name, MaxName)
+			if err != nil {
+				return nil, err
+			}
+			p.Name = &name
+		}
+		if in.Phone != nil {
+			phone, err := ingest.Phone(f+".phone", *in.Phone)
+			if err != nil {
+				return nil, err
+			}
+			p.Phone = &phone
+			ev.Identities = append(ev.Identities, events.Identity{Kind: "phone", Value: phone})
+		}
+		if in.Email != nil {
+			email, err := ingest.Email(f+".email", *in.Email)
+			if err != nil {
+				return nil, err
+			}
+			p.Email = &email
+			ev.Identities = append(ev.Identities, events.Identity{Kind: "email", Value: email})
+		}
+		if in.Gender != nil {
+			g := events.Gender(strings.ToUpper(*in.Gender))
+			if g != events.GenderMale && g != events.GenderFemale && g != events.GenderOther && g != events.GenderUnknown {
+				return nil, ingest.Invalid(f+".gender", "%q: want male, female, other or unknown", *in.Gender)
+			}
+			p.Gender = &g
+		}
+		if in.Birthday != nil {
+			d, err := time.Parse(time.DateOnly, *in.Birthday)
+			if err != nil || d.Year() < 1900 || d.After(c.Now) {
+				return nil, ingest.Invalid(f+".birthday", "%q: want a past date as YYYY-MM-DD", *in.Birthday)
+			}
+			p.Birthday = &d
+		}
+		if a := in.Address; a != nil {
+			for name, v := range map[string]*string{"country": &a.Country, "province": &a.Province, "city": &a.City, "district": &a.District, "street": &a.Street, "postal_code": &a.PostalCode} {
+				if *v, err = ingest.Text(f+".address."+name, *v, 200); err != nil {
+					return nil, err
+				}
+			}
+			p.Address = a
+		}
+		if in.VIPLevel != nil {
+			if *in.VIPLevel < 0 || *in.VIPLevel > 100 {
+				return nil, ingest.Invalid(f+".vip_level", "%d: want 0 to 100", *in.VIPLevel)
+			}
+			p.VIPLevel = in.VIPLevel
+		}
+		if in.Tags != nil {
+			if p.Tags, err = tags(f+".tags", in.Tags); err != nil {
+				return nil, err
+			}
+		}
+		if in.IDNumber != nil {
+			idn, err := ingest.ID(f+".id_number", *in.IDNumber)
+			if err != nil {
+				return nil, err
+			}
+			p.IDNumber = &idn
+		}
+		if err := attributes(f+".attributes", in.Attributes, p.Attributes); err != nil {
+			return nil, err
+		}
+	}
+	for k, v := range c.Attributes {
+		if _, set := p.Attributes[k]; !set {
+			p.Attributes[k] = v
+		}
+	}
+	for j, name := range e.Clear {
+		if !clearable(name) {
+			return nil, ingest.Invalid(fmt.Sprintf("%s.clear[%d]", field, j), "%q is not a profile field (name, phone, email, gender, birthday, address, vip_level, tags, id_number or attributes.<key>)", name)
+		}
+		ev.Clears = append(ev.Clears, name)
+	}
+	ev.Profile = p
+	return ev, nil
+}
+
+func clearable(name string) bool {
+	switch name {
+	case "name", "phone", "email", "gender", "birthday", "address", "vip_level", "tags", "id_number":
+		return true
+	}
+	key, ok := strings.CutPrefix(name, "attributes.")
+	return ok && key != "" && len(key) <= 64
+}
+
+func attributes(field string, in, out map[string]string) error {
+	if len(in) > MaxAttributes {
+		return ingest.Invalid(field, "%d attributes, at most %d", len(in), MaxAttributes)
+	}
+	for k, v := range in {
+		if k == "" || len(k) > 64 || !utf8.ValidString(k) {
+			return ingest.Invalid(field, "attribute name %q must be 1 to 64 characters", k)
+		}
+		val, err := ingest.Text(field+"."+k, v, 1000)
+		if err != nil {
+			return err
+		}
+		out[k] = val
+	}
+	return nil
+}
+
+func tags(field string, in []string) ([]string, error) {
+	if len(in) > MaxTags {
+		return nil, ingest.Invalid(field, "%d tags, at most %d", len(in), MaxTags)
+	}
+	out := make([]string, 0, len(in))
+	for i, t := range in {
+		s, err := ingest.Text(fmt.Sprintf("%s[%d]", field, i), t, 64)
+		if err != nil {
+			return nil, err
+		}
+		if s == "" {
+			return nil, ingest.Invalid(fmt.Sprintf("%s[%d]", field, i), "empty tag")
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+var contentTypes = map[string]events.ContentType{
+	"text": events.ContentText, "image": events.ContentImage, "voice": events.ContentVoice, "video": events.ContentVideo,
+	"file": events.ContentFile, "location": events.ContentLocation, "link": events.ContentLink, "event": events.ContentEvent,
+}
+
+var senderTypes = map[string]events.SenderType{
+	"customer": events.SenderCustomer, "agent": events.SenderAgent, "bot": events.SenderBot, "system": events.SenderSystem,
+}
+
+func message(field string, e Event, c Context) (*events.MessageEvent, error) {
+	if e.Profile != nil || len(e.Clear) > 0 {
+		return nil, ingest.Invalid(field+".profile", "a message event cannot carry a profile")
+	}
+	m := &events.MessageEvent{CustomerID: c.CustomerID, Identities: append([]events.Identity(nil), c.Identities...),
+		Attachments: []events.Attachment{}, Tags: []string{}, Metadata: map[string]string{}}
+	var err error
+	if m.ConversationID, err = ingest.Text(field+".conversation_id", e.ConversationID, 128); err != nil {
+		return nil, err
+	}
+	switch e.Direction {
+	case "", "inbound":
+		m.Direction = events.DirectionInbound
+	case "outbound":
+		m.Direction = events.DirectionOutbound
+	default:
+		return nil, ingest.Invalid(field+".direction", "%q: want inbound or outbound", e.Direction)
+	}
+	m.SenderType, m.SenderID = events.SenderCustomer, c.SenderID
+	if s := e.Sender; s != nil {
+		st, ok := senderTypes[s.Type]
+		if !ok {
+			return nil, ingest.Invalid(field+".sender.type", "%q: want customer, agent, bot or system", s.Type)
+		}
+		m.SenderType = st
+		if s.ID != "" {
+			if m.SenderID, err = ingest.ID(field+".sender.id", s.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ct := e.ContentType
+	if ct == "" {
+		ct = "text"
+	}
+	if m.ContentType = contentTypes[ct]; m.ContentType == "" {
+		return nil, ingest.Invalid(field+".content_type", "%q: want text, image, voice, video, file, location, link or event", ct)
+	}
+	text, err := ingest.Text(field+".text", e.Text, MaxText)
+	if err != nil {
+		return nil, err
+	}
+	if text != "" {
+		m.Text = &text
+	}
+	if m.ContentType == events.ContentText && text == "" {
+		return nil, ingest.Invalid(field+".text", "a text message needs text")
+	}
+	if len(e.Attachments) > 20 {
+		return nil, ingest.Invalid(field+".attachments", "%d attachments, at most 20", len(e.Attachments))
+	}
+	for j, a := range e.Attachments {
+		f := fmt.Sprintf("%s.attachments[%d]", field, j)
+		u, err := httpURL(f+".url", a.URL)
+		if err != nil {
+			return nil, err
+		}
+		att := events.Attachment{URL: u, SizeBytes: a.SizeBytes}
+		if att.MIMEType, err = ingest.Text(f+".mime_type", a.MIMEType, 128); err != nil {
+			return nil, err
+		}
+		if a.SizeBytes < 0 {
+			return nil, ingest.Invalid(f+".size_bytes", "negative size")
+		}
+		if a.ThumbnailURL != "" {
+			thumb, err := httpURL(f+".thumbnail_url", a.ThumbnailURL)
+			if err != nil {
+				return nil, err
+			}
+			att.ThumbnailURL = &thumb
+		}
+		m.Attachments = append(m.Attachments, att)
+	}
+	if m.ContentType != events.ContentText && m.ContentType != events.ContentEvent && m.ContentType != events.ContentLocation && text == "" && len(m.Attachments) == 0 {
+		return nil, ingest.Invalid(field+".attachments", "a %s message needs an attachment or text", ct)
+	}
+	if e.Tags != nil {
+		if m.Tags, err = tags(field+".tags", e.Tags); err != nil {
+			return nil, err
+		}
+	}
+	if err := attributes(field+".metadata", e.Metadata, m.Metadata); err != nil {
+		return nil, err
+	}
+	for k, v := range c.Metadata {
+		m.Metadata[k] = v
+	}
+	return m, nil
+}
+
+func httpURL(field, raw string) (string, error) {
+	if len(raw) > MaxURL {
+		return "", ingest.Invalid(field, "longer than %d characters", MaxURL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", ingest.Invalid(field, "%q is not an http(s) URL", raw)
+	}
+	return raw, nil
+}

@@ -1,0 +1,59 @@
+// Package web is the producer of the web chat widget: POST /ingest/web with
+// a JSON batch of profile updates and chat messages, authenticated with the
+// channel's bearer key.
+package web
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/producers/chatjson"
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+// Path is the channel's endpoint.
+const Path = "/ingest/web"
+
+// Request is the body the widget posts.
+type Request struct {
+	VisitorID  string           `json:"visitor_id"`            // the widget's visitor cookie
+	CustomerID string           `json:"customer_id,omitempty"` // when the visitor is logged in
+	Events     []chatjson.Event `json:"events"`
+}
+
+// Channel is the web widget channel.
+type Channel struct {
+	cred ingest.KeyCredential
+	now  func() time.Time
+}
+
+var _ ingest.Channel = (*Channel)(nil)
+
+// New returns the channel, authenticating with cred's bearer key.
+func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: time.Now} }
+
+// Channel names the channel.
+func (c *Channel) Channel() events.Channel { return events.ChannelWeb }
+
+// Authenticate checks the bearer key.
+func (c *Channel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, c.cred.Key) }
+
+// Parse parses a batch.
+func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
+	var req Request
+	if err := chatjson.Decode(body, &req); err != nil {
+		return nil, err
+	}
+	visitor, err := ingest.ID("visitor_id", req.VisitorID)
+	if err != nil {
+		return nil, err
+	}
+	ctx := chatjson.Context{Identities: []events.Identity{{Kind: "web_visitor", Value: visitor}}, SenderID: visitor, Now: c.now()}
+	if req.CustomerID != "" {
+		if ctx.CustomerID, err = ingest.ID("customer_id", req.CustomerID); err != nil {
+			return nil, err
+		}
+	}
+	return chatjson.Build(req.Events, ctx)
+}
