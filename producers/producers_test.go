@@ -102,8 +102,8 @@ func (e *env) messages(t *testing.T, senderID string) []events.MessageEvent {
 			if err := e.serde.Decode(ctx, r.Value, &m); err != nil || m.SenderID != senderID {
 				return
 			}
-			if string(r.Key) != m.CustomerID {
-				t.Errorf("message keyed %q, customer %q", r.Key, m.CustomerID)
+			if string(r.Key) != m.CustomerID || r.Partition != testenv.PartitionFor(m.CustomerID, int32(len(ends.Offsets()[schemas.CustomerMessagesTopic]))) {
+				t.Errorf("message keyed %q on partition %d; want its customer %q on murmur2's partition", r.Key, r.Partition, m.CustomerID)
 			}
 			out = append(out, m)
 		})
@@ -178,4 +178,62 @@ func TestWeChatHandshake(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("handshake with a wrong signature: %d", resp.StatusCode)
 	}
+}
+
+func postJSON(t *testing.T, url, key, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The web, app and phone examples arrive in Kafka, decode, and sit on the
+// partition murmur2 gives for their customer; the caller's number links
+// the call to the customer the app profile named.
+func TestWebAppPhoneChannelsEndToEnd(t *testing.T) {
+	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
+		e := start(t, k)
+		u := testenv.UniqueName(t, "x")
+		phoneNumber := fmt.Sprintf("+86139%08d", time.Now().UnixNano()%1e8)
+		customer := "cus_" + u
+
+		app := fmt.Sprintf(`{"device_id":"d-%s","user_id":"u-%s","customer_id":%q,"app_version":"5.2.1","platform":"android","events":[
+			{"type":"profile","id":"p-%s","occurred_at":"2026-11-22T09:10:00+08:00","profile":{"name":"王小明","phone":%q}},
+			{"type":"message","id":"m-%s","occurred_at":"2026-11-22T09:10:12+08:00","text":"我要改地址"}]}`, u, u, customer, u, phoneNumber, u)
+		if code, body := postJSON(t, e.url+"/ingest/app", "app-key", app); code != 200 {
+			t.Fatalf("app: %d %s", code, body)
+		}
+		web := fmt.Sprintf(`{"visitor_id":"v-%s","events":[{"type":"message","id":"w-%s","occurred_at":"2026-11-22T09:20:00+08:00","text":"hello"}]}`, u, u)
+		if code, body := postJSON(t, e.url+"/ingest/web", "web-key", web); code != 200 {
+			t.Fatalf("web: %d %s", code, body)
+		}
+		call := fmt.Sprintf(`{"call_id":"call-%s","direction":"inbound","caller":%q,"callee":"4008001234","agent_id":"agent-17",
+			"started_at":"2026-11-22T10:00:00+08:00","ended_at":"2026-11-22T10:01:00+08:00","segments":[
+			{"speaker":"agent","start_ms":0,"end_ms":2000,"text":"您好","confidence":0.9},
+			{"speaker":"caller","start_ms":2500,"end_ms":6000,"text":"我想查询订单","confidence":0.8}]}`, u, phoneNumber)
+		if code, body := postJSON(t, e.url+"/ingest/phone", "phone-key", call); code != 200 {
+			t.Fatalf("phone: %d %s", code, body)
+		}
+		if code, _ := postJSON(t, e.url+"/ingest/phone", "web-key", call); code != http.StatusUnauthorized {
+			t.Fatalf("phone with the web key: %d", code)
+		}
+
+		if got := e.messages(t, "u-"+u); len(got) != 1 || got[0].CustomerID != customer || got[0].Channel != events.ChannelApp {
+			t.Fatalf("app messages %+v", got)
+		}
+		if got := e.messages(t, "v-"+u); len(got) != 1 || got[0].CustomerID != ingest.CustomerIDFor(events.Identity{Kind: "web_visitor", Value: "v-" + u}) {
+			t.Fatalf("web messages %+v", got)
+		}
+		caller := e.messages(t, phoneNumber)
+		if len(caller) != 1 || caller[0].CustomerID != customer || caller[0].Transcript == nil || caller[0].Transcript.Segment != 1 {
+			t.Fatalf("the caller's transcript segment %+v should land on %s, linked through the app profile's phone", caller, customer)
+		}
+	})
 }

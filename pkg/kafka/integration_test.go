@@ -104,7 +104,7 @@ func TestKeyedRecordsLandOnMurmur2Partition(t *testing.T) {
 		got := map[string]int{}
 		for _, r := range consumeN(t, k, topic, 2*len(ids)) {
 			key := string(r.Key)
-			if want := partitionFor(key, partitions); r.Partition != want {
+			if want := testenv.PartitionFor(key, partitions); r.Partition != want {
 				t.Errorf("%s record for %s on partition %d, murmur2 says %d", r.Value, key, r.Partition, want)
 			}
 			got[string(r.Value)]++
@@ -129,7 +129,7 @@ func TestKeyedRecordsLandOnMurmur2Partition(t *testing.T) {
 			if _, err := fmt.Sscanf(l, "%d\t%s\t%s", &p, &key, &value); err != nil {
 				t.Fatalf("kcat line %q: %v", l, err)
 			}
-			if want := partitionFor(key, partitions); p != want {
+			if want := testenv.PartitionFor(key, partitions); p != want {
 				t.Errorf("kcat read %s's record on partition %d, murmur2 says %d", key, p, want)
 			}
 		}

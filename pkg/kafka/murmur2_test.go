@@ -1,48 +1,10 @@
 package kafka_test
 
-import "testing"
+import (
+	"testing"
 
-// murmur2 is Kafka's hash for keyed records (org.apache.kafka.common.utils.Utils.murmur2),
-// written out here as the independent reference the partition tests check
-// franz-go and kcat against.
-func murmur2(data []byte) int32 {
-	const (
-		seed uint32 = 0x9747b28c
-		m    uint32 = 0x5bd1e995
-		r           = 24
-	)
-	length := len(data)
-	h := seed ^ uint32(length)
-	for i := 0; i+4 <= length; i += 4 {
-		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	tail := data[length&^3:]
-	switch len(tail) {
-	case 3:
-		h ^= uint32(tail[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(tail[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(tail[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return int32(h)
-}
-
-// partitionFor is the Java client's default partitioner for keyed records.
-func partitionFor(key string, partitions int32) int32 {
-	return (murmur2([]byte(key)) & 0x7fffffff) % partitions
-}
+	"github.com/omnisync/omnisync/internal/testenv"
+)
 
 // The vectors of Kafka's own UtilsTest.testMurmur2.
 func TestMurmur2MatchesKafka(t *testing.T) {
@@ -54,8 +16,8 @@ func TestMurmur2MatchesKafka(t *testing.T) {
 		"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
 		"abc": 479470107,
 	} {
-		if got := murmur2([]byte(key)); got != want {
-			t.Errorf("murmur2(%q) = %d, want %d", key, got, want)
+		if got := testenv.Murmur2([]byte(key)); got != want {
+			t.Errorf("Murmur2(%q) = %d, want %d", key, got, want)
 		}
 	}
 }

@@ -152,7 +152,7 @@ func (r *rig) messagesFor(t *testing.T, customerID string) []events.MessageEvent
 			t.Fatal(err)
 		}
 		if m.CustomerID == customerID {
-			if want := partitionFor(string(rec.Key), 6); rec.Partition != want || string(rec.Key) != customerID {
+			if want := testenv.PartitionFor(string(rec.Key), 6); rec.Partition != want || string(rec.Key) != customerID {
 				t.Errorf("message for %s keyed %q on partition %d; want its customer ID on partition %d", customerID, rec.Key, rec.Partition, want)
 			}
 			out = append(out, m)
@@ -258,34 +258,4 @@ func TestPipeline(t *testing.T) {
 			}
 		})
 	})
-}
-
-// partitionFor is the Java client's murmur2 partitioner (see pkg/kafka's
-// murmur2 test for the reference vectors).
-func partitionFor(key string, n int32) int32 {
-	data := []byte(key)
-	const m uint32 = 0x5bd1e995
-	h := 0x9747b28c ^ uint32(len(data))
-	for i := 0; i+4 <= len(data); i += 4 {
-		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
-		k *= m
-		k ^= k >> 24
-		k *= m
-		h = h*m ^ k
-	}
-	switch tail := data[len(data)&^3:]; len(tail) {
-	case 3:
-		h ^= uint32(tail[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(tail[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(tail[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return (int32(h) & 0x7fffffff) % n
 }
