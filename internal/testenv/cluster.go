@@ -12,51 +12,54 @@ import (
 	"testing"
 )
 
-// KafkaCluster is a three-node Apache Kafka cluster on this host (replication
-// factor 3, min.insync.replicas 2) whose nodes a fault test can stop and
-// start.
+// KafkaCluster is a real Apache Kafka cluster on this host, started for one
+// test, whose nodes a fault test can stop and start.
 type KafkaCluster struct {
 	Kafka
 	script, dir string
 	env         []string
 }
 
-// ThreeNodeKafka starts a real three-node cluster for the test with
-// scripts/kafka.sh (client ports 29092-29094) and stops it when the test
+// ThreeNodeKafka starts a real three-node cluster (replication factor 3,
+// min.insync.replicas 2) on client ports 29092-29094; see KafkaNodes.
+func ThreeNodeKafka(t *testing.T) *KafkaCluster { return KafkaNodes(t, 3, 29092) }
+
+// KafkaNodes starts a real cluster of n nodes for the test with
+// scripts/kafka.sh, clients on port and up, and stops it when the test
 // ends. It runs only when OMNISYNC_TEST_KAFKA_FAULTS=1 (make test sets it):
-// three JVMs are heavy for a plain go test.
-func ThreeNodeKafka(t *testing.T) *KafkaCluster {
+// JVMs are heavy for a plain go test.
+func KafkaNodes(t *testing.T, n, port int) *KafkaCluster {
 	t.Helper()
 	if os.Getenv("OMNISYNC_TEST_KAFKA_FAULTS") != "1" {
-		Skip(t, "three-node Kafka fault tests run with OMNISYNC_TEST_KAFKA_FAULTS=1 (make test sets it)")
+		Skip(t, "Kafka fault tests run with OMNISYNC_TEST_KAFKA_FAULTS=1 (make test sets it)")
 	}
 	c := &KafkaCluster{
 		script: filepath.Join(RepoRoot(t), "scripts", "kafka.sh"),
-		dir:    filepath.Join(os.TempDir(), "omnisync-kafka3-"+strconv.Itoa(os.Getpid())),
-		env:    append(os.Environ(), "KAFKA_PORT=29092"),
+		dir:    filepath.Join(os.TempDir(), fmt.Sprintf("omnisync-kafka-%d-%d", port, os.Getpid())),
+		env:    append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port)),
 	}
 	if out, err := c.run("install"); err != nil {
 		t.Fatalf("kafka.sh install: %v\n%s", err, out)
 	}
-	out, err := c.run("up", "--nodes", "3", "--dir", c.dir)
+	out, err := c.run("up", "--nodes", strconv.Itoa(n), "--dir", c.dir)
 	t.Cleanup(func() { _, _ = c.run("down", "--dir", c.dir, "--clean") })
 	if err != nil {
-		t.Fatalf("kafka.sh up --nodes 3: %v\n%s", err, out)
+		t.Fatalf("kafka.sh up --nodes %d: %v\n%s", n, err, out)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		if addrs, ok := strings.CutPrefix(sc.Text(), "OMNISYNC_TEST_KAFKA="); ok {
-			c.Kafka = Kafka{Backend: "three-node Apache Kafka", Brokers: strings.Split(addrs, ",")}
+			c.Kafka = Kafka{Backend: fmt.Sprintf("%d-node Apache Kafka", n), Brokers: strings.Split(addrs, ",")}
 		}
 	}
-	if len(c.Brokers) != 3 {
-		t.Fatalf("kafka.sh up --nodes 3 printed no three addresses:\n%s", out)
+	if len(c.Brokers) != n {
+		t.Fatalf("kafka.sh up --nodes %d printed no %d addresses:\n%s", n, n, out)
 	}
 	t.Logf("Kafka backend: %s %v", c.Backend, c.Brokers)
 	return c
 }
 
-// StopNode stops node n (1-3); kill sends SIGKILL instead of SIGTERM.
+// StopNode stops node n (from 1); kill sends SIGKILL instead of SIGTERM.
 func (c *KafkaCluster) StopNode(t *testing.T, n int, kill bool) {
 	t.Helper()
 	args := []string{"stop-node", strconv.Itoa(n), "--dir", c.dir}
