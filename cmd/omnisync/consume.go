@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/registry"
+)
+
+func newConsumeCommand(g *globals) *cobra.Command {
+	var group, storeURL, policyFile, registryURL string
+	var publishState bool
+	cmd := &cobra.Command{
+		Use:   "consume",
+		Short: "Run a materializer: one consumer group folding customer events into a store",
+		Long: `Run a member of a consumer group that folds customer events and messages into
+versioned customer records and writes them, exactly once in effect, into a
+store. Run one group per target store; run several members of a group to
+spread the partitions.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			store, err := openStore(ctx, storeURL)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			policy := merge.DefaultPolicy()
+			if policyFile != "" {
+				if policy, err = merge.LoadPolicy(policyFile); err != nil {
+					return err
+				}
+			}
+			reg, err := registry.New(strings.Split(registryURL, ","))
+			if err != nil {
+				return err
+			}
+			serde, err := codec.New(ctx, reg)
+			if err != nil {
+				return err
+			}
+			m, err := materializer.New(materializer.Config{
+				Kafka: g.kafkaConfig(log), Group: group, Store: store, Serde: serde, Policy: policy,
+				PublishState: publishState, Logger: log.Named("materializer"),
+			})
+			if err != nil {
+				return err
+			}
+			log.Info("materializer starting", zap.String("group", group), zap.String("store", redactDSN(storeURL)), zap.String("policy_hash", policy.Hash()))
+			return m.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&group, "group", "omnisync-sqlite", "consumer group: one per target store")
+	f.StringVar(&storeURL, "store", "sqlite:.omnisync/omnisync.db", "store: sqlite:PATH")
+	f.StringVar(&policyFile, "policy", "", "merge policy YAML (default: the built-in policy)")
+	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	f.BoolVar(&publishState, "publish-state", false, "publish every changed record to the compacted state topic")
+	return cmd
+}
+
+// openStore opens the store a URL names: sqlite:PATH.
+func openStore(ctx context.Context, url string) (materializer.Store, error) {
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		return sqlite.Open(ctx, path)
+	}
+	return nil, fmt.Errorf("store %q: want sqlite:PATH", url)
+}
+
+// redactDSN hides a password in a store URL for logs.
+func redactDSN(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	creds, host, ok := strings.Cut(rest, "@")
+	if !ok {
+		return url
+	}
+	user, _, _ := strings.Cut(creds, ":")
+	return scheme + "://" + user + ":***@" + host
+}

@@ -1,0 +1,377 @@
+// Package materializer runs a consumer group that folds omnisync's customer
+// events and messages into versioned records (package merge) and writes
+// them, exactly once in effect, into a Store: each batch of records and the
+// group's per-partition offsets are applied in one store transaction, and
+// on (re)assignment the group seeks to the offsets the store holds. Offsets
+// are also committed to Kafka so lag tools see progress.
+//
+// Transient failures (store or broker down, registry unreachable) are
+// retried with exponential backoff and jitter and never skip data; records
+// that can never be decoded go to the dead-letter topic with the reason and
+// their topic/partition/offset, and processing moves on.
+package materializer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/ksuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// ErrPolicyChanged is returned by Run when the store was built with another
+// merge policy: its records must be rebuilt by a replay.
+var ErrPolicyChanged = errors.New("the store was built with another merge policy; replay the topics into a fresh store")
+
+// Config configures a Materializer.
+type Config struct {
+	Kafka  kafka.Config
+	Group  string // the consumer group, one per target store
+	Store  Store
+	Serde  *codec.Serde
+	Policy *merge.Policy // default merge.DefaultPolicy()
+	// PublishState publishes each changed record to the compacted state
+	// topic after the store commit.
+	PublishState bool
+	// MaxBatch is the most records applied in one store transaction;
+	// default 5000.
+	MaxBatch int
+	Logger   *zap.Logger
+	Metrics  *Metrics // optional
+}
+
+// Materializer is one member of a consumer group.
+type Materializer struct {
+	cfg Config
+	cl  *kgo.Client
+}
+
+// New returns a member of cfg.Group; Run starts it.
+func New(cfg Config) (*Materializer, error) {
+	if cfg.Policy == nil {
+		cfg.Policy = merge.DefaultPolicy()
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 5000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	m := &Materializer{cfg: cfg}
+	cl, err := kafka.NewClient(cfg.Kafka,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AdjustFetchOffsetsFn(m.storeOffsets),
+	)
+	if err != nil {
+		return nil, err
+	}
+	m.cl = cl
+	return m, nil
+}
+
+// storeOffsets replaces the offsets committed in Kafka with the ones the
+// store holds: the store is the truth of what it has applied.
+func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	var held map[string]map[int32]int64
+	err := m.retry(ctx, "reading the store's offsets", func() error {
+		var err error
+		held, err = m.cfg.Store.Offsets(ctx, m.cfg.Group)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[int32]kgo.Offset, len(assigned))
+	for topic, parts := range assigned {
+		out[topic] = make(map[int32]kgo.Offset, len(parts))
+		for p := range parts {
+			if next, ok := held[topic][p]; ok {
+				out[topic][p] = kgo.NewOffset().At(next).WithEpoch(-1)
+			} else {
+				out[topic][p] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	m.cfg.Logger.Info("partitions assigned; resuming at the store's offsets", zap.Any("offsets", held))
+	return out, nil
+}
+
+// Run consumes until ctx ends. It returns ErrPolicyChanged (wrapped) when
+// the store was built with another policy, and nil after a clean shutdown.
+func (m *Materializer) Run(ctx context.Context) error {
+	defer func() {
+		m.cl.AllowRebalance() // a poll may have blocked rebalancing; leaving the group needs it
+		m.cl.Close()
+	}()
+	hash, err := m.cfg.Store.PolicyHash(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the store's policy hash: %w", err)
+	}
+	if hash != "" && hash != m.cfg.Policy.Hash() {
+		return fmt.Errorf("%w (store %s, configured %s)", ErrPolicyChanged, hash, m.cfg.Policy.Hash())
+	}
+	var publisher *kgo.Client
+	if m.cfg.PublishState {
+		if publisher, err = kafka.NewClient(m.cfg.Kafka); err != nil {
+			return err
+		}
+		defer publisher.Close()
+	}
+	for {
+		fs := m.cl.PollRecords(ctx, m.cfg.MaxBatch)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			m.cfg.Logger.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
+		})
+		recs := fs.Records()
+		if len(recs) > 0 {
+			if err := m.process(ctx, recs, publisher); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		m.cl.AllowRebalance()
+	}
+}
+
+// process folds one polled batch into the store. Records of a partition
+// arrive in order; a customer's events are all on one partition.
+func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publisher *kgo.Client) error {
+	decoded, deadLetters, err := m.decode(ctx, recs)
+	if err != nil {
+		return err
+	}
+	if len(deadLetters) > 0 {
+		if err := m.retry(ctx, "writing dead letters", func() error {
+			return m.cl.ProduceSync(ctx, deadLetters...).FirstErr()
+		}); err != nil {
+			return err
+		}
+		m.cfg.Metrics.deadLetters(len(deadLetters))
+	}
+
+	ids := map[string]bool{}
+	for _, d := range decoded {
+		ids[d.customerID()] = true
+	}
+	var stored map[string]merge.Record
+	if err := m.retry(ctx, "loading records", func() error {
+		var err error
+		stored, err = m.cfg.Store.Load(ctx, keys(ids))
+		return err
+	}); err != nil {
+		return err
+	}
+
+	batch := &Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}
+	changed := map[string]merge.Record{}
+	var outcome stats
+	for _, d := range decoded {
+		id := d.customerID()
+		r, ok := changed[id]
+		if !ok {
+			r = stored[id]
+		}
+		var o merge.Outcome
+		switch {
+		case d.event != nil:
+			r, o = merge.Apply(r, d.event, m.cfg.Policy)
+		case d.message != nil:
+			r, o = merge.ApplyMessage(r, d.message, m.cfg.Policy)
+			if o.Ignored == "" {
+				batch.Messages = append(batch.Messages, *d.message)
+			}
+		}
+		outcome.add(o)
+		if o.Changed {
+			changed[id] = r
+		}
+	}
+	for _, rec := range recs {
+		if batch.Offsets[rec.Topic] == nil {
+			batch.Offsets[rec.Topic] = map[int32]int64{}
+		}
+		batch.Offsets[rec.Topic][rec.Partition] = rec.Offset + 1
+	}
+	for _, id := range keys(changed) {
+		batch.Records = append(batch.Records, changed[id])
+	}
+	if err := m.retry(ctx, "applying a batch to the store", func() error { return m.cfg.Store.Apply(ctx, batch) }); err != nil {
+		return err
+	}
+	now := time.Now()
+	m.cfg.Metrics.observeBatch(outcome, decoded, now)
+
+	// For lag tools; the store's offsets are the truth, so a failed commit
+	// is only logged.
+	if err := m.cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
+		m.cfg.Logger.Warn("committing offsets to Kafka", zap.Error(err))
+	}
+	if publisher != nil && len(batch.Records) > 0 {
+		if err := m.retry(ctx, "publishing state", func() error { return m.publish(ctx, publisher, batch.Records) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type decodedRecord struct {
+	event   *events.CustomerEvent
+	message *events.MessageEvent
+}
+
+func (d decodedRecord) customerID() string {
+	if d.event != nil {
+		return d.event.CustomerID
+	}
+	return d.message.CustomerID
+}
+
+func (d decodedRecord) ingestedAt() time.Time {
+	if d.event != nil {
+		return d.event.IngestedAt
+	}
+	return d.message.IngestedAt
+}
+
+// decode decodes every record, retrying transient failures; records that
+// will never decode become dead letters.
+func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decodedRecord, []*kgo.Record, error) {
+	var out []decodedRecord
+	var dead []*kgo.Record
+	for _, rec := range recs {
+		var d decodedRecord
+		var target any
+		switch rec.Topic {
+		case schemas.CustomerEventsTopic:
+			d.event = new(events.CustomerEvent)
+			target = d.event
+		case schemas.CustomerMessagesTopic:
+			d.message = new(events.MessageEvent)
+			target = d.message
+		default:
+			continue
+		}
+		err := m.retry(ctx, "decoding a record", func() error {
+			err := m.cfg.Serde.Decode(ctx, rec.Value, target)
+			var de *codec.DecodeError
+			if errors.As(err, &de) {
+				return permanent{err}
+			}
+			return err
+		})
+		var p permanent
+		switch {
+		case errors.As(err, &p):
+			dl, err := m.deadLetter(rec, p.err)
+			if err != nil {
+				return nil, nil, err
+			}
+			dead = append(dead, dl)
+			continue
+		case err != nil:
+			return nil, nil, err
+		}
+		if d.customerID() == "" || d.customerID() != string(rec.Key) {
+			dl, err := m.deadLetter(rec, fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.customerID()))
+			if err != nil {
+				return nil, nil, err
+			}
+			dead = append(dead, dl)
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, dead, nil
+}
+
+func (m *Materializer) deadLetter(rec *kgo.Record, why error) (*kgo.Record, error) {
+	m.cfg.Logger.Warn("record sent to the dead-letter topic", zap.String("topic", rec.Topic),
+		zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(why))
+	topic, part, off := rec.Topic, rec.Partition, rec.Offset
+	value, err := m.cfg.Serde.Encode(&events.DeadLetter{
+		ID: ksuid.New().String(), Stage: "materialize", Component: "materializer/" + m.cfg.Group, Reason: why.Error(),
+		ContentType: "application/vnd.kafka.avro", Payload: rec.Value, Headers: map[string]string{"key": string(rec.Key)},
+		Topic: &topic, Partition: &part, Offset: &off, FailedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding a dead letter: %w", err)
+	}
+	return &kgo.Record{Topic: schemas.DeadLetterTopic, Key: rec.Key, Value: value, Headers: []kgo.RecordHeader{
+		{Key: "topic", Value: []byte(topic)},
+		{Key: "partition", Value: []byte(strconv.Itoa(int(part)))},
+		{Key: "offset", Value: []byte(strconv.FormatInt(off, 10))},
+		{Key: "reason", Value: []byte(why.Error())},
+	}}, nil
+}
+
+func (m *Materializer) publish(ctx context.Context, cl *kgo.Client, records []merge.Record) error {
+	out := make([]*kgo.Record, 0, len(records))
+	for _, r := range records {
+		st := r.State()
+		value, err := m.cfg.Serde.Encode(&st)
+		if err != nil {
+			return fmt.Errorf("encoding state of %s: %w", r.CustomerID, err)
+		}
+		out = append(out, &kgo.Record{Topic: schemas.CustomerStateTopic, Key: []byte(r.CustomerID), Value: value})
+	}
+	return cl.ProduceSync(ctx, out...).FirstErr()
+}
+
+// permanent marks an error retrying cannot fix.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+
+// retry runs fn until it succeeds, returns a permanent error, or ctx ends,
+// backing off exponentially (100 ms to 30 s) with full jitter.
+func (m *Materializer) retry(ctx context.Context, what string, fn func() error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		var p permanent
+		if err == nil || errors.As(err, &p) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := time.Duration(rand.Int64N(int64(backoff)))
+		m.cfg.Logger.Warn("retrying", zap.String("what", what), zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

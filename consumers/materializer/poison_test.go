@@ -1,0 +1,76 @@
+package materializer_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// Garbage bytes and records with an unknown schema ID go to the dead-letter
+// topic with their topic, partition and offset; the events after them are
+// applied.
+func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
+	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
+		r := newRig(t, k)
+		cid := customers(t, 1)[0]
+		poison := []*kgo.Record{
+			{Topic: schemas.CustomerEventsTopic, Key: []byte(cid), Value: []byte("not avro at all")},
+			{Topic: schemas.CustomerEventsTopic, Key: []byte(cid), Value: append(codec.AppendHeader(nil, 999999), 2, 'x')},
+			{Topic: schemas.CustomerMessagesTopic, Key: []byte(cid), Value: []byte{0}},
+		}
+		if err := r.cl.ProduceSync(context.Background(), poison...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		name := "after the poison"
+		r.produce(t, &events.CustomerEvent{EventID: cid + "-ok", CustomerID: cid, Channel: events.ChannelCRM, Source: "test",
+			Op: events.OpUpsert, OccurredAt: base, IngestedAt: time.Now(), Profile: &events.Profile{Name: &name}})
+
+		store := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
+		group := testenv.UniqueName(t, "group")
+		runMaterializer(t, r, group, store)
+		waitCaughtUp(t, store, group, r.endOffsets(t), 60*time.Second)
+		got, err := store.Load(context.Background(), []string{cid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reg, ok := got[cid].Fields["name"]; !ok || reg.Value != `"after the poison"` {
+			t.Fatalf("the event after the poison records was not applied: %+v", got[cid])
+		}
+
+		// Each poison record is in the dead-letter topic with where it came from.
+		c, err := kafka.NewClient(k.Config(), kgo.ConsumeTopics(schemas.DeadLetterTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		found := 0
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for found < len(poison) && ctx.Err() == nil {
+			c.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+				var dl events.DeadLetter
+				if err := r.serde.Decode(ctx, rec.Value, &dl); err != nil || dl.Stage != "materialize" || string(rec.Key) != cid {
+					return
+				}
+				if dl.Topic == nil || dl.Offset == nil || dl.Partition == nil || dl.Reason == "" {
+					t.Errorf("dead letter without its origin: %+v", dl)
+				}
+				if dl.Component == "materializer/"+group {
+					found++
+				}
+			})
+		}
+		if found != len(poison) {
+			t.Fatalf("%d of %d poison records in the dead-letter topic", found, len(poison))
+		}
+	})
+}
