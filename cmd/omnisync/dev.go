@@ -20,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/devregistry"
 	"github.com/omnisync/omnisync/pkg/kafka"
@@ -31,7 +33,7 @@ func newDevCommand(g *globals) *cobra.Command {
 	var dataDir, kafkaListen, registryListen, httpListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run omnisync on one machine: embedded broker, schema registry and topics, persisted under --data-dir",
+		Short: "Run omnisync on one machine: embedded broker, schema registry, topics, producers and a materializer into SQLite, persisted under --data-dir",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -77,6 +79,17 @@ func newDevCommand(g *globals) *cobra.Command {
 				return err
 			}
 			mux.Handle("/metrics", promhttp.Handler())
+			storePath := filepath.Join(dataDir, "omnisync.db")
+			store, err := sqlite.Open(ctx, storePath)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			mat, err := materializer.New(materializer.Config{Kafka: kcfg, Group: "omnisync-dev-sqlite", Store: store, Serde: serde,
+				PublishState: true, Logger: log.Named("materializer"), Metrics: materializer.NewMetrics(prometheus.DefaultRegisterer, "omnisync-dev-sqlite")})
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), `omnisync dev is running (data in %s)
 
   Ingest endpoints          http://%s/ingest/{web,app,miniprogram,wechat,phone}
@@ -84,12 +97,13 @@ func newDevCommand(g *globals) *cobra.Command {
   Kafka (embedded broker)   %v
   Schema registry           %s
   Credentials               %s
+  Store (SQLite)            %s
 
 Try:  kcat -L -b %s
       curl -s %s/subjects
 Ctrl-C stops it; a restart keeps all data.
-`, dataDir, httpListen, httpListen, broker.Addrs(), registryURL, credsPath, broker.Addrs()[0], registryURL)
-			err = serveUntilDone(ctx, httpListen, mux, log, runDirectory)
+`, dataDir, httpListen, httpListen, broker.Addrs(), registryURL, credsPath, storePath, broker.Addrs()[0], registryURL)
+			err = serveUntilDone(ctx, httpListen, mux, log, runDirectory, mat.Run)
 			log.Info("shutting down")
 			return err
 		},
