@@ -82,7 +82,7 @@ func outage(t *testing.T, k testenv.Kafka, stop, start func()) {
 	for _, rec := range r.topicRecords(t, schemas.CustomerMessagesTopic) {
 		var m events.MessageEvent
 		if err := r.serde.Decode(context.Background(), rec.Value, &m); err != nil {
-			t.Fatal(err)
+			continue // another test shares the topic (the materializer tests write poison records)
 		}
 		got[m.MessageID] = true
 	}

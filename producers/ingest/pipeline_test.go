@@ -149,7 +149,7 @@ func (r *rig) messagesFor(t *testing.T, customerID string) []events.MessageEvent
 	for _, rec := range r.topicRecords(t, schemas.CustomerMessagesTopic) {
 		var m events.MessageEvent
 		if err := r.serde.Decode(context.Background(), rec.Value, &m); err != nil {
-			t.Fatal(err)
+			continue // another test shares the topic (the materializer tests write poison records)
 		}
 		if m.CustomerID == customerID {
 			if want := testenv.PartitionFor(string(rec.Key), 6); rec.Partition != want || string(rec.Key) != customerID {
@@ -231,7 +231,7 @@ func TestPipeline(t *testing.T) {
 			for _, rec := range r.topicRecords(t, schemas.DeadLetterTopic) {
 				var dl events.DeadLetter
 				if err := r.serde.Decode(context.Background(), rec.Value, &dl); err != nil {
-					t.Fatal(err)
+					continue // another test shares the topic (the materializer tests write poison records)
 				}
 				if dl.ID == body["dead_letter_id"] {
 					found = true
