@@ -229,7 +229,7 @@ func checkStore(t *testing.T, store *sqlite.Store, want map[string]merge.Record,
 		if g, ok := got[id]; !ok || g.CanonicalHash() != w.CanonicalHash() {
 			t.Errorf("customer %s: store has version %d (found %v), the merge contract says version %d", id, g.Version, ok, w.Version)
 		}
-		timeline, err := store.Timeline(ctx, id, 100000)
+		timeline, err := store.Timeline(ctx, id, nil, 100000)
 		if err != nil {
 			t.Fatal(err)
 		}

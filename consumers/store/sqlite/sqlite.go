@@ -290,26 +290,3 @@ func (s *Store) PolicyHash(ctx context.Context) (string, error) {
 	}
 	return h, err
 }
-
-// Timeline returns up to limit of a customer's messages across channels,
-// ordered by (occurred_at, message_id).
-func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]events.MessageEvent, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT event FROM messages WHERE customer_id = ? ORDER BY occurred_at, message_id LIMIT ?`, customerID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("reading the timeline: %w", err)
-	}
-	defer rows.Close()
-	var out []events.MessageEvent
-	for rows.Next() {
-		var text string
-		if err := rows.Scan(&text); err != nil {
-			return nil, err
-		}
-		var m events.MessageEvent
-		if err := json.Unmarshal([]byte(text), &m); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
-}
