@@ -11,17 +11,19 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/devregistry"
 	"github.com/omnisync/omnisync/pkg/kafka"
@@ -31,9 +33,10 @@ import (
 
 func newDevCommand(g *globals) *cobra.Command {
 	var dataDir, kafkaListen, registryListen, httpListen string
+	var playDemo bool
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run omnisync on one machine: embedded broker, schema registry, topics, producers and a materializer into SQLite, persisted under --data-dir",
+		Short: "Run omnisync on one machine: embedded broker, schema registry, topics, producers, a materializer into SQLite, the API and console, persisted under --data-dir",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -74,40 +77,57 @@ func newDevCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			mux, runDirectory, err := newProducerMux(ctx, kcfg, serde, creds, []string{"all"}, prometheus.DefaultRegisterer, log)
+			mux, runDirectory, directoryReady, err := newProducerMux(ctx, kcfg, serde, creds, []string{"all"}, prometheus.DefaultRegisterer, log)
 			if err != nil {
 				return err
 			}
-			mux.Handle("/metrics", promhttp.Handler())
 			storePath := filepath.Join(dataDir, "omnisync.db")
 			store, err := sqlite.Open(ctx, storePath)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			mat, err := materializer.New(materializer.Config{Kafka: kcfg, Group: "omnisync-dev-sqlite", Store: store, Serde: serde,
-				PublishState: true, Logger: log.Named("materializer"), Metrics: materializer.NewMetrics(prometheus.DefaultRegisterer, "omnisync-dev-sqlite")})
+			const group = "omnisync-dev-sqlite"
+			mat, err := materializer.New(materializer.Config{Kafka: kcfg, Group: group, Store: store, Serde: serde,
+				PublishState: true, Logger: log.Named("materializer"), Metrics: materializer.NewMetrics(prometheus.DefaultRegisterer, group)})
 			if err != nil {
 				return err
 			}
+			runStatus := mountAPI(mux, store, cl, serde, creds.AdminToken, log, directoryReady)
+			background := []func(context.Context) error{runDirectory, mat.Run, runStatus}
+			if playDemo {
+				background = append(background, func(ctx context.Context) error {
+					return demo.Run(ctx, demo.Config{BaseURL: "http://" + httpListen, Credentials: creds,
+						CRM: api.KafkaPublisher{Client: cl, Serde: serde}, SeededMarker: filepath.Join(dataDir, "demo-seeded"),
+						Every: 4 * time.Second, Logger: log.Named("demo")})
+				})
+			}
+			base := "http://" + httpListen
 			fmt.Fprintf(cmd.OutOrStdout(), `omnisync dev is running (data in %s)
 
-  Ingest endpoints          http://%s/ingest/{web,app,miniprogram,wechat,phone}
-  Metrics                   http://%s/metrics
-  Kafka (embedded broker)   %v
+  Agent console             %s/#token=%s
+  API (bearer admin token)  %s/api/v1/customers
+  Ingest endpoints          %s/ingest/{web,app,miniprogram,wechat,phone}
+  Metrics                   %s/metrics
+  Kafka (embedded broker)   %s
   Schema registry           %s
   Credentials               %s
   Store (SQLite)            %s
 
-Try:  kcat -L -b %s
-      curl -s %s/subjects
+Try:
+  curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
+    -d '{"visitor_id":"v-1","events":[{"type":"profile","id":"p-1","occurred_at":"%s","profile":{"name":"李娜","phone":"138 0013 8000"}}]}' \
+    %s/ingest/web
+  curl -s -H 'Authorization: Bearer %s' '%s/api/v1/customers?q=李娜'
 Ctrl-C stops it; a restart keeps all data.
-`, dataDir, httpListen, httpListen, broker.Addrs(), registryURL, credsPath, storePath, broker.Addrs()[0], registryURL)
-			err = serveUntilDone(ctx, httpListen, mux, log, runDirectory, mat.Run)
+`, dataDir, base, creds.AdminToken, base, base, base, strings.Join(broker.Addrs(), ","), registryURL, credsPath, storePath,
+				creds.Channels.Web.Key, time.Now().UTC().Format(time.RFC3339), base, creds.AdminToken, base)
+			err = serveUntilDone(ctx, httpListen, mux, log, background...)
 			log.Info("shutting down")
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&playDemo, "demo", false, "play demo customers across all five channels through the ingest endpoints")
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".omnisync", "where the broker persists everything")
 	cmd.Flags().StringVar(&kafkaListen, "kafka-listen", "127.0.0.1:9092", "address of the embedded Kafka broker")
 	cmd.Flags().StringVar(&registryListen, "registry-listen", "127.0.0.1:8081", "address of the embedded schema registry")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/registry"
@@ -50,10 +50,11 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 			if err != nil {
 				return err
 			}
-			mux, run, err := newProducerMux(ctx, g.kafkaConfig(log), serde, creds, strings.Split(channel, ","), prometheus.DefaultRegisterer, log)
+			mux, run, ready, err := newProducerMux(ctx, g.kafkaConfig(log), serde, creds, strings.Split(channel, ","), prometheus.DefaultRegisterer, log)
 			if err != nil {
 				return err
 			}
+			api.MountHealth(mux, ready)
 			mux.Handle("/metrics", promhttp.Handler())
 			return serveUntilDone(ctx, listen, mux, log, run)
 		},
@@ -67,38 +68,38 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 }
 
 // newProducerMux builds the ingest pipeline and mounts the channels; run
-// follows the identity directory until ctx ends.
+// follows the identity directory until ctx ends; ready passes once the
+// directory has caught up.
 func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, creds ingest.Credentials, channels []string,
-	reg prometheus.Registerer, log *zap.Logger) (*http.ServeMux, func(context.Context) error, error) {
+	reg prometheus.Registerer, log *zap.Logger) (mux *http.ServeMux, run func(context.Context) error, ready api.Check, err error) {
 	cl, err := kafka.NewClient(kcfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, ready, err
 	}
 	dir, err := ingest.NewDirectory(kcfg, serde, log.Named("identities"))
 	if err != nil {
 		cl.Close()
-		return nil, nil, err
+		return nil, nil, ready, err
 	}
 	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: log.Named("ingest"), Metrics: ingest.NewMetrics(reg)})
-	mux := http.NewServeMux()
+	mux = http.NewServeMux()
 	if err := producers.Mount(mux, p, creds, channels...); err != nil {
 		cl.Close()
-		return nil, nil, err
+		return nil, nil, ready, err
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	ready = api.Check{Name: "identity directory", Func: func(context.Context) error {
 		select {
 		case <-dir.Ready():
-			fmt.Fprintln(w, "ready")
+			return nil
 		default:
-			http.Error(w, "identity directory loading", http.StatusServiceUnavailable)
+			return errors.New("loading the identities topic")
 		}
-	})
-	run := func(ctx context.Context) error {
+	}}
+	run = func(ctx context.Context) error {
 		defer cl.Close()
 		return dir.Run(ctx)
 	}
-	return mux, run, nil
+	return mux, run, ready, nil
 }
 
 // serveUntilDone serves h on listen and runs background work until ctx

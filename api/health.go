@@ -1,0 +1,35 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Check is one readiness check: nil when the dependency serves.
+type Check struct {
+	Name string
+	Func func(context.Context) error
+}
+
+// MountHealth serves /healthz (the process is up) and /readyz (every check
+// passes: 200 with "ready", else 503 naming what is not ready).
+func MountHealth(mux *http.ServeMux, checks ...Check) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		failed := map[string]string{}
+		for _, c := range checks {
+			if err := c.Func(ctx); err != nil {
+				failed[c.Name] = err.Error()
+			}
+		}
+		if len(failed) > 0 {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "failed": failed})
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+}

@@ -1,0 +1,278 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/ksuid"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+// Publisher publishes a customer event and returns once Kafka
+// acknowledged it.
+type Publisher interface {
+	Publish(ctx context.Context, ev *events.CustomerEvent) error
+}
+
+// Config configures the API.
+type Config struct {
+	Store      store.Reader
+	Publisher  Publisher // takes the RESOLVE events
+	Status     *Status   // answers /api/v1/sync/status
+	AdminToken string    // bearer token of every /api/v1 call
+	Logger     *zap.Logger
+	// Instance names this server in the source of the events it
+	// publishes (api@<instance>).
+	Instance string
+	Now      func() time.Time // default time.Now
+}
+
+// Paging limits.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// Handler returns the /api/v1 routes.
+func Handler(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/customers", s.searchCustomers)
+	mux.HandleFunc("GET /api/v1/customers/{id}", s.customer)
+	mux.HandleFunc("GET /api/v1/customers/{id}/timeline", s.timeline)
+	mux.HandleFunc("GET /api/v1/conflicts", s.conflicts)
+	mux.HandleFunc("POST /api/v1/conflicts/{id}/resolve", s.resolve)
+	mux.HandleFunc("GET /api/v1/sync/status", s.syncStatus)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such API path: "+r.Method+" "+r.URL.Path)
+	})
+	return s.authorized(mux)
+}
+
+type server struct{ cfg Config }
+
+func (s *server) authorized(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := ingest.CheckBearer(r, s.cfg.AdminToken); err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="omnisync"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", err.Error()+" (send Authorization: Bearer <admin_token>)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// page reads limit and cursor.
+func page(r *http.Request) (*store.Cursor, int, error) {
+	limit := DefaultLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxLimit {
+			return nil, 0, fmt.Errorf("limit: want a number from 1 to %d, got %q", MaxLimit, v)
+		}
+		limit = n
+	}
+	after, err := decodeCursor(r.URL.Query().Get("cursor"))
+	return after, limit, err
+}
+
+// pageOf builds a Page; a full page gets the cursor of its last item.
+func pageOf[S, T any](items []S, limit int, conv func(S) T, cursor func(S) store.Cursor) Page[T] {
+	p := Page[T]{Items: make([]T, 0, len(items))}
+	for _, it := range items {
+		p.Items = append(p.Items, conv(it))
+	}
+	if len(items) == limit && limit > 0 {
+		p.NextCursor = encodeCursor(cursor(items[len(items)-1]))
+	}
+	return p
+}
+
+func (s *server) searchCustomers(w http.ResponseWriter, r *http.Request) {
+	after, limit, err := page(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	recs, err := s.cfg.Store.SearchCustomers(r.Context(), r.URL.Query().Get("q"), after, limit)
+	if err != nil {
+		s.storeFailed(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pageOf(recs, limit, summaryOf, func(c merge.Record) store.Cursor {
+		return store.Cursor{At: c.UpdatedAt.UnixMilli(), ID: c.CustomerID}
+	}))
+}
+
+func (s *server) customer(w http.ResponseWriter, r *http.Request) {
+	rec, ok, err := s.cfg.Store.Customer(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil:
+		s.storeFailed(w, err)
+	case !ok:
+		writeError(w, http.StatusNotFound, "not_found", "no customer "+r.PathValue("id"))
+	default:
+		writeJSON(w, http.StatusOK, customerOf(rec))
+	}
+}
+
+func (s *server) timeline(w http.ResponseWriter, r *http.Request) {
+	after, limit, err := page(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	msgs, err := s.cfg.Store.Timeline(r.Context(), r.PathValue("id"), after, limit)
+	if err != nil {
+		s.storeFailed(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pageOf(msgs, limit, messageOf, func(m events.MessageEvent) store.Cursor {
+		return store.Cursor{At: m.OccurredAt.UnixMilli(), ID: m.MessageID}
+	}))
+}
+
+// statuses maps the status query parameter to conflict statuses.
+var statuses = map[string]events.ConflictStatus{
+	"open": events.ConflictOpen, "kept_current": events.ConflictKeptCurrent,
+	"took_candidate": events.ConflictTookCandidate, "set_value": events.ConflictSetValue, "all": "",
+}
+
+func (s *server) conflicts(w http.ResponseWriter, r *http.Request) {
+	after, limit, err := page(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	name := strings.ToLower(r.URL.Query().Get("status"))
+	if name == "" {
+		name = "open"
+	}
+	status, ok := statuses[name]
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid_request", "status: want open, kept_current, took_candidate, set_value or all, got "+strconv.Quote(name))
+		return
+	}
+	list, err := s.cfg.Store.Conflicts(r.Context(), status, after, limit)
+	if err != nil {
+		s.storeFailed(w, err)
+		return
+	}
+	p := pageOf(list, limit, conflictOf, func(c store.Conflict) store.Cursor {
+		return store.Cursor{At: c.DetectedAt.UnixMilli(), ID: c.ID}
+	})
+	names := map[string]*string{}
+	for i := range p.Items {
+		id := p.Items[i].CustomerID
+		if _, ok := names[id]; !ok {
+			rec, _, err := s.cfg.Store.Customer(r.Context(), id)
+			if err != nil {
+				s.storeFailed(w, err)
+				return
+			}
+			names[id] = textField(rec, "name")
+		}
+		p.Items[i].CustomerName = names[id]
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// choices maps a resolve request's choice to the event's.
+var choices = map[string]events.ResolutionChoice{
+	"keep_current": events.ChoiceKeepCurrent, "take_candidate": events.ChoiceTakeCandidate, "set_value": events.ChoiceSetValue,
+}
+
+func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
+	var req ResolveRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+		return
+	}
+	choice, ok := choices[strings.ToLower(req.Choice)]
+	switch {
+	case !ok:
+		writeError(w, http.StatusBadRequest, "invalid_request", "choice: want keep_current, take_candidate or set_value, got "+strconv.Quote(req.Choice))
+		return
+	case choice == events.ChoiceSetValue && (req.Value == nil || strings.TrimSpace(*req.Value) == ""):
+		writeError(w, http.StatusBadRequest, "invalid_request", "value: set_value needs the new value")
+		return
+	case choice != events.ChoiceSetValue && req.Value != nil:
+		writeError(w, http.StatusBadRequest, "invalid_request", "value: only set_value takes a value")
+		return
+	case strings.TrimSpace(req.ResolvedBy) == "":
+		writeError(w, http.StatusBadRequest, "invalid_request", "resolved_by: name the agent who decides")
+		return
+	}
+	c, ok, err := s.cfg.Store.Conflict(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil:
+		s.storeFailed(w, err)
+		return
+	case !ok:
+		writeError(w, http.StatusNotFound, "not_found", "no conflict "+r.PathValue("id"))
+		return
+	case !c.Open():
+		writeError(w, http.StatusConflict, "already_resolved", fmt.Sprintf("conflict %s is %s", c.ID, c.Status))
+		return
+	}
+	now := s.cfg.Now().UTC()
+	ev := &events.CustomerEvent{
+		EventID: ksuid.New().String(), CustomerID: c.CustomerID, Channel: events.ChannelAgent,
+		Source: "api@" + s.cfg.Instance, Op: events.OpResolve, OccurredAt: now, IngestedAt: now,
+		Resolution: &events.Resolution{ConflictID: c.ID, Field: c.Field, Choice: choice, Value: req.Value, ResolvedBy: strings.TrimSpace(req.ResolvedBy)},
+	}
+	if err := s.cfg.Publisher.Publish(r.Context(), ev); err != nil {
+		s.cfg.Logger.Warn("resolve not published", zap.String("conflict_id", c.ID), zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "Kafka did not acknowledge the resolution; retry")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, ResolveAccepted{ConflictID: c.ID, EventID: ev.EventID, CustomerID: c.CustomerID})
+}
+
+func (s *server) syncStatus(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Status == nil {
+		writeError(w, http.StatusNotFound, "not_found", "this server reports no sync status")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Status.Report(r.Context()))
+}
+
+func (s *server) storeFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the caller went away
+	}
+	s.cfg.Logger.Error("store query failed", zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, "unavailable", "the store did not answer; retry")
+}
+
+func writeError(w http.ResponseWriter, code int, kind, reason string) {
+	writeJSON(w, code, Error{Error: kind, Reason: reason})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/api"
+	"github.com/omnisync/omnisync/consumers/store"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/registry"
+	"github.com/omnisync/omnisync/producers"
+	"github.com/omnisync/omnisync/producers/ingest"
+)
+
+func newAPICommand(g *globals) *cobra.Command {
+	var storeURL, listen, credentialsFile, registryURL string
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Serve the agents' API and web console over a store, with /metrics, /healthz and /readyz",
+		Long: `Serve the HTTP API (/api/v1, bearer admin token; see api/openapi.yaml) and the
+agent console (/) over a store a materializer writes. Resolving a conflict
+publishes a RESOLVE event to Kafka. The admin token comes from --credentials
+(JSON, the format omnisync dev writes) or OMNISYNC_ADMIN_TOKEN.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			creds, err := ingest.LoadCredentials(credentialsFile)
+			if err != nil {
+				return err
+			}
+			if creds.AdminToken == "" {
+				return errors.New("no admin token: set OMNISYNC_ADMIN_TOKEN or pass --credentials")
+			}
+			st, err := openStore(ctx, storeURL)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			reader, ok := st.(store.Reader)
+			if !ok {
+				return fmt.Errorf("store %s cannot answer queries", redactDSN(storeURL))
+			}
+			reg, err := registry.New(strings.Split(registryURL, ","))
+			if err != nil {
+				return err
+			}
+			serde, err := codec.New(ctx, reg)
+			if err != nil {
+				return err
+			}
+			cl, err := kafka.NewClient(g.kafkaConfig(log))
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			mux := http.NewServeMux()
+			runStatus := mountAPI(mux, reader, cl, serde, creds.AdminToken, log)
+			return serveUntilDone(ctx, listen, mux, log, runStatus)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&storeURL, "store", "sqlite:.omnisync/omnisync.db", "store: sqlite:PATH or postgres://…")
+	f.StringVar(&listen, "http", "127.0.0.1:8080", "address to serve the API and console on")
+	f.StringVar(&credentialsFile, "credentials", "", "JSON with admin_token (see README); OMNISYNC_ADMIN_TOKEN overrides")
+	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	return cmd
+}
+
+// mountAPI serves the API, the console, /metrics, /healthz and /readyz
+// (the store answers and Kafka is reachable, plus extra checks) on mux.
+// The returned function samples the sync status until ctx ends.
+func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.Serde, adminToken string, log *zap.Logger,
+	checks ...api.Check) func(context.Context) error {
+	status := api.NewStatus(prometheus.DefaultGatherer, kadm.NewClient(cl), producers.Names())
+	host, _ := os.Hostname()
+	mux.Handle("/api/", api.Handler(api.Config{
+		Store: st, Publisher: api.KafkaPublisher{Client: cl, Serde: serde}, Status: status,
+		AdminToken: adminToken, Logger: log.Named("api"), Instance: host,
+	}))
+	// console: mounted once the console package lands
+	mux.Handle("GET /metrics", promhttp.Handler())
+	checks = append(checks,
+		api.Check{Name: "store", Func: func(ctx context.Context) error {
+			_, err := st.SearchCustomers(ctx, "", nil, 1)
+			return err
+		}},
+		api.Check{Name: "kafka", Func: func(ctx context.Context) error { return cl.Ping(ctx) }},
+	)
+	api.MountHealth(mux, checks...)
+	return status.Run
+}

@@ -1,0 +1,384 @@
+// Package demo plays demo customers through omnisync's real ingest
+// endpoints: profiles and chats from the web widget and the mobile app,
+// phone calls with transcripts, WeChat official-account and mini-program
+// pushes (signed), and profile edits from the CRM, including key-field
+// disagreements so the review queue has work. It seeds a fixed scenario
+// once per data directory, then keeps a gentle trickle of new messages.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/wechat"
+)
+
+// Publisher publishes a customer event to Kafka; the CRM's edits go
+// through it, as a CRM connector's would.
+type Publisher interface {
+	Publish(ctx context.Context, ev *events.CustomerEvent) error
+}
+
+// Config configures a demo run.
+type Config struct {
+	BaseURL     string // where the ingest endpoints are, e.g. http://127.0.0.1:8080
+	Credentials ingest.Credentials
+	CRM         Publisher
+	// SeededMarker is a file whose existence says the scenario was played
+	// already (a restart then only adds new traffic).
+	SeededMarker string
+	// Every is the pause between trickle messages; default 4 s, 0 or
+	// negative stops after the scenario.
+	Every  time.Duration
+	Logger *zap.Logger
+}
+
+// Run plays the scenario (unless seeded already) and the trickle until
+// ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	p := &player{cfg: cfg, http: &http.Client{Timeout: 15 * time.Second}}
+	if _, err := os.Stat(cfg.SeededMarker); err != nil {
+		if err := p.waitReady(ctx); err != nil {
+			return nil // stopped before the server was ready
+		}
+		if err := p.scenario(ctx, time.Now().Add(-3*time.Hour)); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("demo scenario: %w", err)
+		}
+		if err := os.WriteFile(cfg.SeededMarker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+			return err
+		}
+		cfg.Logger.Info("demo customers played; the review queue has open conflicts")
+	}
+	if cfg.Every <= 0 {
+		return nil
+	}
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(cfg.Every):
+		}
+		if err := p.trickle(ctx, n); err != nil && ctx.Err() == nil {
+			cfg.Logger.Warn("demo message not accepted; retrying with the next", zap.Error(err))
+		}
+	}
+}
+
+type player struct {
+	cfg  Config
+	http *http.Client
+}
+
+// waitReady waits until the server answers /readyz.
+func (p *player) waitReady(ctx context.Context) error {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.BaseURL+"/readyz", nil)
+		if resp, err := p.http.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Customer is one demo customer.
+type Customer struct {
+	CRMID  string // the CRM's ID: the customer ID is derived from it
+	Name   string
+	Phone  string
+	Email  string
+	Device string
+	User   string // app user ID
+}
+
+// ID is the customer's omnisync ID.
+func (c Customer) ID() string {
+	return ingest.CustomerIDFor(events.Identity{Kind: "crm", Value: c.CRMID})
+}
+
+// The demo customers.
+var (
+	LiNa       = Customer{CRMID: "CRM-10001", Name: "李娜", Phone: "138 0013 8000", Email: "li.na@example.com", Device: "d-ln-ios", User: "u-10001"}
+	Wang       = Customer{CRMID: "CRM-10002", Name: "Wang Xiaoming", Phone: "+86 139 0013 9000", Email: "xiaoming.wang@example.com", Device: "d-wxm-android", User: "u-10002"}
+	ZhangWei   = Customer{CRMID: "CRM-10003", Name: "张伟", Phone: "186 1234 5678", Email: "zhangwei@example.cn", Device: "d-zw-harmony", User: "u-10003"}
+	EmilyChen  = Customer{CRMID: "CRM-10004", Name: "Emily Chen", Phone: "135 5555 0101", Email: "emily.chen@example.com", Device: "d-ec-ios", User: "u-10004"}
+	DavidLi    = Customer{CRMID: "CRM-10005", Name: "David Li", Phone: "177 0000 1234", Email: "david.li@example.com", Device: "d-dl-android", User: "u-10005"}
+	Customers  = []Customer{LiNa, Wang, ZhangWei, EmilyChen, DavidLi}
+	wechatFans = []struct{ OpenID, UnionID, MiniOpenID, Name string }{
+		{"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "oTmHYjg8ZJBWQ4sHU0UJHdcLqLXk", "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS7", "刘洋"},
+		{"oUpF8uOz2v8Q1xY7b3KcXnR5tA0e", "", "", "陈静"},
+	}
+)
+
+func (p *player) scenario(ctx context.Context, t0 time.Time) error {
+	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
+	steps := []func() error{
+		// 李娜 signs up in the app, chats on the web, calls, then types another number on the web: a phone conflict.
+		func() error {
+			return p.app(ctx, LiNa, []map[string]any{
+				profile("a-ln-1", at(0), map[string]any{"name": LiNa.Name, "phone": LiNa.Phone, "email": LiNa.Email, "gender": "female",
+					"address": map[string]any{"country": "CN", "province": "浙江", "city": "杭州", "district": "西湖区"}}),
+				message("a-ln-2", at(1), "app-ln-1", "inbound", "text", "我上周买的羽绒服想换成 L 码，可以吗？"),
+				agentMessage("a-ln-3", at(2), "app-ln-1", "agent-07", "可以的，李女士。请提供一下订单号。"),
+				message("a-ln-4", at(3), "app-ln-1", "inbound", "text", "订单号 SO-2026-1120-0042"),
+			})
+		},
+		func() error {
+			return p.web(ctx, LiNa, "v-ln-7f3a", []map[string]any{
+				message("w-ln-1", at(20), "web-ln-1", "inbound", "text", "你好，换货的快递什么时候上门取件？"),
+				agentMessage("w-ln-2", at(21), "web-ln-1", "agent-07", "明天上午 9 点到 12 点之间，快递员会先电话联系您。"),
+				profile("w-ln-3", at(22), map[string]any{"phone": "139 1111 2222"}),
+			})
+		},
+		func() error {
+			return p.call(ctx, "call-demo-ln-1", "inbound", LiNa.Phone, at(40), at(43), [][3]any{
+				{"agent", "您好，这里是 omnisync 客服中心，请问有什么可以帮您？", 0.97},
+				{"caller", "我在网页上预约了换货取件，想确认一下时间。", 0.92},
+				{"agent", "好的，已经为您确认，明天上午取件。", 0.95},
+				{"caller", "好的，谢谢！", 0.98},
+			})
+		},
+		// Wang Xiaoming: app profile, a web chat with a different e-mail: an e-mail conflict.
+		func() error {
+			return p.app(ctx, Wang, []map[string]any{
+				profile("a-wxm-1", at(5), map[string]any{"name": Wang.Name, "phone": Wang.Phone, "email": Wang.Email, "vip_level": 3, "tags": []string{"vip", "repeat-buyer"}}),
+				message("a-wxm-2", at(6), "app-wxm-1", "inbound", "text", "Can I change the delivery address of my last order?"),
+				agentMessage("a-wxm-3", at(7), "app-wxm-1", "agent-12", "Sure — what is the new address?"),
+			})
+		},
+		func() error {
+			return p.web(ctx, Wang, "v-wxm-19c2", []map[string]any{
+				profile("w-wxm-1", at(30), map[string]any{"email": "wxm1990@example.net"}),
+				message("w-wxm-2", at(31), "web-wxm-1", "inbound", "text", "Please send the invoice to my new e-mail."),
+			})
+		},
+		// 张伟: web and a call; the CRM sets his VIP level and e-mail (the CRM outranks every channel).
+		func() error {
+			return p.web(ctx, ZhangWei, "v-zw-88aa", []map[string]any{
+				profile("w-zw-1", at(10), map[string]any{"name": ZhangWei.Name, "phone": ZhangWei.Phone, "email": "zw@example.org"}),
+				message("w-zw-2", at(11), "web-zw-1", "inbound", "text", "发票抬头需要改成公司名称。"),
+				agentMessage("w-zw-3", at(12), "web-zw-1", "agent-03", "好的，请把公司全称和税号发给我。"),
+			})
+		},
+		func() error { return p.crm(ctx, ZhangWei, t0.Add(50*time.Minute), ZhangWei.Email, 5) },
+		func() error {
+			return p.call(ctx, "call-demo-zw-1", "outbound", ZhangWei.Phone, at(60), at(62), [][3]any{
+				{"agent", "张先生您好，您的发票已经重新开具。", 0.96},
+				{"callee", "收到了，谢谢。", 0.94},
+			})
+		},
+		// Emily Chen: app and an outbound call.
+		func() error {
+			return p.app(ctx, EmilyChen, []map[string]any{
+				profile("a-ec-1", at(15), map[string]any{"name": EmilyChen.Name, "phone": EmilyChen.Phone, "email": EmilyChen.Email, "birthday": "1992-04-18"}),
+				message("a-ec-2", at(16), "app-ec-1", "inbound", "text", "My parcel shows delivered but I did not get it."),
+			})
+		},
+		func() error {
+			return p.call(ctx, "call-demo-ec-1", "outbound", EmilyChen.Phone, at(70), at(74), [][3]any{
+				{"agent", "Hi Emily, this is Omni support calling about your parcel.", 0.95},
+				{"callee", "Hi! Yes, the tracking says delivered yesterday.", 0.9},
+				{"agent", "The courier left it at the reception desk; I have sent you the photo.", 0.93},
+			})
+		},
+		// David Li: the app corrects the order number the web gave; the web then insists on another one: the
+		// web ranks below the app, so its write waits for review.
+		func() error {
+			return p.web(ctx, DavidLi, "v-dl-0b1e", []map[string]any{
+				profile("w-dl-1", at(25), map[string]any{"name": DavidLi.Name, "email": DavidLi.Email, "attributes": map[string]string{"order_no": "SO-2026-1121-0007"}}),
+				message("w-dl-2", at(26), "web-dl-1", "inbound", "text", "Where is order SO-2026-1121-0007?"),
+			})
+		},
+		func() error {
+			return p.app(ctx, DavidLi, []map[string]any{
+				profile("a-dl-1", at(35), map[string]any{"phone": DavidLi.Phone, "attributes": map[string]string{"order_no": "SO-2026-1121-0009"}}),
+			})
+		},
+		func() error {
+			return p.web(ctx, DavidLi, "v-dl-0b1e", []map[string]any{
+				profile("w-dl-3", at(45), map[string]any{"attributes": map[string]string{"order_no": "SO-2026-1121-0011"}}),
+			})
+		},
+		// WeChat: a fan writes to the official account and then from the mini-program.
+		func() error {
+			return p.wechatText(ctx, wechatFans[0].OpenID, t0.Add(80*time.Minute), "你好，我想查一下积分。")
+		},
+		func() error {
+			return p.miniText(ctx, wechatFans[0].MiniOpenID, wechatFans[0].UnionID, t0.Add(82*time.Minute), "小程序里怎么兑换优惠券？")
+		},
+		func() error {
+			return p.wechatText(ctx, wechatFans[1].OpenID, t0.Add(90*time.Minute), "Hello, do you ship to Hong Kong?")
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var tricklePool = []string{
+	"请问今天下单明天能到吗？", "Is there a discount for members?", "我想开发票。", "The app keeps logging me out.",
+	"能帮我改一下收货地址吗？", "Thanks, that solved it!", "退款什么时候到账？", "Can I pick it up in store?",
+}
+
+// trickle sends the nth message of the ongoing traffic.
+func (p *player) trickle(ctx context.Context, n int) error {
+	now := time.Now()
+	text := tricklePool[rand.IntN(len(tricklePool))]
+	id := "t-" + strconv.FormatInt(now.UnixNano(), 36)
+	c := Customers[rand.IntN(len(Customers))]
+	switch n % 4 {
+	case 0:
+		return p.web(ctx, c, "v-"+c.CRMID, []map[string]any{message(id, now.Format(time.RFC3339Nano), "web-live-"+c.CRMID, "inbound", "text", text)})
+	case 1:
+		return p.app(ctx, c, []map[string]any{message(id, now.Format(time.RFC3339Nano), "app-live-"+c.CRMID, "inbound", "text", text)})
+	case 2:
+		return p.wechatText(ctx, wechatFans[rand.IntN(len(wechatFans))].OpenID, now, text)
+	default:
+		return p.miniText(ctx, wechatFans[0].MiniOpenID, wechatFans[0].UnionID, now, text)
+	}
+}
+
+func profile(id, at string, fields map[string]any) map[string]any {
+	return map[string]any{"type": "profile", "id": id, "occurred_at": at, "profile": fields}
+}
+
+func message(id, at, conversation, direction, contentType, text string) map[string]any {
+	return map[string]any{"type": "message", "id": id, "occurred_at": at, "conversation_id": conversation,
+		"direction": direction, "content_type": contentType, "text": text}
+}
+
+func agentMessage(id, at, conversation, agent, text string) map[string]any {
+	m := message(id, at, conversation, "outbound", "text", text)
+	m["sender"] = map[string]any{"type": "agent", "id": agent}
+	return m
+}
+
+func (p *player) web(ctx context.Context, c Customer, visitor string, evs []map[string]any) error {
+	return p.postJSON(ctx, "/ingest/web", p.cfg.Credentials.Channels.Web.Key,
+		map[string]any{"visitor_id": visitor, "customer_id": c.ID(), "events": evs})
+}
+
+func (p *player) app(ctx context.Context, c Customer, evs []map[string]any) error {
+	return p.postJSON(ctx, "/ingest/app", p.cfg.Credentials.Channels.App.Key, map[string]any{
+		"device_id": c.Device, "user_id": c.User, "customer_id": c.ID(), "app_version": "5.2.1", "platform": "ios", "events": evs})
+}
+
+// call posts a transcript; the customer is found by the number.
+func (p *player) call(ctx context.Context, callID, direction, number, start, end string, turns [][3]any) error {
+	caller, callee := number, "4008001234"
+	if direction == "outbound" {
+		caller, callee = callee, number
+	}
+	var segs []map[string]any
+	ms := 0
+	for _, t := range turns {
+		text := t[1].(string)
+		dur := 1200 + 180*len([]rune(text))
+		segs = append(segs, map[string]any{"speaker": t[0], "start_ms": ms, "end_ms": ms + dur, "text": text, "confidence": t[2]})
+		ms += dur + 400
+	}
+	return p.postJSON(ctx, "/ingest/phone", p.cfg.Credentials.Channels.Phone.Key, map[string]any{
+		"call_id": callID, "direction": direction, "caller": caller, "callee": callee, "agent_id": "agent-07",
+		"started_at": start, "ended_at": end, "segments": segs})
+}
+
+func (p *player) crm(ctx context.Context, c Customer, at time.Time, email string, vip int32) error {
+	ev := &events.CustomerEvent{
+		EventID:    ingest.EventID(events.ChannelCRM, "crm-edit-"+c.CRMID+"-"+strconv.FormatInt(at.Unix(), 10), at),
+		CustomerID: c.ID(), Channel: events.ChannelCRM, Source: "crm/demo", Op: events.OpUpsert,
+		OccurredAt: at.UTC(), IngestedAt: time.Now().UTC(),
+		Identities: []events.Identity{{Kind: "crm", Value: c.CRMID}},
+		Profile:    &events.Profile{Email: &email, VIPLevel: &vip, Tags: []string{"enterprise"}},
+	}
+	return p.cfg.CRM.Publish(ctx, ev)
+}
+
+func (p *player) wechatText(ctx context.Context, openid string, at time.Time, text string) error {
+	body := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_omnisync_demo]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>`+
+		`<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>`,
+		openid, at.Unix(), text, at.UnixNano()/1000)
+	return p.postSigned(ctx, "/ingest/wechat", p.cfg.Credentials.Channels.WeChat.Token, "text/xml", []byte(body))
+}
+
+func (p *player) miniText(ctx context.Context, openid, unionid string, at time.Time, text string) error {
+	push := map[string]any{"ToUserName": "gh_omnisync_mini", "FromUserName": openid, "CreateTime": at.Unix(),
+		"MsgType": "text", "Content": text, "MsgId": at.UnixNano() / 1000}
+	if unionid != "" {
+		push["UnionId"] = unionid
+	}
+	body, _ := json.Marshal(push)
+	return p.postSigned(ctx, "/ingest/miniprogram", p.cfg.Credentials.Channels.MiniProgram.Token, "application/json", body)
+}
+
+func (p *player) postJSON(ctx context.Context, path, key string, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return p.post(ctx, path, map[string]string{"Authorization": "Bearer " + key, "Content-Type": "application/json"}, body)
+}
+
+func (p *player) postSigned(ctx context.Context, path, token, contentType string, body []byte) error {
+	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), strconv.Itoa(rand.IntN(1_000_000_000))
+	q := url.Values{"signature": {wechat.Sign(token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}}
+	return p.post(ctx, path+"?"+q.Encode(), map[string]string{"Content-Type": contentType}, body)
+}
+
+// post sends one request, retrying while the answer is 503.
+func (p *player) post(ctx context.Context, path string, headers map[string]string, body []byte) error {
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.BaseURL+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := p.http.Do(req)
+		if err != nil {
+			return err
+		}
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode/100 == 2:
+			return nil
+		case resp.StatusCode == http.StatusServiceUnavailable && attempt < 5:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		default:
+			return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(answer))
+		}
+	}
+}
