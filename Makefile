@@ -9,9 +9,10 @@ FUZZTIME ?= 2m
 build:
 	$(GO) build -o bin/omnisync ./cmd/omnisync
 
-# Everything on the embedded default: broker, schema registry, topics.
+# Everything on one machine with demo traffic: embedded broker, schema
+# registry, producers, materializer into SQLite, API and console on :8080.
 run: build
-	./bin/omnisync dev
+	./bin/omnisync dev --demo
 
 # The whole suite against a real Apache Kafka and PostgreSQL that it starts
 # (and stops, whatever happens), plus a short run of every fuzz target.
