@@ -118,7 +118,7 @@ Try:
   curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
     -d '{"visitor_id":"v-1","events":[{"type":"profile","id":"p-1","occurred_at":"%s","profile":{"name":"李娜","phone":"138 0013 8000"}}]}' \
     %s/ingest/web
-  curl -s -H 'Authorization: Bearer %s' '%s/api/v1/customers?q=李娜'
+  curl -s -H 'Authorization: Bearer %s' -G %s/api/v1/customers --data-urlencode q=李娜
 Ctrl-C stops it; a restart keeps all data.
 `, dataDir, base, creds.AdminToken, base, base, base, strings.Join(broker.Addrs(), ","), registryURL, credsPath, storePath,
 				creds.Channels.Web.Key, time.Now().UTC().Format(time.RFC3339), base, creds.AdminToken, base)
