@@ -223,6 +223,12 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, ok, err := s.cfg.Store.Conflict(r.Context(), r.PathValue("id"))
+	if err == nil && ok && req.Value != nil {
+		if req.Value, err = normalizedValue(c.Field, *req.Value); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+	}
 	switch {
 	case err != nil:
 		s.storeFailed(w, err)
@@ -247,6 +253,26 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, ResolveAccepted{ConflictID: c.ID, EventID: ev.EventID, CustomerID: c.CustomerID})
+}
+
+// normalizedValue checks a set_value value for field and brings phone
+// numbers and e-mail addresses to the form the channels store them in, so
+// key fields stay comparable.
+func normalizedValue(field, value string) (*string, error) {
+	var err error
+	switch field {
+	case "phone":
+		value, err = ingest.Phone("value", value)
+	case "email":
+		value, err = ingest.Email("value", value)
+	}
+	if err != nil {
+		return nil, err // names the field and the problem
+	}
+	if _, err := merge.ParseValue(field, &value); err != nil {
+		return nil, fmt.Errorf("value: %w", err)
+	}
+	return &value, nil
 }
 
 func (s *server) syncStatus(w http.ResponseWriter, r *http.Request) {

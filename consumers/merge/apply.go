@@ -297,7 +297,7 @@ func (ed *edit) resolve(ev *events.CustomerEvent, s Stamp) {
 	case events.ChoiceTakeCandidate:
 		c.Status, value = events.ConflictTookCandidate, c.Candidate
 	case events.ChoiceSetValue:
-		v, err := parseValue(c.Field, res.Value)
+		v, err := ParseValue(c.Field, res.Value)
 		if err != nil {
 			ed.ignore(ReasonInvalidValue)
 			return

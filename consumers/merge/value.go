@@ -110,13 +110,13 @@ func addressOf(a *events.Address) address {
 // errInvalidValue reports a SET_VALUE text that is not a value of its field.
 var errInvalidValue = errors.New("invalid value")
 
-// parseValue turns the text form of a value of field (as a SET_VALUE
+// ParseValue turns the text form of a value of field (as a SET_VALUE
 // resolution carries it) into canonical JSON. A nil text is null: the
 // field is cleared. Text forms: the plain string for name, phone, email,
 // id_number and attributes; a gender symbol; YYYY-MM-DD for birthday; a
 // decimal int32 for vip_level; JSON for tags (array of strings) and
 // address (object with the Avro field names).
-func parseValue(field string, text *string) (string, error) {
+func ParseValue(field string, text *string) (string, error) {
 	if text == nil {
 		return null, nil
 	}
