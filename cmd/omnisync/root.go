@@ -32,7 +32,7 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&g.kafka.TLSCAFile, "tls-ca", g.kafka.TLSCAFile, "PEM CA bundle for Kafka TLS (env OMNISYNC_KAFKA_TLS_CA)")
 	f.StringVar(&g.kafka.Compression, "compression", g.kafka.Compression, "producer compression: none, gzip, snappy, lz4 or zstd (default "+kafka.DefaultCompression+")")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(newDevCommand(g), newBrokerCommand(g), newTopicsCommand(g), newRegistryCommand(g), newProduceCommand(g), newConsumeCommand(g), newAPICommand(g))
+	root.AddCommand(newDevCommand(g), newBrokerCommand(g), newTopicsCommand(g), newRegistryCommand(g), newProduceCommand(g), newConsumeCommand(g), newAPICommand(g), newForwardCommand(g))
 	return root
 }
 
