@@ -10,6 +10,7 @@ import (
 
 	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/registry"
@@ -64,19 +65,23 @@ spread the partitions.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&group, "group", "omnisync-sqlite", "consumer group: one per target store")
-	f.StringVar(&storeURL, "store", "sqlite:.omnisync/omnisync.db", "store: sqlite:PATH")
+	f.StringVar(&storeURL, "store", "sqlite:.omnisync/omnisync.db", "store: sqlite:PATH, or PostgreSQL as postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=… (also postgresql://)")
 	f.StringVar(&policyFile, "policy", "", "merge policy YAML (default: the built-in policy)")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	f.BoolVar(&publishState, "publish-state", false, "publish every changed record to the compacted state topic")
 	return cmd
 }
 
-// openStore opens the store a URL names: sqlite:PATH.
+// openStore opens the store a URL names: sqlite:PATH, or a PostgreSQL
+// database by a postgres:// or postgresql:// URL (pgx's DSN parameters).
 func openStore(ctx context.Context, url string) (materializer.Store, error) {
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
 		return sqlite.Open(ctx, path)
 	}
-	return nil, fmt.Errorf("store %q: want sqlite:PATH", url)
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		return postgres.Open(ctx, url)
+	}
+	return nil, fmt.Errorf("store %q: want sqlite:PATH, postgres://… or postgresql://…", redactDSN(url))
 }
 
 // redactDSN hides a password in a store URL for logs.

@@ -17,17 +17,18 @@ import (
 var _ store.Reader = (*Store)(nil)
 
 // SearchCustomers returns a page of live customers matching q, most
-// recently updated first.
+// recently updated first. Names, phones and e-mails are matched on their
+// string values (json_extract) with instr, which has no wildcards and sees
+// past NUL bytes; SQLite's lower folds ASCII letters only.
 func (s *Store) SearchCustomers(ctx context.Context, q string, after *store.Cursor, limit int) ([]merge.Record, error) {
 	where := []string{"c.deleted = 0"}
 	var args []any
 	if q = strings.TrimSpace(q); q != "" {
-		like := "%" + escapeLike(strings.ToLower(q)) + "%"
 		where = append(where, `(c.customer_id = ?
 			OR EXISTS (SELECT 1 FROM identities i WHERE i.customer_id = c.customer_id AND i.value = ?)
 			OR EXISTS (SELECT 1 FROM customer_fields f WHERE f.customer_id = c.customer_id
-				AND f.field IN ('name', 'phone', 'email') AND lower(f.value_json) LIKE ? ESCAPE '\'))`)
-		args = append(args, q, q, like)
+				AND f.field IN ('name', 'phone', 'email') AND instr(lower(json_extract(f.value_json, '$')), lower(?)) > 0))`)
+		args = append(args, q, q, q)
 	}
 	if after != nil {
 		where = append(where, `(c.updated_at < ? OR (c.updated_at = ? AND c.customer_id > ?))`)
@@ -40,11 +41,6 @@ func (s *Store) SearchCustomers(ctx context.Context, q string, after *store.Curs
 		return nil, fmt.Errorf("searching customers: %w", err)
 	}
 	return scanJSON[merge.Record](rows)
-}
-
-// escapeLike escapes LIKE's wildcards for ESCAPE '\'.
-func escapeLike(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 // Customer returns one customer's record.

@@ -216,9 +216,14 @@ func upsertRecord(ctx context.Context, tx *sql.Tx, r *merge.Record) error {
 			return err
 		}
 	}
-	if r.Deleted() {
-		_, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE customer_id = ?`, r.CustomerID)
-		return err
+	if r.Tombstone != nil {
+		// Erase the messages the delete covers, also when the customer was
+		// re-created since (a delete and an upsert in one batch).
+		at := millis(r.Tombstone.At)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE customer_id = ? AND (occurred_at < ? OR (occurred_at = ? AND message_id <= ?))`,
+			r.CustomerID, at, at, r.Tombstone.EventID); err != nil {
+			return err
+		}
 	}
 	for field, g := range r.Fields {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_fields (customer_id, field, value_json, occurred_at, event_id, channel, source)
