@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/api"
+	"github.com/omnisync/omnisync/console"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/kafka"
@@ -93,7 +94,7 @@ func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.
 		Store: st, Publisher: api.KafkaPublisher{Client: cl, Serde: serde}, Status: status,
 		AdminToken: adminToken, Logger: log.Named("api"), Instance: host,
 	}))
-	// console: mounted once the console package lands
+	mux.Handle("/", console.Handler())
 	mux.Handle("GET /metrics", promhttp.Handler())
 	checks = append(checks,
 		api.Check{Name: "store", Func: func(ctx context.Context) error {
