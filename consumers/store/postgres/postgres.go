@@ -308,9 +308,13 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 	}
 	if len(iKind) > 0 {
 		// An identity two customers share (a merge not yet made) stays with
-		// the one that had it first; the records keep every identity.
+		// the one that had it first; the records keep every identity. Rows
+		// go in key order, so that writers of other partitions sharing an
+		// identity wait for each other instead of deadlocking.
 		batch.Queue(`INSERT INTO identities (kind, scope, value, customer_id)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+			SELECT u.kind, u.scope, u.value, u.customer_id
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(kind, scope, value, customer_id, n)
+			ORDER BY kind COLLATE "C", scope COLLATE "C", value COLLATE "C", n
 			ON CONFLICT (kind, scope, value) DO NOTHING`, iKind, iScope, iValue, iCust)
 	}
 }
@@ -374,7 +378,10 @@ func queueOffsets(batch *pgx.Batch, b *materializer.Batch) {
 			text(b.Group), topics, parts, next)
 	}
 	if b.PolicyHash != "" {
-		batch.Queue(`INSERT INTO store_meta (key, value) VALUES ('policy_hash', $1)
+		// Written only when it changes, so that concurrent writers do not
+		// queue on the row's lock.
+		batch.Queue(`INSERT INTO store_meta (key, value)
+			SELECT 'policy_hash', $1::text WHERE NOT EXISTS (SELECT 1 FROM store_meta WHERE key = 'policy_hash' AND value = $1::text)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, text(b.PolicyHash))
 	}
 }
