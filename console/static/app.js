@@ -334,7 +334,8 @@
       if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
         e.preventDefault();
         const n = search.items.length;
-        if (n) search.active = (search.active + (e.key === 'ArrowDown' ? 1 : n - 1) + (search.active < 0 && e.key === 'ArrowUp' ? 1 : 0)) % n;
+        const step = e.key === 'ArrowDown' ? 1 : -1;
+        if (n) search.active = search.active < 0 ? (step > 0 ? 0 : n - 1) : (search.active + step + n) % n;
         renderResults();
       } else if (e.key === 'Enter') {
         e.preventDefault();
@@ -442,7 +443,10 @@
     const side = h('div', { class: 'side' },
       open.length ? h('section', { class: 'card conflicts', id: 'conflicts', testid: 'conflicts' },
         h('h2', {}, `To review (${open.length})`),
-        open.map((x) => conflictCard(x, c, () => showCustomer(c.id, pane)))) : null,
+        open.map((x) => conflictCard(x, c, () => {
+          showCustomer(c.id, pane);
+          runSearch(true); // the result's "to review" count changed
+        }))) : null,
       h('section', { class: 'card' }, h('h2', {}, 'Profile'), profileTable(c)),
       h('section', { class: 'card' }, h('h2', {}, 'Identities'), identityList(c.identities)),
       closed.length ? h('section', { class: 'card' },
@@ -450,7 +454,7 @@
           h('summary', {}, `Resolved conflicts (${closed.length})`),
           h('ul', { class: 'plain' }, closed.map(resolvedLine)))) : null);
     const tl = h('section', { class: 'card timeline-card' },
-      h('h2', {}, 'Timeline ', h('span', { class: 'muted small' }, `${timeline.items.length} messages across ${new Set(timeline.items.map((m) => m.channel)).size} channels`)),
+      h('h2', {}, 'Timeline ', h('span', { class: 'h2-note' }, `${timeline.items.length} messages across ${new Set(timeline.items.map((m) => m.channel)).size} channels`)),
       timelineNode(timeline));
     pane.replaceChildren(header, h('div', { class: 'customer-grid' }, side, tl));
     const scroller = tl.querySelector('.timeline');
@@ -468,7 +472,7 @@
       const v = c.fields[f];
       return h('tr', { testid: 'field', 'data-field': f, class: disputed.has(f) ? 'disputed' : null },
         h('th', { scope: 'row' }, fieldLabel(f)),
-        h('td', {}, valueNode(v.value)),
+        h('td', {}, valueNode(f === 'gender' && typeof v.value === 'string' ? v.value.charAt(0) + v.value.slice(1).toLowerCase() : v.value)),
         h('td', { class: 'prov' }, provenance(v)));
     })));
   }
@@ -632,10 +636,13 @@
     const segs = it.segments.slice().sort((a, b) => a.transcript.segment - b.transcript.segment);
     const first = segs[0];
     const end = Math.max(...segs.map((s) => s.transcript.end_ms));
-    const dir = first.direction === 'OUTBOUND' ? 'Outbound call' : first.direction === 'INBOUND' ? 'Inbound call' : 'Call';
+    const meta = first.metadata || {};
+    const direction = meta.call_direction || first.direction;
+    const dir = direction === 'OUTBOUND' ? 'Outbound call' : direction === 'INBOUND' ? 'Inbound call' : 'Call';
+    const number = (segs.find((s) => s.sender_type === 'CUSTOMER') || {}).sender_id;
     return h('div', { class: 'call', testid: 'call', 'data-channel': 'PHONE', 'data-call-id': it.call },
-      h('div', { class: 'call-head' }, channelBadge(first.channel), ' ', h('strong', {}, dir), ' ',
-        h('span', { class: 'muted small' }, `${mmss(end)} · ${segs.length} turns · `,
+      h('div', { class: 'call-head' }, channelBadge(first.channel, first.source), ' ', h('strong', {}, dir), ' ',
+        h('span', { class: 'muted small' }, [number, meta.agent_id && `agent ${meta.agent_id}`, mmss(end), `${segs.length} turns`].filter(Boolean).join(' · '), ' · ',
           h('time', { datetime: first.occurred_at, title: fullTime(first.occurred_at) }, clock(first.occurred_at)))),
       h('ol', { class: 'turns' }, segs.map((s) => {
         const t = s.transcript;
