@@ -90,7 +90,7 @@ type Message struct {
 	ContentType    string             `json:"content_type"`
 	Text           *string            `json:"text"`
 	Attachments    []Attachment       `json:"attachments"`
-	Location       *events.Location   `json:"location"`
+	Location       *Location          `json:"location"`
 	Transcript     *TranscriptSegment `json:"transcript"`
 	Tags           []string           `json:"tags"`
 	Metadata       map[string]string  `json:"metadata"`
@@ -105,6 +105,14 @@ type Attachment struct {
 	MIMEType     string  `json:"mime_type"`
 	SizeBytes    int64   `json:"size_bytes"`
 	ThumbnailURL *string `json:"thumbnail_url"`
+}
+
+// Location of a location message.
+type Location struct {
+	Latitude   float64 `json:"latitude"`
+	Longitude  float64 `json:"longitude"`
+	PrecisionM float64 `json:"precision_m"`
+	Label      string  `json:"label"`
 }
 
 // TranscriptSegment is one speaker turn of a call.
@@ -262,11 +270,15 @@ func messageOf(m events.MessageEvent) Message {
 	out := Message{
 		ID: m.MessageID, ConversationID: m.ConversationID, Channel: string(m.Channel), Direction: string(m.Direction),
 		SenderType: string(m.SenderType), SenderID: m.SenderID, ContentType: string(m.ContentType), Text: m.Text,
-		Attachments: make([]Attachment, 0, len(m.Attachments)), Location: m.Location, Tags: m.Tags, Metadata: m.Metadata,
+		Attachments: make([]Attachment, 0, len(m.Attachments)), Tags: m.Tags, Metadata: m.Metadata,
 		Source: m.Source, OccurredAt: ms(m.OccurredAt), IngestedAt: ms(m.IngestedAt),
 	}
 	for _, a := range m.Attachments {
 		out.Attachments = append(out.Attachments, Attachment(a))
+	}
+	if l := m.Location; l != nil {
+		loc := Location(*l)
+		out.Location = &loc
 	}
 	if t := m.Transcript; t != nil {
 		seg := TranscriptSegment(*t)

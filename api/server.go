@@ -54,16 +54,27 @@ func Handler(cfg Config) http.Handler {
 	}
 	s := &server{cfg: cfg}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/customers", s.searchCustomers)
-	mux.HandleFunc("GET /api/v1/customers/{id}", s.customer)
-	mux.HandleFunc("GET /api/v1/customers/{id}/timeline", s.timeline)
-	mux.HandleFunc("GET /api/v1/conflicts", s.conflicts)
-	mux.HandleFunc("POST /api/v1/conflicts/{id}/resolve", s.resolve)
-	mux.HandleFunc("GET /api/v1/sync/status", s.syncStatus)
+	for _, rt := range routes {
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API path: "+r.Method+" "+r.URL.Path)
 	})
 	return s.authorized(mux)
+}
+
+// routes are the API's endpoints; api/openapi.yaml documents each (a test
+// checks).
+var routes = []struct {
+	pattern string
+	handle  func(*server, http.ResponseWriter, *http.Request)
+}{
+	{"GET /api/v1/customers", (*server).searchCustomers},
+	{"GET /api/v1/customers/{id}", (*server).customer},
+	{"GET /api/v1/customers/{id}/timeline", (*server).timeline},
+	{"GET /api/v1/conflicts", (*server).conflicts},
+	{"POST /api/v1/conflicts/{id}/resolve", (*server).resolve},
+	{"GET /api/v1/sync/status", (*server).syncStatus},
 }
 
 type server struct{ cfg Config }
