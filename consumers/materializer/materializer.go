@@ -77,6 +77,11 @@ func New(cfg Config) (*Materializer, error) {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AdjustFetchOffsetsFn(m.storeOffsets),
+		// With BlockRebalanceOnPoll these run between batches, after the
+		// polled batch is in the store: a partition moves to its new owner
+		// only with the store's offsets for all that was polled from it.
+		kgo.OnPartitionsRevoked(m.revoked),
+		kgo.OnPartitionsLost(m.revoked),
 	)
 	if err != nil {
 		return nil, err
@@ -98,18 +103,32 @@ func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map
 		return nil, err
 	}
 	out := make(map[string]map[int32]kgo.Offset, len(assigned))
+	resume := map[string]map[int32]int64{}
 	for topic, parts := range assigned {
 		out[topic] = make(map[int32]kgo.Offset, len(parts))
 		for p := range parts {
 			if next, ok := held[topic][p]; ok {
 				out[topic][p] = kgo.NewOffset().At(next).WithEpoch(-1)
+				if resume[topic] == nil {
+					resume[topic] = map[int32]int64{}
+				}
+				resume[topic][p] = next
 			} else {
 				out[topic][p] = kgo.NewOffset().AtStart()
 			}
 		}
 	}
-	m.cfg.Logger.Info("partitions assigned; resuming at the store's offsets", zap.Any("offsets", held))
+	m.cfg.Metrics.setNext(resume)
+	m.cfg.Logger.Info("partitions assigned; resuming at the store's offsets", zap.Any("offsets", resume))
 	return out, nil
+}
+
+// revoked forgets the lag of partitions this member no longer owns.
+func (m *Materializer) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	m.cfg.Metrics.revoked(parts)
+	if len(parts) > 0 {
+		m.cfg.Logger.Info("partitions revoked", zap.Any("partitions", parts))
+	}
 }
 
 // Run consumes until ctx ends. It returns ErrPolicyChanged (wrapped) when
@@ -141,6 +160,7 @@ func (m *Materializer) Run(ctx context.Context) error {
 		fs.EachError(func(topic string, p int32, err error) {
 			m.cfg.Logger.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 		})
+		m.cfg.Metrics.fetched(fs)
 		recs := fs.Records()
 		if len(recs) > 0 {
 			if err := m.process(ctx, recs, publisher); err != nil {
@@ -221,6 +241,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 	}
 	now := time.Now()
 	m.cfg.Metrics.observeBatch(outcome, decoded, now)
+	m.cfg.Metrics.setNext(batch.Offsets)
 
 	// For lag tools; the store's offsets are the truth, so a failed commit
 	// is only logged.

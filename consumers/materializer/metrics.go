@@ -1,15 +1,19 @@
 package materializer
 
 import (
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/omnisync/omnisync/consumers/merge"
 )
 
 // Metrics are a materializer's Prometheus metrics, labelled by group.
-// A nil *Metrics records nothing.
+// One Metrics serves one member (Materializer) of the group. A nil *Metrics
+// records nothing.
 type Metrics struct {
 	group     string
 	events    *prometheus.CounterVec
@@ -17,7 +21,15 @@ type Metrics struct {
 	conflicts *prometheus.CounterVec
 	dead      *prometheus.CounterVec
 	endToEnd  *prometheus.HistogramVec
+	lagGauge  *prometheus.GaugeVec
+
+	mu         sync.Mutex
+	partitions map[string]map[int32]*position // the partitions this member owns
 }
+
+// position is where a partition stands: its high watermark as of the last
+// fetch and the next offset the group will apply; -1 while unknown.
+type position struct{ hwm, next int64 }
 
 // NewMetrics registers the materializer metrics for group with reg.
 func NewMetrics(reg prometheus.Registerer, group string) *Metrics {
@@ -39,9 +51,129 @@ func NewMetrics(reg prometheus.Registerer, group string) *Metrics {
 			Name: "omnisync_end_to_end_latency_seconds", Help: "From ingested_at to the store commit.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, []string{"group"}),
+		lagGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "omnisync_materializer_lag_records",
+			Help: "Records in a partition this member owns that the group has not applied yet: the high watermark minus the next offset to apply.",
+		}, []string{"group", "topic", "partition"}),
+		partitions: map[string]map[int32]*position{},
 	}
-	reg.MustRegister(m.events, m.stale, m.conflicts, m.dead, m.endToEnd)
+	reg.MustRegister(m.events, m.stale, m.conflicts, m.dead, m.endToEnd, m.lagGauge)
 	return m
+}
+
+// Lag returns the lag in records of every partition this member owns and
+// has fetched from, by topic and partition, as of its last fetch and
+// applied batch: what omnisync_materializer_lag_records exports. A nil
+// *Metrics returns nil.
+func (m *Metrics) Lag() map[string]map[int32]int64 {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]map[int32]int64{}
+	for topic, parts := range m.partitions {
+		for p, pos := range parts {
+			if lag, ok := pos.lag(); ok {
+				if out[topic] == nil {
+					out[topic] = map[int32]int64{}
+				}
+				out[topic][p] = lag
+			}
+		}
+	}
+	return out
+}
+
+func (p *position) lag() (int64, bool) {
+	if p.hwm < 0 || p.next < 0 {
+		return 0, false
+	}
+	return max(p.hwm-p.next, 0), true
+}
+
+// position returns a partition's position, adding it. m.mu must be held.
+func (m *Metrics) position(topic string, partition int32) *position {
+	if m.partitions[topic] == nil {
+		m.partitions[topic] = map[int32]*position{}
+	}
+	pos := m.partitions[topic][partition]
+	if pos == nil {
+		pos = &position{hwm: -1, next: -1}
+		m.partitions[topic][partition] = pos
+	}
+	return pos
+}
+
+// exportLag sets the gauge of a partition from its position. m.mu must be
+// held.
+func (m *Metrics) exportLag(topic string, partition int32, pos *position) {
+	if lag, ok := pos.lag(); ok {
+		m.lagGauge.WithLabelValues(m.group, topic, strconv.Itoa(int(partition))).Set(float64(lag))
+	}
+}
+
+// fetched records the high watermarks of a poll; a partition's first polled
+// record is the next offset the group will apply. (A partition without
+// records in a fetch is not necessarily caught up: the response may have
+// been full.)
+func (m *Metrics) fetched(fs kgo.Fetches) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Err != nil || p.HighWatermark < 0 {
+			return
+		}
+		pos := m.partitions[p.Topic][p.Partition]
+		switch {
+		case len(p.Records) > 0: // a poll with records blocks rebalancing: the partition is ours
+			pos = m.position(p.Topic, p.Partition)
+			pos.next = p.Records[0].Offset
+		case pos == nil: // not known to be ours (any more)
+			return
+		}
+		pos.hwm = p.HighWatermark
+		m.exportLag(p.Topic, p.Partition, pos)
+	})
+}
+
+// setNext records the next offsets the group will apply: the store's on
+// assignment and after each applied batch.
+func (m *Metrics) setNext(next map[string]map[int32]int64) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for topic, parts := range next {
+		for p, off := range parts {
+			pos := m.position(topic, p)
+			pos.next = off
+			m.exportLag(topic, p, pos)
+		}
+	}
+}
+
+// revoked forgets partitions this member no longer owns and deletes their
+// series, so only the owner reports a partition's lag.
+func (m *Metrics) revoked(parts map[string][]int32) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(m.partitions[topic], p)
+			m.lagGauge.DeleteLabelValues(m.group, topic, strconv.Itoa(int(p)))
+		}
+		if len(m.partitions[topic]) == 0 {
+			delete(m.partitions, topic)
+		}
+	}
 }
 
 type stats struct {
