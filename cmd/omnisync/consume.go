@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
@@ -17,7 +21,7 @@ import (
 )
 
 func newConsumeCommand(g *globals) *cobra.Command {
-	var group, storeURL, policyFile, registryURL string
+	var group, storeURL, policyFile, registryURL, listen string
 	var publishState bool
 	cmd := &cobra.Command{
 		Use:   "consume",
@@ -55,12 +59,22 @@ spread the partitions.`,
 			m, err := materializer.New(materializer.Config{
 				Kafka: g.kafkaConfig(log), Group: group, Store: store, Serde: serde, Policy: policy,
 				PublishState: publishState, Logger: log.Named("materializer"),
+				Metrics: materializer.NewMetrics(prometheus.DefaultRegisterer, group),
 			})
 			if err != nil {
 				return err
 			}
 			log.Info("materializer starting", zap.String("group", group), zap.String("store", redactDSN(storeURL)), zap.String("policy_hash", policy.Hash()))
-			return m.Run(ctx)
+			if listen == "" {
+				return m.Run(ctx)
+			}
+			mux := http.NewServeMux()
+			api.MountHealth(mux, api.Check{Name: "store", Func: func(ctx context.Context) error {
+				_, err := store.Offsets(ctx, group)
+				return err
+			}})
+			mux.Handle("/metrics", promhttp.Handler())
+			return serveUntilDone(ctx, listen, mux, log, m.Run)
 		},
 	}
 	f := cmd.Flags()
@@ -68,6 +82,7 @@ spread the partitions.`,
 	f.StringVar(&storeURL, "store", "sqlite:.omnisync/omnisync.db", "store: sqlite:PATH, or PostgreSQL as postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=… (also postgresql://)")
 	f.StringVar(&policyFile, "policy", "", "merge policy YAML (default: the built-in policy)")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	f.StringVar(&listen, "listen", "", "address serving /metrics, /healthz and /readyz (default: none)")
 	f.BoolVar(&publishState, "publish-state", false, "publish every changed record to the compacted state topic")
 	return cmd
 }
