@@ -64,7 +64,9 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	s := loadSpec(t)
 	var paths, mounted []string
 	for p := range s.Paths {
-		paths = append(paths, p)
+		if strings.HasPrefix(p, "/ingest/") { // the agent API is checked in package api
+			paths = append(paths, p)
+		}
 	}
 	for _, n := range producers.Names() {
 		mounted = append(mounted, producers.Path(n))
