@@ -41,6 +41,9 @@ type env struct {
 	serde *codec.Serde
 	url   string
 	cl    *kgo.Client
+	// from is where the messages topic ended when the test began: the
+	// test reads its own messages only, not every other test's.
+	from map[int32]kgo.Offset
 }
 
 func start(t *testing.T, k testenv.Kafka) *env {
@@ -73,7 +76,13 @@ func start(t *testing.T, k testenv.Kafka) *env {
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &env{k: k, serde: serde, url: srv.URL, cl: cl}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.CustomerMessagesTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) { from[o.Partition] = kgo.NewOffset().At(o.Offset) })
+	return &env{k: k, serde: serde, url: srv.URL, cl: cl, from: from}
 }
 
 // messages returns the messages of customers whose sender is senderID,
@@ -86,8 +95,8 @@ func (e *env) messages(t *testing.T, senderID string) []events.MessageEvent {
 		t.Fatal(err)
 	}
 	var total int64
-	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
-	c, err := kafka.NewClient(e.k.Config(), kgo.ConsumeTopics(schemas.CustomerMessagesTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset - e.from[o.Partition].EpochOffset().Offset })
+	c, err := kafka.NewClient(e.k.Config(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.CustomerMessagesTopic: e.from}))
 	if err != nil {
 		t.Fatal(err)
 	}

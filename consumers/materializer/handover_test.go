@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/internal/testenv"
 )
 
@@ -27,10 +26,7 @@ func TestRebalanceHandOver(t *testing.T) {
 		dbPath := filepath.Join(t.TempDir(), "shared.db")
 		storeA, storeB := openSQLite(t, dbPath), openSQLite(t, dbPath)
 		group := testenv.UniqueName(t, "handover")
-		start := r.endOffsets(t)
-		if err := storeA.Apply(context.Background(), &materializer.Batch{Group: group, Offsets: start}); err != nil {
-			t.Fatal(err)
-		}
+		start := r.startAtEnd(t, storeA, group)
 
 		// The stream flows until the hand-over is done and a few chunks
 		// more; the store must then hold what its prefix folds to.

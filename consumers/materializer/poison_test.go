@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/omnisync/omnisync/internal/testenv"
@@ -21,6 +22,15 @@ import (
 func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
 		r := newRig(t, k)
+		store := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
+		group := testenv.UniqueName(t, "group")
+		r.startAtEnd(t, store, group)
+		dlqEnds, err := kadm.NewClient(r.cl).ListEndOffsets(context.Background(), schemas.DeadLetterTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := map[int32]kgo.Offset{}
+		dlqEnds.Each(func(o kadm.ListedOffset) { from[o.Partition] = kgo.NewOffset().At(o.Offset) })
 		cid := customers(t, 1)[0]
 		poison := []*kgo.Record{
 			{Topic: schemas.CustomerEventsTopic, Key: []byte(cid), Value: []byte("not avro at all")},
@@ -34,8 +44,6 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 		r.produce(t, &events.CustomerEvent{EventID: cid + "-ok", CustomerID: cid, Channel: events.ChannelCRM, Source: "test",
 			Op: events.OpUpsert, OccurredAt: base, IngestedAt: time.Now(), Profile: &events.Profile{Name: &name}})
 
-		store := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
-		group := testenv.UniqueName(t, "group")
 		runMaterializer(t, r, group, store)
 		waitCaughtUp(t, store, group, r.endOffsets(t), 60*time.Second)
 		got, err := store.Load(context.Background(), []string{cid})
@@ -47,7 +55,7 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 		}
 
 		// Each poison record is in the dead-letter topic with where it came from.
-		c, err := kafka.NewClient(k.Config(), kgo.ConsumeTopics(schemas.DeadLetterTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		c, err := kafka.NewClient(k.Config(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.DeadLetterTopic: from}))
 		if err != nil {
 			t.Fatal(err)
 		}
