@@ -4,18 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
+
+var _ wxpush.Push = (*push)(nil)
 
 // push is a decoded JSON push: the raw value of every top-level key.
 // Getters mark what they read; the rest goes to metadata.
 type push struct {
-	vals  map[string]json.RawMessage
-	order []string
-	used  map[string]bool
+	wxpush.Tracker // keys in order, and those read
+	vals           map[string]json.RawMessage
 }
 
 // readPush decodes a push body: one JSON object, keys unique.
@@ -35,7 +38,7 @@ func readPush(body []byte) (*push, error) {
 	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
 		return nil, ingest.Invalid("", "body is not a JSON object")
 	}
-	p := &push{vals: map[string]json.RawMessage{}, used: map[string]bool{}}
+	p := &push{vals: map[string]json.RawMessage{}}
 	for d.More() {
 		tok, err := d.Token()
 		if err != nil {
@@ -53,7 +56,7 @@ func readPush(body []byte) (*push, error) {
 			return nil, ingest.Invalid(key, "malformed JSON: %v", err)
 		}
 		p.vals[key] = raw
-		p.order = append(p.order, key)
+		p.Add(key)
 	}
 	if _, err := d.Token(); err != nil { // the closing brace
 		return nil, malformed(err)
@@ -68,17 +71,17 @@ func malformed(err error) *ingest.ValidationError {
 	return ingest.Invalid("", "malformed JSON: %v", err)
 }
 
-// has reports whether the key is present and not null.
-func (p *push) has(name string) bool {
+// Has reports whether the key is present and not null.
+func (p *push) Has(name string) bool {
 	raw, ok := p.vals[name]
 	return ok && string(raw) != "null"
 }
 
-// text returns an optional string's trimmed text, at most max characters;
+// Text returns an optional string's trimmed text, at most max characters;
 // "" when absent or null.
-func (p *push) text(name string, max int) (string, error) {
-	p.used[name] = true
-	if !p.has(name) {
+func (p *push) Text(name string, max int) (string, error) {
+	p.MarkRead(name)
+	if !p.Has(name) {
 		return "", nil
 	}
 	raw := p.vals[name]
@@ -89,30 +92,54 @@ func (p *push) text(name string, max int) (string, error) {
 	return ingest.Text(name, s, max)
 }
 
-// required is a string that must not be empty.
-func (p *push) required(name string, max int) (string, error) {
-	s, err := p.text(name, max)
-	if err == nil && s == "" {
-		err = ingest.Invalid(name, "is required")
+// Quote shortens a value quoted in an error message (truncate).
+func (p *push) Quote(s string) string { return truncate(s) }
+
+// Seconds reads a required integer (see integer) of Unix seconds.
+func (p *push) Seconds(name string) (int64, error) {
+	s, err := p.integer(name)
+	if err != nil {
+		return 0, err
 	}
-	return s, err
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, ingest.Invalid(name, "%s is not Unix seconds", truncate(s))
+	}
+	return sec, nil
 }
 
-// id is a required identifier (ingest.ID).
-func (p *push) id(name string) (string, error) {
-	s, err := p.text(name, maxShortRunes)
-	if err != nil {
-		return "", err
+// MsgID reads an ID WeChat sends as a JSON number (MsgId), also accepted
+// as a string: a number's digits as written, a string trimmed.
+func (p *push) MsgID(name string) (string, error) {
+	if p.Has(name) && p.vals[name][0] == '"' {
+		return wxpush.ID(p, name)
 	}
-	return ingest.ID(name, s)
+	return p.integer(name)
+}
+
+// Extra returns an unread key's text (see scalar) and its metadata key,
+// the key in snake_case (SessionFrom → session_from). A key is not a path:
+// its dots become '_' too.
+func (p *push) Extra(name string) (key, value string, err error) {
+	v, err := ingest.Text(name, p.scalar(name), wxpush.MaxExtraRunes)
+	if err != nil || v == "" {
+		return "", "", err
+	}
+	if name == "" {
+		return "", "", ingest.Invalid("", "a key is empty")
+	}
+	if utf8.RuneCountInString(name) > wxpush.MaxKeyRunes {
+		return "", "", ingest.Invalid(truncate(name), "key longer than %d characters", wxpush.MaxKeyRunes)
+	}
+	return wxpush.MetadataKey(strings.ReplaceAll(name, ".", "_")), v, nil
 }
 
 // integer is a required non-negative integer given as a JSON number or a
 // string of digits, returned as its decimal digits. MsgId exceeds 2^53, so
 // it is never read as a float.
 func (p *push) integer(name string) (string, error) {
-	p.used[name] = true
-	if !p.has(name) {
+	p.MarkRead(name)
+	if !p.Has(name) {
 		return "", ingest.Invalid(name, "is required")
 	}
 	raw := p.vals[name]

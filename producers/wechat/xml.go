@@ -9,20 +9,22 @@ import (
 	"unicode/utf8"
 
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
 // maxDepth bounds how deep elements nest below <xml>; WeChat's deepest
 // (SendPicsInfo/PicList/item/PicMd5Sum) is four.
 const maxDepth = 8
 
+var _ wxpush.Push = (*push)(nil)
+
 // push is a decoded <xml> document: the text of every leaf element, by
 // name for the children of <xml> and by dotted path (ScanCodeInfo.ScanType)
 // below them. Getters mark what they read; the rest goes to metadata.
 type push struct {
-	leaves  map[string]string
-	order   []string        // leaf paths in document order
-	parents map[string]bool // children of <xml> that hold elements
-	used    map[string]bool
+	wxpush.Tracker // leaf paths in document order, and those read
+	leaves         map[string]string
+	parents        map[string]bool // children of <xml> that hold elements
 }
 
 // readPush decodes a push body. It refuses DOCTYPE and entity
@@ -39,7 +41,7 @@ func readPush(body []byte) (*push, error) {
 	if t := bytes.TrimSpace(body); t[0] == '{' || t[0] == '[' {
 		return nil, ingest.Invalid("", "body is JSON; the official-account push is XML (for the mini-program's JSON push use /ingest/miniprogram)")
 	}
-	p := &push{leaves: map[string]string{}, parents: map[string]bool{}, used: map[string]bool{}}
+	p := &push{leaves: map[string]string{}, parents: map[string]bool{}}
 	d := xml.NewDecoder(bytes.NewReader(body))
 	done := false
 	for {
@@ -147,7 +149,7 @@ func (p *push) readElement(d *xml.Decoder, path string, depth int) (text string,
 
 func (p *push) add(path, text string) {
 	p.leaves[path] = text
-	p.order = append(p.order, path)
+	p.Add(path)
 }
 
 func malformed(err error) *ingest.ValidationError {
@@ -158,44 +160,59 @@ func noDirectives() *ingest.ValidationError {
 	return ingest.Invalid("", "DOCTYPE and entity declarations are not allowed")
 }
 
-// has reports whether the element is present, empty or not.
-func (p *push) has(name string) bool {
+// Has reports whether the element is present, empty or not.
+func (p *push) Has(name string) bool {
 	_, leaf := p.leaves[name]
 	return leaf || p.parents[name]
 }
 
-// text returns the trimmed text of an optional element, at most max
+// Text returns the trimmed text of an optional element, at most max
 // characters; "" when absent.
-func (p *push) text(name string, max int) (string, error) {
-	p.used[name] = true
+func (p *push) Text(name string, max int) (string, error) {
+	p.MarkRead(name)
 	if p.parents[name] {
 		return "", ingest.Invalid(name, "must be text, not nested elements")
 	}
 	return ingest.Text(name, p.leaves[name], max)
 }
 
-// required is text that must not be empty.
-func (p *push) required(name string, max int) (string, error) {
-	s, err := p.text(name, max)
-	if err == nil && s == "" {
-		err = ingest.Invalid(name, "is required")
+// Quote returns s: an element's text is bounded where it is read.
+func (p *push) Quote(s string) string { return s }
+
+// Seconds reads a required element of Unix seconds, digits only.
+func (p *push) Seconds(name string) (int64, error) {
+	s, err := wxpush.Required(p, name, 64)
+	if err != nil {
+		return 0, err
 	}
-	return s, err
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return 0, ingest.Invalid(name, "%q is not Unix seconds", s)
+	}
+	return sec, nil
 }
 
-// id is a required identifier (ingest.ID).
-func (p *push) id(name string) (string, error) {
-	s, err := p.text(name, maxShortRunes)
-	if err != nil {
-		return "", err
+// MsgID reads the message ID, an identifier (ingest.ID).
+func (p *push) MsgID(name string) (string, error) { return wxpush.ID(p, name) }
+
+// Extra returns an unread element's text and its metadata key, its path
+// in snake_case (bizmsgmenuid, MenuId → menu_id, ScanCodeInfo.ScanType →
+// scan_code_info.scan_type).
+func (p *push) Extra(path string) (key, value string, err error) {
+	v, err := ingest.Text(path, p.leaves[path], wxpush.MaxExtraRunes)
+	if err != nil || v == "" {
+		return "", "", err
 	}
-	return ingest.ID(name, s)
+	if len(path) > wxpush.MaxKeyRunes {
+		return "", "", ingest.Invalid(path, "element name longer than %d characters", wxpush.MaxKeyRunes)
+	}
+	return wxpush.MetadataKey(path), v, nil
 }
 
 // float reads a decimal number within [-limit, limit]; ok is false when the
 // element is absent or empty.
-func (p *push) float(name string, limit float64) (v float64, ok bool, err error) {
-	s, err := p.text(name, 64)
+func float(f wxpush.Fields, name string, limit float64) (v float64, ok bool, err error) {
+	s, err := f.Text(name, 64)
 	if err != nil || s == "" {
 		return 0, false, err
 	}
