@@ -194,7 +194,7 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record) (map[
 		tombID, names, phones, mails = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	)
 	for i, r := range recs {
-		doc, err := json.Marshal(r)
+		doc, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("encoding customer %s: %w", r.CustomerID, err)
 		}
@@ -284,26 +284,49 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 			iKind, iScope, iValue, iCust = append(iKind, text(i.Kind)), append(iScope, text(i.Scope)), append(iValue, text(i.Value)), append(iCust, id)
 		}
 	}
-	batch.Queue(`DELETE FROM customer_fields WHERE customer_id = ANY($1)`, ids)
-	batch.Queue(`DELETE FROM conflicts WHERE customer_id = ANY($1)`, ids)
-	batch.Queue(`DELETE FROM identities WHERE customer_id = ANY($1)`, ids)
+	// Child rows the new records no longer have are deleted; the others
+	// are upserted, and rows that did not change are left alone (most
+	// events change one field of many).
+	batch.Queue(`DELETE FROM customer_fields WHERE customer_id = ANY($1)
+		AND (customer_id, field) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))`, ids, fCust, fField)
+	if cID == nil {
+		cID = []string{} // an empty array, not NULL
+	}
+	batch.Queue(`DELETE FROM conflicts WHERE customer_id = ANY($1) AND id <> ALL($2)`, ids, cID)
+	batch.Queue(`DELETE FROM identities WHERE customer_id = ANY($1)
+		AND (kind, scope, value, customer_id) NOT IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]))`,
+		ids, iKind, iScope, iValue, iCust)
 	if len(tombIDs) > 0 {
 		batch.Queue(`DELETE FROM messages m USING unnest($1::text[], $2::timestamptz[], $3::text[]) AS t(customer_id, at, event_id)
 			WHERE m.customer_id = t.customer_id AND (m.occurred_at, m.message_id) <= (t.at, t.event_id COLLATE "C")`,
 			tombIDs, tombAt, tombEvents)
 	}
 	if len(fCust) > 0 {
-		batch.Queue(`INSERT INTO customer_fields (customer_id, field, value, occurred_at, event_id, channel, source)
+		batch.Queue(`INSERT INTO customer_fields AS f (customer_id, field, value, occurred_at, event_id, channel, source)
 			SELECT u.customer_id, u.field, u.value::json, u.at, u.event_id, u.channel, u.source
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
-				AS u(customer_id, field, value, at, event_id, channel, source)`,
+				AS u(customer_id, field, value, at, event_id, channel, source)
+			ON CONFLICT (customer_id, field) DO UPDATE SET value = excluded.value, occurred_at = excluded.occurred_at,
+				event_id = excluded.event_id, channel = excluded.channel, source = excluded.source
+			WHERE (f.value::text, f.occurred_at, f.event_id, f.channel, f.source)
+				IS DISTINCT FROM (excluded.value::text, excluded.occurred_at, excluded.event_id, excluded.channel, excluded.source)`,
 			fCust, fField, fValue, fAt, fEvent, fChannel, fSource)
 	}
 	if len(cID) > 0 {
-		batch.Queue(`INSERT INTO conflicts (id, customer_id, field, current_json, candidate_json, candidate_event_id,
+		batch.Queue(`INSERT INTO conflicts AS c (id, customer_id, field, current_json, candidate_json, candidate_event_id,
 				candidate_channel, candidate_source, detected_at, status, resolved_by, resolved_at)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-				$9::timestamptz[], $10::text[], $11::text[], $12::timestamptz[])`,
+				$9::timestamptz[], $10::text[], $11::text[], $12::timestamptz[])
+			ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, field = excluded.field,
+				current_json = excluded.current_json, candidate_json = excluded.candidate_json,
+				candidate_event_id = excluded.candidate_event_id, candidate_channel = excluded.candidate_channel,
+				candidate_source = excluded.candidate_source, detected_at = excluded.detected_at, status = excluded.status,
+				resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at
+			WHERE (c.customer_id, c.field, c.current_json, c.candidate_json, c.candidate_event_id, c.candidate_channel,
+					c.candidate_source, c.detected_at, c.status, c.resolved_by, c.resolved_at)
+				IS DISTINCT FROM (excluded.customer_id, excluded.field, excluded.current_json, excluded.candidate_json,
+					excluded.candidate_event_id, excluded.candidate_channel, excluded.candidate_source, excluded.detected_at,
+					excluded.status, excluded.resolved_by, excluded.resolved_at)`,
 			cID, cCust, cField, cCur, cCand, cEvent, cChan, cSrc, cAt, cStatus, cBy, cResolved)
 	}
 	if len(iKind) > 0 {

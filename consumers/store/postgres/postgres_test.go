@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -139,6 +141,74 @@ func TestConcurrentWritersSharingIdentities(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
+		}
+	}
+}
+
+// The queryable tables follow the stored record through changes, a delete
+// and a re-creation: customer_fields holds its registers, conflicts its
+// conflicts, identities its identities.
+func TestChildRowsFollowTheRecord(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	s, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	ev := func(id string, at time.Duration, op events.Op, ch events.Channel, p *events.Profile, ids ...string) *events.CustomerEvent {
+		e := &events.CustomerEvent{EventID: id, CustomerID: "cus_1", Channel: ch, Source: "s", Op: op, OccurredAt: t0.Add(at), Profile: p}
+		for _, v := range ids {
+			e.Identities = append(e.Identities, events.Identity{Kind: "device", Value: v})
+		}
+		return e
+	}
+	str := func(s string) *string { return &s }
+	steps := []*events.CustomerEvent{
+		ev("e1", 0, events.OpUpsert, events.ChannelCRM, &events.Profile{Name: str("A"), Phone: str("+8613800000001"), Email: str("a@example.com")}, "d1"),
+		ev("e2", time.Minute, events.OpUpsert, events.ChannelWeChat, &events.Profile{Phone: str("+8613800000002"), Name: str("B")}, "d2"),
+		ev("e3", 2*time.Minute, events.OpUpsert, events.ChannelCRM, &events.Profile{Email: str("c@example.com")}, "d1", "d3"),
+		ev("e4", 3*time.Minute, events.OpDelete, events.ChannelAgent, nil),
+		ev("e5", 4*time.Minute, events.OpUpsert, events.ChannelApp, &events.Profile{Name: str("D")}, "d4"),
+	}
+	var r merge.Record
+	for i, e := range steps {
+		r, _ = merge.Apply(r, e, nil)
+		if err := s.Apply(ctx, &materializer.Batch{Group: "g", Records: []merge.Record{r}}); err != nil {
+			t.Fatal(err)
+		}
+		var want, got []string
+		for f, g := range r.Fields {
+			want = append(want, fmt.Sprintf("field %s=%s@%d/%s %s %s", f, g.Value, g.Stamp.At.UnixMilli(), g.Stamp.EventID, g.Channel, g.Source))
+		}
+		for _, c := range r.Conflicts {
+			want = append(want, fmt.Sprintf("conflict %s %s %s", c.ID, c.Field, c.Status))
+		}
+		for _, id := range r.Identities {
+			want = append(want, fmt.Sprintf("identity %s/%s/%s", id.Kind, id.Scope, id.Value))
+		}
+		rows, err := conn.Query(ctx, `
+			SELECT format('field %s=%s@%s/%s %s %s', field, value, (extract(epoch FROM occurred_at) * 1000)::bigint, event_id, channel, source)
+				FROM customer_fields WHERE customer_id = 'cus_1'
+			UNION ALL SELECT format('conflict %s %s %s', id, field, status) FROM conflicts WHERE customer_id = 'cus_1'
+			UNION ALL SELECT format('identity %s/%s/%s', kind, scope, value) FROM identities WHERE customer_id = 'cus_1'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("after event %d:\n got %q\nwant %q", i+1, got, want)
 		}
 	}
 }
