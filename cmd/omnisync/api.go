@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,7 +19,6 @@ import (
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/kafka"
-	"github.com/omnisync/omnisync/pkg/registry"
 	"github.com/omnisync/omnisync/producers"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -57,11 +55,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 			if !ok {
 				return fmt.Errorf("store %s cannot answer queries", redactDSN(storeURL))
 			}
-			reg, err := registry.New(strings.Split(registryURL, ","))
-			if err != nil {
-				return err
-			}
-			serde, err := codec.New(ctx, reg)
+			serde, err := newSerde(ctx, registryURL)
 			if err != nil {
 				return err
 			}

@@ -16,8 +16,6 @@ import (
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
-	"github.com/omnisync/omnisync/pkg/codec"
-	"github.com/omnisync/omnisync/pkg/registry"
 )
 
 func newConsumeCommand(g *globals) *cobra.Command {
@@ -48,11 +46,7 @@ spread the partitions.`,
 					return err
 				}
 			}
-			reg, err := registry.New(strings.Split(registryURL, ","))
-			if err != nil {
-				return err
-			}
-			serde, err := codec.New(ctx, reg)
+			serde, err := newSerde(ctx, registryURL)
 			if err != nil {
 				return err
 			}

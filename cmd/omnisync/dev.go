@@ -24,10 +24,8 @@ import (
 	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/demo"
-	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/devregistry"
 	"github.com/omnisync/omnisync/pkg/kafka"
-	"github.com/omnisync/omnisync/pkg/registry"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
 
@@ -64,11 +62,7 @@ func newDevCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer stopRegistry()
-			reg, err := registry.New([]string{registryURL})
-			if err != nil {
-				return err
-			}
-			serde, err := codec.New(ctx, reg)
+			serde, err := newSerde(ctx, registryURL)
 			if err != nil {
 				return err
 			}

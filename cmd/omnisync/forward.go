@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/forwarder"
-	"github.com/omnisync/omnisync/pkg/codec"
-	"github.com/omnisync/omnisync/pkg/registry"
 )
 
 func newForwardCommand(g *globals) *cobra.Command {
@@ -57,11 +54,7 @@ target system. /metrics, /healthz and /readyz are served on --listen.`,
 				group = "omnisync-forward-" + u.Hostname()
 			}
 			ctx := cmd.Context()
-			reg, err := registry.New(strings.Split(registryURL, ","))
-			if err != nil {
-				return err
-			}
-			serde, err := codec.New(ctx, reg)
+			serde, err := newSerde(ctx, registryURL)
 			if err != nil {
 				return err
 			}

@@ -16,7 +16,6 @@ import (
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/kafka"
-	"github.com/omnisync/omnisync/pkg/registry"
 	"github.com/omnisync/omnisync/producers"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -41,12 +40,8 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 			if err != nil {
 				return err
 			}
-			reg, err := registry.New(strings.Split(registryURL, ","))
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			serde, err := codec.New(ctx, reg)
+			serde, err := newSerde(ctx, registryURL)
 			if err != nil {
 				return err
 			}

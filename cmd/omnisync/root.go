@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/registry"
 )
 
 // globals are the flags every command shares.
@@ -54,4 +57,14 @@ func (g *globals) kafkaConfig(log *zap.Logger) kafka.Config {
 	cfg.Brokers = strings.Split(g.brokers, ",")
 	cfg.Logger = log
 	return cfg
+}
+
+// newSerde returns a codec on the schema registry at the comma-separated
+// URLs, with omnisync's schemas registered.
+func newSerde(ctx context.Context, registryURLs string) (*codec.Serde, error) {
+	reg, err := registry.New(strings.Split(registryURLs, ","))
+	if err != nil {
+		return nil, err
+	}
+	return codec.New(ctx, reg)
 }
