@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -275,8 +276,33 @@ func (d decodedRecord) ingestedAt() time.Time {
 	return d.message.IngestedAt
 }
 
+// check refuses what no store can hold: numbers that are not finite
+// (Avro's double carries NaN and infinities; JSON and SQL do not).
+func (d decodedRecord) check() error {
+	m := d.message
+	if m == nil {
+		return nil
+	}
+	finite := func(name string, v float64) error {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("message %s: %s is %v, not a finite number", m.MessageID, name, v)
+		}
+		return nil
+	}
+	if l := m.Location; l != nil {
+		if err := errors.Join(finite("location.latitude", l.Latitude), finite("location.longitude", l.Longitude),
+			finite("location.precision_m", l.PrecisionM)); err != nil {
+			return err
+		}
+	}
+	if tr := m.Transcript; tr != nil {
+		return finite("transcript.confidence", float64(tr.Confidence))
+	}
+	return nil
+}
+
 // decode decodes every record, retrying transient failures; records that
-// will never decode become dead letters.
+// will never decode or cannot be stored become dead letters.
 func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decodedRecord, []*kgo.Record, error) {
 	var out []decodedRecord
 	var dead []*kgo.Record
@@ -313,8 +339,12 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 		case err != nil:
 			return nil, nil, err
 		}
+		why := d.check()
 		if d.customerID() == "" || d.customerID() != string(rec.Key) {
-			dl, err := m.deadLetter(rec, fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.customerID()))
+			why = fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.customerID())
+		}
+		if why != nil {
+			dl, err := m.deadLetter(rec, why)
 			if err != nil {
 				return nil, nil, err
 			}

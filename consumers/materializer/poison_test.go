@@ -2,6 +2,7 @@ package materializer_test
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,10 +33,20 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 		from := map[int32]kgo.Offset{}
 		dlqEnds.Each(func(o kadm.ListedOffset) { from[o.Partition] = kgo.NewOffset().At(o.Offset) })
 		cid := customers(t, 1)[0]
+		// Valid Avro that no store can hold: JSON and SQL have no NaN.
+		nan, err := r.serde.Encode(&events.MessageEvent{
+			MessageID: cid + "-nan", CustomerID: cid, Channel: events.ChannelWeChat, Source: "test",
+			Direction: events.DirectionInbound, SenderType: events.SenderCustomer, ContentType: events.ContentLocation,
+			Location: &events.Location{Latitude: math.NaN(), Longitude: math.Inf(1)}, OccurredAt: base, IngestedAt: time.Now(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		poison := []*kgo.Record{
 			{Topic: schemas.CustomerEventsTopic, Key: []byte(cid), Value: []byte("not avro at all")},
 			{Topic: schemas.CustomerEventsTopic, Key: []byte(cid), Value: append(codec.AppendHeader(nil, 999999), 2, 'x')},
 			{Topic: schemas.CustomerMessagesTopic, Key: []byte(cid), Value: []byte{0}},
+			{Topic: schemas.CustomerMessagesTopic, Key: []byte(cid), Value: nan},
 		}
 		if err := r.cl.ProduceSync(context.Background(), poison...).FirstErr(); err != nil {
 			t.Fatal(err)
