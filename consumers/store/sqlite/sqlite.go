@@ -125,14 +125,15 @@ func (s *Store) Apply(ctx context.Context, b *materializer.Batch) error {
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
 	defer tx.Rollback()
-	tombstones := map[string]*merge.Stamp{}
 	for i := range b.Records {
 		r := &b.Records[i]
-		tombstones[r.CustomerID] = r.Tombstone
 		if err := upsertRecord(ctx, tx, r); err != nil {
 			return fmt.Errorf("writing customer %s: %w", r.CustomerID, err)
 		}
 	}
+	// Messages are checked against the tombstone stored now, which is the
+	// batch's own where its record was written and a newer one where not.
+	tombstones := map[string]*merge.Stamp{}
 	for i := range b.Messages {
 		m := &b.Messages[i]
 		tomb, ok := tombstones[m.CustomerID]
