@@ -442,6 +442,14 @@ func testMessagesAndTombstones(t *testing.T, s Store) {
 			}
 			apply(t, s, batch(records(back), message(id, id+"/m2", 11*time.Hour, events.ChannelWeb, "new")))
 		}, []string{"m2"}},
+		{"a stale record's older tombstone does not let a message past the stored one", func(t *testing.T, id string, deleted merge.Record) {
+			again := fold(t, deleted, upsert(id, "up-1", 11*time.Hour, events.ChannelApp, name("Back")),
+				remove(id, id+"/del-9", 14*time.Hour))
+			apply(t, s, batch(records(again)))
+			// A re-delivered batch from before the second delete: its record
+			// is older than the stored one, its message older than that delete.
+			apply(t, s, batch(records(deleted), message(id, id+"/m3", 13*time.Hour, events.ChannelWeb, "erased")))
+		}, []string{}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
