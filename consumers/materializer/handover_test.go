@@ -5,11 +5,13 @@ import (
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/schemas"
 )
 
 // Two members of one group share one store. While a stream flows, a second
@@ -89,6 +91,14 @@ func TestRebalanceHandOver(t *testing.T) {
 			return len(la) > 0 && len(lb) > 0
 		})
 		t.Logf("both members own partitions after %d chunks: a %v, b %v", producedChunks.Load(), a.metrics.Lag(), b.metrics.Lag())
+		// A customer's events and messages share a partition number; one
+		// member must own both, or two members would fold one customer.
+		for name, lag := range map[string]map[string]map[int32]int64{"a": a.metrics.Lag(), "b": b.metrics.Lag()} {
+			evs, msgs := slices.Sorted(maps.Keys(lag[schemas.CustomerEventsTopic])), slices.Sorted(maps.Keys(lag[schemas.CustomerMessagesTopic]))
+			if !slices.Equal(evs, msgs) {
+				t.Errorf("member %s owns events partitions %v but messages partitions %v", name, evs, msgs)
+			}
+		}
 		both := producedChunks.Load()
 		waitFor("more chunks with two members", 60*time.Second, func() bool { return producedChunks.Load() >= both+after })
 

@@ -78,6 +78,10 @@ func New(cfg Config) (*Materializer, error) {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AdjustFetchOffsetsFn(m.storeOffsets),
+		// The range assignor gives partition i of both topics (same count,
+		// keyed by customer ID) to one member, so one member folds each
+		// customer; the sticky default does not promise that.
+		kgo.Balancers(kgo.RangeBalancer()),
 		// With BlockRebalanceOnPoll these run between batches, after the
 		// polled batch is in the store: a partition moves to its new owner
 		// only with the store's offsets for all that was polled from it.
