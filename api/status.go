@@ -16,7 +16,8 @@ import (
 
 // Status answers /api/v1/sync/status: per channel and per consumer group,
 // the rates and latencies of the last few minutes, from the metrics of
-// this process (sampled every 10 s), and the groups' lag from Kafka.
+// this process and any services it scrapes (see Scraped; sampled every
+// 10 s), and the groups' lag from Kafka.
 type Status struct {
 	gatherer prometheus.Gatherer
 	admin    *kadm.Client // nil: no lag
@@ -31,6 +32,7 @@ type Status struct {
 type snapshot struct {
 	at       time.Time
 	families map[string]*dto.MetricFamily
+	err      error // what could not be gathered
 }
 
 // SyncStatus is the body of GET /api/v1/sync/status.
@@ -118,8 +120,8 @@ func (s *Status) Run(ctx context.Context) error {
 }
 
 func (s *Status) gather(now time.Time) snapshot {
-	fams, _ := s.gatherer.Gather() // a partial answer is still worth reporting
-	snap := snapshot{at: now, families: make(map[string]*dto.MetricFamily, len(fams))}
+	fams, err := s.gatherer.Gather() // a partial answer is still worth reporting
+	snap := snapshot{at: now, err: err, families: make(map[string]*dto.MetricFamily, len(fams))}
 	for _, f := range fams {
 		snap.families[f.GetName()] = f
 	}
@@ -149,6 +151,9 @@ func (s *Status) Report(ctx context.Context) SyncStatus {
 	d := delta{cur: cur, base: base}
 	seconds := max(now.Sub(base.at).Seconds(), 1)
 	out := SyncStatus{GeneratedAt: ms(now), WindowSeconds: math.Round(seconds), Channels: []ChannelStatus{}, Groups: []GroupStatus{}, Errors: []string{}}
+	if cur.err != nil {
+		out.Errors = append(out.Errors, "metrics: "+cur.err.Error())
+	}
 
 	channels := slices.Clone(s.channels)
 	for _, c := range cur.labelValues("omnisync_ingest_requests_total", "channel") {

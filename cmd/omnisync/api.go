@@ -25,6 +25,7 @@ import (
 
 func newAPICommand(g *globals) *cobra.Command {
 	var storeURL, listen, credentialsFile, registryURL string
+	var scrape []string
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Serve the agents' API and web console over a store, with /metrics, /healthz and /readyz",
@@ -65,7 +66,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 			}
 			defer cl.Close()
 			mux := http.NewServeMux()
-			runStatus := mountAPI(mux, reader, cl, serde, creds.AdminToken, log)
+			runStatus := mountAPI(mux, reader, cl, serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
 			return serveUntilDone(ctx, listen, mux, log, runStatus)
 		},
 	}
@@ -74,15 +75,17 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 	f.StringVar(&listen, "http", "127.0.0.1:8080", "address to serve the API and console on")
 	f.StringVar(&credentialsFile, "credentials", "", "JSON with admin_token (see README); OMNISYNC_ADMIN_TOKEN overrides")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	f.StringSliceVar(&scrape, "scrape", nil, "/metrics URLs of the producers and materializers to report on in /api/v1/sync/status, comma-separated")
 	return cmd
 }
 
 // mountAPI serves the API, the console, /metrics, /healthz and /readyz
-// (the store answers and Kafka is reachable, plus extra checks) on mux.
+// (the store answers and Kafka is reachable, plus extra checks) on mux;
+// the sync status reports on the metrics gathers.
 // The returned function samples the sync status until ctx ends.
-func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.Serde, adminToken string, log *zap.Logger,
-	checks ...api.Check) func(context.Context) error {
-	status := api.NewStatus(prometheus.DefaultGatherer, kadm.NewClient(cl), producers.Names())
+func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
+	log *zap.Logger, checks ...api.Check) func(context.Context) error {
+	status := api.NewStatus(metrics, kadm.NewClient(cl), producers.Names())
 	host, _ := os.Hostname()
 	mux.Handle("/api/", api.Handler(api.Config{
 		Store: st, Publisher: api.KafkaPublisher{Client: cl, Serde: serde}, Status: status,

@@ -87,7 +87,7 @@ func newDevCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			runStatus := mountAPI(mux, store, cl, serde, creds.AdminToken, log, directoryReady)
+			runStatus := mountAPI(mux, store, cl, serde, creds.AdminToken, prometheus.DefaultGatherer, log, directoryReady)
 			background := []func(context.Context) error{runDirectory, mat.Run, runStatus}
 			if playDemo {
 				background = append(background, func(ctx context.Context) error {

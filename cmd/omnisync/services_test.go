@@ -132,7 +132,8 @@ func TestServicesOnPostgres(t *testing.T) {
 		"--publish-state", "--registry", registryURL, "--listen", consumeAddr)
 	startService(t, dir, "forward", forwardAddr, true, env, "forward", "--target", target.URL, "--group", "omnisync-forward-test",
 		"--registry", registryURL, "--listen", forwardAddr)
-	startService(t, dir, "api", apiAddr, true, env, "api", "--store", dsn, "--http", apiAddr, "--registry", registryURL)
+	startService(t, dir, "api", apiAddr, true, env, "api", "--store", dsn, "--http", apiAddr, "--registry", registryURL,
+		"--scrape", "http://"+producerAddr+"/metrics,http://"+consumeAddr+"/metrics")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -174,6 +175,21 @@ func TestServicesOnPostgres(t *testing.T) {
 			return fmt.Sprintf("phone %s from %s", resolved.Fields["phone"].Value, resolved.Fields["phone"].Channel)
 		}
 		return ""
+	})
+	// The API, running apart, reports on the producers and the materializer.
+	var status api.SyncStatus
+	eventually(t, "the sync status of the other services", func() string {
+		agent.get(t, "/api/v1/sync/status", &status)
+		requests := 0.0
+		for _, c := range status.Channels {
+			requests += c.Requests
+		}
+		for _, g := range status.Groups {
+			if g.Group == "omnisync-postgres" && g.ApplyRate > 0 && g.EndToEndLatencyMS.P99 != nil && requests >= 10 && len(status.Errors) == 0 {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%+v", status)
 	})
 	// The target system ends with every customer at the version agents see.
 	eventually(t, "the forwarder delivering the merged records", func() string {
