@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -107,11 +108,24 @@ func Provision(ctx context.Context, adm *kadm.Client, specs []TopicSpec) ([]Topi
 }
 
 func compare(ctx context.Context, adm *kadm.Client, spec TopicSpec) ([]string, error) {
-	details, err := adm.ListTopics(ctx, spec.Name)
-	if err != nil {
-		return nil, fmt.Errorf("describing topic %s: %w", spec.Name, err)
+	// A topic created a moment ago (by another provisioner, say) exists
+	// before every broker's metadata shows it: ask again for a while.
+	var d kadm.TopicDetail
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		details, err := adm.ListTopics(ctx, spec.Name)
+		if err != nil {
+			return nil, fmt.Errorf("describing topic %s: %w", spec.Name, err)
+		}
+		d = details[spec.Name]
+		if !errors.Is(d.Err, kerr.UnknownTopicOrPartition) || wait > 5*time.Second {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	d := details[spec.Name]
 	if d.Err != nil {
 		return nil, fmt.Errorf("describing topic %s: %w", spec.Name, d.Err)
 	}
