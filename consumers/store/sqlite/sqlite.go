@@ -118,50 +118,40 @@ func nullMillis(t *time.Time) any {
 	return t.UnixMilli()
 }
 
-// Apply writes a batch and the group's offsets in one transaction.
+// Apply writes a batch and the group's offsets in one transaction. Its
+// statements are prepared once per transaction and reused for every row.
 func (s *Store) Apply(ctx context.Context, b *materializer.Batch) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
 	defer tx.Rollback()
+	w, err := prepareWriter(ctx, tx)
+	if err != nil {
+		return err
+	}
 	for i := range b.Records {
 		r := &b.Records[i]
-		if err := upsertRecord(ctx, tx, r); err != nil {
+		if err := w.upsertRecord(ctx, r); err != nil {
 			return fmt.Errorf("writing customer %s: %w", r.CustomerID, err)
 		}
 	}
-	// Messages are checked against the tombstone stored now, which is the
-	// batch's own where its record was written and a newer one where not.
-	tombstones := map[string]*merge.Stamp{}
 	for i := range b.Messages {
 		m := &b.Messages[i]
-		tomb, ok := tombstones[m.CustomerID]
-		if !ok {
-			if tomb, err = storedTombstone(ctx, tx, m.CustomerID); err != nil {
-				return err
-			}
-			tombstones[m.CustomerID] = tomb
-		}
-		if tomb != nil && !(merge.Stamp{At: m.OccurredAt.UTC().Truncate(time.Millisecond), EventID: m.MessageID}).After(*tomb) {
-			continue // erased by a newer delete
-		}
-		if err := upsertMessage(ctx, tx, m); err != nil {
+		if err := w.upsertMessage(ctx, m); err != nil {
 			return fmt.Errorf("writing message %s: %w", m.MessageID, err)
 		}
 	}
 	for topic, parts := range b.Offsets {
 		for p, next := range parts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES (?, ?, ?, ?)
-				ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset`, b.Group, topic, p, next); err != nil {
+			if _, err := w.upsertOffset.ExecContext(ctx, b.Group, topic, p, next); err != nil {
 				return fmt.Errorf("writing offsets: %w", err)
 			}
 		}
 	}
 	if b.PolicyHash != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES ('policy_hash', ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, b.PolicyHash); err != nil {
-			return err
+		if _, err := w.upsertPolicyHash.ExecContext(ctx, b.PolicyHash); err != nil {
+			return fmt.Errorf("writing the policy hash: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -170,29 +160,76 @@ func (s *Store) Apply(ctx context.Context, b *materializer.Batch) error {
 	return nil
 }
 
-func storedTombstone(ctx context.Context, tx *sql.Tx, customerID string) (*merge.Stamp, error) {
-	var at sql.NullInt64
-	var id sql.NullString
-	err := tx.QueryRowContext(ctx, `SELECT tombstone_at, tombstone_event_id FROM customers WHERE customer_id = ?`, customerID).Scan(&at, &id)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && !at.Valid) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &merge.Stamp{At: time.UnixMilli(at.Int64).UTC(), EventID: id.String}, nil
+// writer holds Apply's statements, prepared on one transaction; they are
+// closed when the transaction ends.
+type writer struct {
+	upsertCustomer   *sql.Stmt
+	deleteFields     *sql.Stmt
+	deleteConflicts  *sql.Stmt
+	deleteIdentities *sql.Stmt
+	eraseMessages    *sql.Stmt
+	insertField      *sql.Stmt
+	insertConflict   *sql.Stmt
+	insertIdentity   *sql.Stmt
+	insertMessage    *sql.Stmt
+	upsertOffset     *sql.Stmt
+	upsertPolicyHash *sql.Stmt
 }
 
-func upsertRecord(ctx context.Context, tx *sql.Tx, r *merge.Record) error {
-	var stored int64
-	err := tx.QueryRowContext(ctx, `SELECT version FROM customers WHERE customer_id = ?`, r.CustomerID).Scan(&stored)
-	switch {
-	case err == nil && stored >= r.Version:
-		return nil // re-delivery: what is stored is as new or newer
-	case err != nil && !errors.Is(err, sql.ErrNoRows):
-		return err
+func prepareWriter(ctx context.Context, tx *sql.Tx) (*writer, error) {
+	w := &writer{}
+	for _, st := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		// The version guard is the upsert's WHERE: a re-delivered record
+		// (what is stored is as new or newer) changes no row.
+		{&w.upsertCustomer, `INSERT INTO customers (customer_id, version, needs_review, deleted, tombstone_at, tombstone_event_id,
+				last_contact_at, last_contact_channel, updated_at, policy_hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, needs_review = excluded.needs_review, deleted = excluded.deleted,
+				tombstone_at = excluded.tombstone_at, tombstone_event_id = excluded.tombstone_event_id, last_contact_at = excluded.last_contact_at,
+				last_contact_channel = excluded.last_contact_channel, updated_at = excluded.updated_at, policy_hash = excluded.policy_hash, record = excluded.record
+			WHERE customers.version < excluded.version`},
+		{&w.deleteFields, `DELETE FROM customer_fields WHERE customer_id = ?`},
+		{&w.deleteConflicts, `DELETE FROM conflicts WHERE customer_id = ?`},
+		{&w.deleteIdentities, `DELETE FROM identities WHERE customer_id = ?`},
+		{&w.eraseMessages, `DELETE FROM messages WHERE customer_id = ?1 AND (occurred_at < ?2 OR (occurred_at = ?2 AND message_id <= ?3))`},
+		{&w.insertField, `INSERT INTO customer_fields (customer_id, field, value_json, occurred_at, event_id, channel, source)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&w.insertConflict, `INSERT INTO conflicts (id, customer_id, field, current_json, candidate_json, candidate_event_id,
+				candidate_channel, candidate_source, detected_at, status, resolved_by, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		// An identity two customers share (a merge not yet made) stays with
+		// the first; the record keeps every identity either way.
+		{&w.insertIdentity, `INSERT INTO identities (kind, scope, value, customer_id) VALUES (?, ?, ?, ?)
+			ON CONFLICT (kind, scope, value) DO NOTHING`},
+		// A message is checked against the tombstone stored now, which is
+		// the batch's own where its record was written and a newer one
+		// where not: one whose (occurred_at, message_id) is not after the
+		// tombstone's was erased by a newer delete and is not stored.
+		{&w.insertMessage, `INSERT INTO messages (message_id, customer_id, conversation_id, channel, direction, sender_type, sender_id,
+				content_type, text, occurred_at, ingested_at, source, event)
+			SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
+			WHERE NOT EXISTS (SELECT 1 FROM customers WHERE customer_id = ?2 AND tombstone_at IS NOT NULL
+				AND (?10 < tombstone_at OR (?10 = tombstone_at AND ?1 <= COALESCE(tombstone_event_id, ''))))
+			ON CONFLICT (message_id) DO NOTHING`},
+		{&w.upsertOffset, `INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES (?, ?, ?, ?)
+			ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset`},
+		{&w.upsertPolicyHash, `INSERT INTO store_meta (key, value) VALUES ('policy_hash', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
+	} {
+		stmt, err := tx.PrepareContext(ctx, st.query)
+		if err != nil {
+			return nil, fmt.Errorf("preparing statements: %w", err)
+		}
+		*st.stmt = stmt
 	}
-	record, err := json.Marshal(r)
+	return w, nil
+}
+
+func (w *writer) upsertRecord(ctx context.Context, r *merge.Record) error {
+	// MarshalJSON's output is already compact and escaped: the bytes
+	// json.Marshal would give, without its second pass over them.
+	record, err := r.MarshalJSON()
 	if err != nil {
 		return err
 	}
@@ -203,64 +240,57 @@ func upsertRecord(ctx context.Context, tx *sql.Tx, r *merge.Record) error {
 	if r.LastContact != nil {
 		lastAt = millis(r.LastContact.At)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO customers (customer_id, version, needs_review, deleted, tombstone_at, tombstone_event_id,
-			last_contact_at, last_contact_channel, updated_at, policy_hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, needs_review = excluded.needs_review, deleted = excluded.deleted,
-			tombstone_at = excluded.tombstone_at, tombstone_event_id = excluded.tombstone_event_id, last_contact_at = excluded.last_contact_at,
-			last_contact_channel = excluded.last_contact_channel, updated_at = excluded.updated_at, policy_hash = excluded.policy_hash, record = excluded.record`,
-		r.CustomerID, r.Version, r.NeedsReview, r.Deleted(), tombAt, tombID, lastAt, string(r.LastContactChannel),
-		millis(r.UpdatedAt), r.PolicyHash, string(record)); err != nil {
+	res, err := w.upsertCustomer.ExecContext(ctx, r.CustomerID, r.Version, r.NeedsReview, r.Deleted(), tombAt, tombID, lastAt,
+		string(r.LastContactChannel), millis(r.UpdatedAt), r.PolicyHash, string(record))
+	if err != nil {
 		return err
 	}
-	for _, table := range []string{"customer_fields", "conflicts", "identities"} {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE customer_id = ?`, r.CustomerID); err != nil {
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return nil // re-delivery: what is stored is as new or newer
+	}
+	for _, del := range []*sql.Stmt{w.deleteFields, w.deleteConflicts, w.deleteIdentities} {
+		if _, err := del.ExecContext(ctx, r.CustomerID); err != nil {
 			return err
 		}
 	}
 	if r.Tombstone != nil {
 		// Erase the messages the delete covers, also when the customer was
 		// re-created since (a delete and an upsert in one batch).
-		at := millis(r.Tombstone.At)
-		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE customer_id = ? AND (occurred_at < ? OR (occurred_at = ? AND message_id <= ?))`,
-			r.CustomerID, at, at, r.Tombstone.EventID); err != nil {
+		if _, err := w.eraseMessages.ExecContext(ctx, r.CustomerID, millis(r.Tombstone.At), r.Tombstone.EventID); err != nil {
 			return err
 		}
 	}
 	for field, g := range r.Fields {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customer_fields (customer_id, field, value_json, occurred_at, event_id, channel, source)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, r.CustomerID, field, g.Value, millis(g.Stamp.At), g.Stamp.EventID, string(g.Channel), g.Source); err != nil {
+		if _, err := w.insertField.ExecContext(ctx, r.CustomerID, field, g.Value, millis(g.Stamp.At), g.Stamp.EventID,
+			string(g.Channel), g.Source); err != nil {
 			return err
 		}
 	}
 	for _, c := range r.Conflicts {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO conflicts (id, customer_id, field, current_json, candidate_json, candidate_event_id,
-				candidate_channel, candidate_source, detected_at, status, resolved_by, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.ID, r.CustomerID, c.Field, c.Current, c.Candidate, c.CandidateEventID, string(c.CandidateChannel), c.CandidateSource,
-			millis(c.DetectedAt), string(c.Status), c.ResolvedBy, nullMillis(&c.ResolvedAt)); err != nil {
+		if _, err := w.insertConflict.ExecContext(ctx, c.ID, r.CustomerID, c.Field, c.Current, c.Candidate, c.CandidateEventID,
+			string(c.CandidateChannel), c.CandidateSource, millis(c.DetectedAt), string(c.Status), c.ResolvedBy,
+			nullMillis(&c.ResolvedAt)); err != nil {
 			return err
 		}
 	}
 	for _, id := range r.Identities {
-		// An identity two customers share (a merge not yet made) stays with
-		// the first; the record keeps every identity either way.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO identities (kind, scope, value, customer_id) VALUES (?, ?, ?, ?)
-			ON CONFLICT (kind, scope, value) DO NOTHING`, id.Kind, id.Scope, id.Value, r.CustomerID); err != nil {
+		if _, err := w.insertIdentity.ExecContext(ctx, id.Kind, id.Scope, id.Value, r.CustomerID); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func upsertMessage(ctx context.Context, tx *sql.Tx, m *events.MessageEvent) error {
+func (w *writer) upsertMessage(ctx context.Context, m *events.MessageEvent) error {
 	event, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO messages (message_id, customer_id, conversation_id, channel, direction, sender_type, sender_id,
-			content_type, text, occurred_at, ingested_at, source, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (message_id) DO NOTHING`,
-		m.MessageID, m.CustomerID, m.ConversationID, string(m.Channel), string(m.Direction), string(m.SenderType), m.SenderID,
-		string(m.ContentType), m.Text, millis(m.OccurredAt), millis(m.IngestedAt), m.Source, string(event))
+	_, err = w.insertMessage.ExecContext(ctx, m.MessageID, m.CustomerID, m.ConversationID, string(m.Channel), string(m.Direction),
+		string(m.SenderType), m.SenderID, string(m.ContentType), m.Text, millis(m.OccurredAt), millis(m.IngestedAt), m.Source,
+		string(event))
 	return err
 }
 
