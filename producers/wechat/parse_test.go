@@ -11,14 +11,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/linkedin/goavro/v2"
 
-	"github.com/omnisync/omnisync/pkg/avro"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
 	"github.com/omnisync/omnisync/producers/wechat"
-	"github.com/omnisync/omnisync/schemas"
 )
 
 // createTime is the CreateTime of the test pushes, a minute before testNow.
@@ -265,7 +262,7 @@ var parseCases = []struct {
 
 func TestParse(t *testing.T) {
 	ch := newChannel(wechat.AccountID(testAccount))
-	codec := newAvroCodec(t)
+	codec := wxpushtest.NewAvroCodec(t)
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := ch.Parse(httptest.NewRequest(http.MethodPost, "/ingest/wechat", nil), []byte(tc.xml))
@@ -278,7 +275,7 @@ func TestParse(t *testing.T) {
 			if diff := cmp.Diff(tc.want, b.Messages[0]); diff != "" {
 				t.Errorf("message (-want +got):\n%s", diff)
 			}
-			codec.roundTrip(t, b.Messages[0])
+			codec.RoundTrip(t, b.Messages[0])
 		})
 	}
 }
@@ -508,53 +505,5 @@ func TestNoEntityExpansion(t *testing.T) {
 	}
 	if host, _ := os.ReadFile("/etc/hostname"); len(strings.TrimSpace(string(host))) > 0 && strings.Contains(err.Error(), strings.TrimSpace(string(host))) {
 		t.Error("the error carries the file's contents")
-	}
-}
-
-// avroCodec checks that parsed messages fit the message_event schema.
-type avroCodec struct {
-	schema *avro.Schema
-	codec  *goavro.Codec
-}
-
-func newAvroCodec(t testing.TB) *avroCodec {
-	t.Helper()
-	text := schemas.Current(schemas.MessageEvent)
-	s, err := avro.Parse(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := goavro.NewCodec(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &avroCodec{schema: s, codec: c}
-}
-
-// roundTrip encodes m as the pipeline would (after filling in its IDs)
-// and decodes it back, failing unless it comes back equal.
-func (a *avroCodec) roundTrip(t testing.TB, m *events.MessageEvent) {
-	t.Helper()
-	in := *m
-	in.MessageID = ingest.EventID(in.Channel, *in.SourceMessageID, in.OccurredAt)
-	in.CustomerID, in.Source, in.IngestedAt = "cus_test", "producer/wechat@test", testNow.UTC()
-	native, err := avro.ToNative(a.schema, &in)
-	if err != nil {
-		t.Fatalf("to Avro: %v", err)
-	}
-	bin, err := a.codec.BinaryFromNative(nil, native)
-	if err != nil {
-		t.Fatalf("encoding: %v", err)
-	}
-	back, _, err := a.codec.NativeFromBinary(bin)
-	if err != nil {
-		t.Fatalf("decoding: %v", err)
-	}
-	var out events.MessageEvent
-	if err := avro.FromNative(a.schema, back, &out); err != nil {
-		t.Fatalf("from Avro: %v", err)
-	}
-	if diff := cmp.Diff(&in, &out, cmpopts.EquateEmpty()); diff != "" {
-		t.Errorf("Avro round trip (-in +out):\n%s", diff)
 	}
 }
