@@ -76,12 +76,7 @@ func start(t *testing.T, k testenv.Kafka) *env {
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.CustomerMessagesTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) { from[o.Partition] = kgo.NewOffset().At(o.Offset) })
+	from := testenv.EndOffsets(t, cl, schemas.CustomerMessagesTopic)[schemas.CustomerMessagesTopic]
 	return &env{k: k, serde: serde, url: srv.URL, cl: cl, from: from}
 }
 

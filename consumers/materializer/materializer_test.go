@@ -79,17 +79,13 @@ func (r *rig) tryProduce(values ...any) error {
 // endOffsets returns the current end offsets of the input topics.
 func (r *rig) endOffsets(t *testing.T) map[string]map[int32]int64 {
 	t.Helper()
-	ends, err := kadm.NewClient(r.cl).ListEndOffsets(context.Background(), schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if out[o.Topic] == nil {
-			out[o.Topic] = map[int32]int64{}
+	for topic, parts := range testenv.EndOffsets(t, r.cl, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic) {
+		out[topic] = map[int32]int64{}
+		for p, o := range parts {
+			out[topic][p] = o.EpochOffset().Offset
 		}
-		out[o.Topic][o.Partition] = o.Offset
-	})
+	}
 	return out
 }
 

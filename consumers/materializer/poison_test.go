@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/omnisync/omnisync/internal/testenv"
@@ -26,12 +25,7 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 		store := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
 		group := testenv.UniqueName(t, "group")
 		r.startAtEnd(t, store, group)
-		dlqEnds, err := kadm.NewClient(r.cl).ListEndOffsets(context.Background(), schemas.DeadLetterTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		from := map[int32]kgo.Offset{}
-		dlqEnds.Each(func(o kadm.ListedOffset) { from[o.Partition] = kgo.NewOffset().At(o.Offset) })
+		from := testenv.EndOffsets(t, r.cl, schemas.DeadLetterTopic)
 		cid := customers(t, 1)[0]
 		// Valid Avro that no store can hold: JSON and SQL have no NaN.
 		nan, err := r.serde.Encode(&events.MessageEvent{
@@ -66,7 +60,7 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 		}
 
 		// Each poison record is in the dead-letter topic with where it came from.
-		c, err := kafka.NewClient(k.Config(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.DeadLetterTopic: from}))
+		c, err := kafka.NewClient(k.Config(), kgo.ConsumePartitions(from))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -101,18 +101,7 @@ func newRig(t *testing.T, k testenv.Kafka) *rig {
 	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: zaptest.NewLogger(t), ProduceTimeout: 3 * time.Second, MaxBodyBytes: 4096})
 	srv := httptest.NewServer(p.Handler(testChannel{}))
 	t.Cleanup(srv.Close)
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic,
-		schemas.DeadLetterTopic, schemas.IdentitiesTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := map[string]map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if from[o.Topic] == nil {
-			from[o.Topic] = map[int32]kgo.Offset{}
-		}
-		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
-	})
+	from := testenv.EndOffsets(t, cl, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic, schemas.DeadLetterTopic, schemas.IdentitiesTopic)
 	return &rig{k: k, serde: serde, server: srv, cl: cl, from: from}
 }
 
@@ -167,7 +156,7 @@ func (r *rig) messagesFor(t *testing.T, customerID string) []events.MessageEvent
 			continue // another test shares the topic (the materializer tests write poison records)
 		}
 		if m.CustomerID == customerID {
-			if want := testenv.PartitionFor(string(rec.Key), 6); rec.Partition != want || string(rec.Key) != customerID {
+			if want := testenv.PartitionFor(string(rec.Key), int32(len(r.from[schemas.CustomerMessagesTopic]))); rec.Partition != want || string(rec.Key) != customerID {
 				t.Errorf("message for %s keyed %q on partition %d; want its customer ID on partition %d", customerID, rec.Key, rec.Partition, want)
 			}
 			out = append(out, m)
