@@ -21,8 +21,15 @@ import (
 	"github.com/omnisync/omnisync/pkg/events"
 )
 
-//go:embed schema.sql
-var schemaV1 string
+// migrations are the schema's versions, each applied once, in order.
+var migrations = []string{schemaV1, schemaV2}
+
+var (
+	//go:embed schema.sql
+	schemaV1 string
+	//go:embed schema_v2.sql
+	schemaV2 string
+)
 
 // Store is a SQLite store. It is safe for concurrent use.
 type Store struct {
@@ -63,11 +70,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
 		return err
 	}
-	if version < 1 {
-		if _, err := tx.ExecContext(ctx, schemaV1); err != nil {
-			return err
+	for v := version + 1; v <= len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			return fmt.Errorf("schema version %d: %w", v, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (1)`); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, v); err != nil {
 			return err
 		}
 	}
