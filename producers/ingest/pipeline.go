@@ -262,17 +262,21 @@ func (p *Pipeline) records(ch Channel, b *Batch) ([]*kgo.Record, []*events.Ident
 }
 
 // produce waits until Kafka acknowledged every record, or until ctx ends.
-// It does not wait longer than ctx even when a request is in flight (the
-// idempotent producer then keeps retrying it, whatever the context says):
-// the caller answers 503, and the records may still land — the
-// deterministic event IDs absorb the client's retry downstream.
+// ctx bounds only the wait, never the records: a record handed to the
+// client is never cancelled, because a record failed while a broker may
+// already have written it can make the idempotent producer reuse its
+// sequence numbers and lose a later record. After ctx ends the caller
+// answers 503, the records keep going and may still land — the
+// deterministic event IDs absorb the client's re-send downstream. When the
+// client's buffer is full (Kafka unreachable for long), records are refused
+// at once instead of queued, so memory stays bounded.
 func (p *Pipeline) produce(ctx context.Context, records []*kgo.Record) error {
 	done := make(chan error, 1)
 	var mu sync.Mutex
 	remaining := len(records)
 	var firstErr error
 	for _, rec := range records {
-		p.cfg.Client.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		p.cfg.Client.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {
