@@ -57,9 +57,10 @@ type Field struct {
 
 // Identity is a channel identity of a customer.
 type Identity struct {
-	Kind  string `json:"kind"`
-	Scope string `json:"scope"`
-	Value string `json:"value"`
+	Kind     string `json:"kind"`
+	Scope    string `json:"scope"`
+	Value    string `json:"value"`
+	Verified bool   `json:"verified"`
 }
 
 // Conflict is an entry of the review queue.

@@ -50,14 +50,14 @@ func source(ch events.Channel) string { return "producer/" + strings.ToLower(str
 
 func upsert(customer string, ch events.Channel, when time.Time, p events.Profile, ids ...events.Identity) *events.CustomerEvent {
 	return &events.CustomerEvent{
-		EventID: ingest.EventID(ch, customer+when.String(), when), CustomerID: customer, Channel: ch, Source: source(ch),
+		EventID: ingest.EventID(ch, customer, customer+when.String(), when), CustomerID: customer, Channel: ch, Source: source(ch),
 		Op: events.OpUpsert, OccurredAt: when, IngestedAt: when.Add(400 * time.Millisecond), Identities: ids, Profile: &p,
 	}
 }
 
 func message(customer string, ch events.Channel, when time.Time, text string) *events.MessageEvent {
 	return &events.MessageEvent{
-		MessageID: ingest.EventID(ch, customer+text, when), CustomerID: customer, ConversationID: strings.ToLower(string(ch)) + "-conv-1",
+		MessageID: ingest.EventID(ch, customer, customer+text, when), CustomerID: customer, ConversationID: strings.ToLower(string(ch)) + "-conv-1",
 		Channel: ch, Source: source(ch), Direction: events.DirectionInbound, SenderType: events.SenderCustomer, SenderID: customer,
 		ContentType: events.ContentText, Text: ptr(text), OccurredAt: when, IngestedAt: when.Add(300 * time.Millisecond),
 	}
@@ -157,7 +157,7 @@ func newFixture(t *testing.T) *fixture {
 	ev["zw-web"] = upsert(zhangWei, events.ChannelWeb, at(10*time.Minute),
 		events.Profile{Name: ptr("张伟"), Phone: ptr("+8613500135000")}, events.Identity{Kind: "web_visitor", Value: "v-deleted-1"})
 	ev["zw-delete"] = &events.CustomerEvent{
-		EventID: ingest.EventID(events.ChannelCRM, "privacy-42", at(3*time.Hour)), CustomerID: zhangWei, Channel: events.ChannelCRM,
+		EventID: ingest.EventID(events.ChannelCRM, zhangWei, "privacy-42", at(3*time.Hour)), CustomerID: zhangWei, Channel: events.ChannelCRM,
 		Source: "crm-sync@salesforce-cn", Op: events.OpDelete, OccurredAt: at(3 * time.Hour), IngestedAt: at(3 * time.Hour),
 	}
 

@@ -233,16 +233,18 @@ func feedCustomer(t *testing.T, dev *devServer) string {
 	}
 	// The app sets her profile; the web, ranking below the app, later
 	// brings another phone and e-mail: two key-field conflicts.
-	dev.post(t, "/ingest/app", dev.creds.Channels.App.Key, map[string]any{
-		"device_id": "d-wf-ios", "user_id": "u-wf", "customer_id": fang, "app_version": "5.3.0", "platform": "ios",
+	app, web := dev.creds.Channels.App, dev.creds.Channels.Web
+	dev.post(t, "/ingest/app", app.Key, map[string]any{
+		"device_id": "d-wf-ios", "user_id": "u-wf", "user_hash": ingest.SignClaim(app.IdentitySecret, "user_id", "u-wf"),
+		"customer_id": fang, "customer_hash": ingest.SignClaim(app.IdentitySecret, "customer_id", fang), "app_version": "5.3.0", "platform": "ios",
 		"events": []any{
 			profile("a-wf-1", 0, map[string]any{"name": "王芳", "phone": "139 0000 1111", "email": "wang.fang@example.com", "gender": "female",
 				"address": map[string]any{"country": "CN", "province": "上海", "city": "上海", "district": "徐汇区"}, "tags": []string{"vip"}}),
 			msg("a-wf-2", 1, "app-wf-1", "inbound", "你好，我上周的订单还没有发货。"),
 			agent("a-wf-3", 2, "app-wf-1", "抱歉让您久等了，我马上帮您查一下。"),
 		}})
-	dev.post(t, "/ingest/web", dev.creds.Channels.Web.Key, map[string]any{
-		"visitor_id": "v-wf-01", "customer_id": fang,
+	dev.post(t, "/ingest/web", web.Key, map[string]any{
+		"visitor_id": "v-wf-01", "customer_id": fang, "customer_hash": ingest.SignClaim(web.IdentitySecret, "customer_id", fang),
 		"events": []any{
 			msg("w-wf-1", 30, "web-wf-1", "inbound", hostile),
 			agent("w-wf-2", 31, "web-wf-1", "您好，已收到您的消息。"),
@@ -250,11 +252,6 @@ func feedCustomer(t *testing.T, dev *devServer) string {
 		}})
 	dev.post(t, "/ingest/web", dev.creds.Channels.Web.Key, map[string]any{
 		"visitor_id": "v-decoy", "events": []any{profile("w-decoy-1", 5, map[string]any{"name": "王小明"})}})
-	// Wait until her phone is known, so the call from it lands on her.
-	dev.waitFor(t, "the app's profile materialized", func() bool {
-		c, ok := dev.customer(t, fang)
-		return ok && c.Fields["phone"].Channel == "APP"
-	})
 	turns := []struct {
 		speaker, text string
 		confidence    float64
@@ -269,7 +266,7 @@ func feedCustomer(t *testing.T, dev *devServer) string {
 		segs = append(segs, map[string]any{"speaker": s.speaker, "start_ms": i * 4000, "end_ms": i*4000 + 3500, "text": s.text, "confidence": s.confidence})
 	}
 	dev.post(t, "/ingest/phone", dev.creds.Channels.Phone.Key, map[string]any{
-		"call_id": "call-bt-wf-1", "direction": "inbound", "caller": "139 0000 1111", "callee": "4008001234", "agent_id": "agent-21",
+		"call_id": "call-bt-wf-1", "customer_id": fang, "direction": "inbound", "caller": "139 0000 1111", "callee": "4008001234", "agent_id": "agent-21",
 		"started_at": at(60), "ended_at": at(61), "segments": segs})
 
 	var state string

@@ -130,7 +130,7 @@ func TestPhoneTranscript(t *testing.T) {
 		t.Fatalf("segment time %v, want started_at + start_ms = %v", caller.OccurredAt, want)
 	}
 	for _, m := range b.Messages {
-		if len(m.Identities) != 1 || m.Identities[0] != (events.Identity{Kind: "phone", Value: "+8613800138000"}) {
+		if len(m.Identities) != 1 || m.Identities[0] != (events.Identity{Kind: "phone", Value: "+8613800138000", Verified: true}) {
 			t.Fatalf("identities %+v", m.Identities)
 		}
 	}

@@ -31,6 +31,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 func testCredentials() ingest.Credentials {
 	var c ingest.Credentials
 	c.Channels.Web.Key, c.Channels.App.Key, c.Channels.Phone.Key = "web-key", "app-key", "phone-key"
+	c.Channels.Web.IdentitySecret, c.Channels.App.IdentitySecret = "web-identity-secret", "app-identity-secret"
 	c.Channels.WeChat = ingest.WeChatCredential{AppID: "wx-test-oa", Token: "wechat-token"}
 	c.Channels.MiniProgram = ingest.WeChatCredential{AppID: "wx-test-mp", Token: "mp-token"}
 	return c
@@ -199,8 +200,10 @@ func postJSON(t *testing.T, url, key, body string) (int, string) {
 }
 
 // The web, app and phone examples arrive in Kafka, decode, and sit on the
-// partition murmur2 gives for their customer; the caller's number links
-// the call to the customer the app profile named.
+// partition murmur2 gives for their customer. A signed app login lands on
+// the customer it names; the phone number typed into the app profile is
+// only a claim, so a call from that number lands on the caller's own
+// customer, and a second call from it on the same one.
 func TestWebAppPhoneChannelsEndToEnd(t *testing.T) {
 	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
 		e := start(t, k)
@@ -208,9 +211,10 @@ func TestWebAppPhoneChannelsEndToEnd(t *testing.T) {
 		phoneNumber := fmt.Sprintf("+86139%08d", time.Now().UnixNano()%1e8)
 		customer := "cus_" + u
 
-		app := fmt.Sprintf(`{"device_id":"d-%s","user_id":"u-%s","customer_id":%q,"app_version":"5.2.1","platform":"android","events":[
+		app := fmt.Sprintf(`{"device_id":"d-%s","user_id":"u-%s","customer_id":%q,"customer_hash":%q,"app_version":"5.2.1","platform":"android","events":[
 			{"type":"profile","id":"p-%s","occurred_at":"2026-11-22T09:10:00+08:00","profile":{"name":"王小明","phone":%q}},
-			{"type":"message","id":"m-%s","occurred_at":"2026-11-22T09:10:12+08:00","text":"我要改地址"}]}`, u, u, customer, u, phoneNumber, u)
+			{"type":"message","id":"m-%s","occurred_at":"2026-11-22T09:10:12+08:00","text":"我要改地址"}]}`,
+			u, u, customer, ingest.SignClaim("app-identity-secret", "customer_id", customer), u, phoneNumber, u)
 		if code, body := postJSON(t, e.url+"/ingest/app", "app-key", app); code != 200 {
 			t.Fatalf("app: %d %s", code, body)
 		}
@@ -218,14 +222,18 @@ func TestWebAppPhoneChannelsEndToEnd(t *testing.T) {
 		if code, body := postJSON(t, e.url+"/ingest/web", "web-key", web); code != 200 {
 			t.Fatalf("web: %d %s", code, body)
 		}
-		call := fmt.Sprintf(`{"call_id":"call-%s","direction":"inbound","caller":%q,"callee":"4008001234","agent_id":"agent-17",
+		call := func(n int) string {
+			return fmt.Sprintf(`{"call_id":"call-%s-%d","direction":"inbound","caller":%q,"callee":"4008001234","agent_id":"agent-17",
 			"started_at":"2026-11-22T10:00:00+08:00","ended_at":"2026-11-22T10:01:00+08:00","segments":[
 			{"speaker":"agent","start_ms":0,"end_ms":2000,"text":"您好","confidence":0.9},
-			{"speaker":"caller","start_ms":2500,"end_ms":6000,"text":"我想查询订单","confidence":0.8}]}`, u, phoneNumber)
-		if code, body := postJSON(t, e.url+"/ingest/phone", "phone-key", call); code != 200 {
-			t.Fatalf("phone: %d %s", code, body)
+			{"speaker":"caller","start_ms":2500,"end_ms":6000,"text":"我想查询订单","confidence":0.8}]}`, u, n, phoneNumber)
 		}
-		if code, _ := postJSON(t, e.url+"/ingest/phone", "web-key", call); code != http.StatusUnauthorized {
+		for n := range 2 {
+			if code, body := postJSON(t, e.url+"/ingest/phone", "phone-key", call(n)); code != 200 {
+				t.Fatalf("phone: %d %s", code, body)
+			}
+		}
+		if code, _ := postJSON(t, e.url+"/ingest/phone", "web-key", call(0)); code != http.StatusUnauthorized {
 			t.Fatalf("phone with the web key: %d", code)
 		}
 
@@ -236,8 +244,14 @@ func TestWebAppPhoneChannelsEndToEnd(t *testing.T) {
 			t.Fatalf("web messages %+v", got)
 		}
 		caller := e.messages(t, phoneNumber)
-		if len(caller) != 1 || caller[0].CustomerID != customer || caller[0].Transcript == nil || caller[0].Transcript.Segment != 1 {
-			t.Fatalf("the caller's transcript segment %+v should land on %s, linked through the app profile's phone", caller, customer)
+		callerID := ingest.CustomerIDFor(events.Identity{Kind: "phone", Value: phoneNumber})
+		if len(caller) != 2 || caller[0].Transcript == nil || caller[0].Transcript.Segment != 1 {
+			t.Fatalf("the caller's transcript segments: %+v", caller)
+		}
+		for _, m := range caller {
+			if m.CustomerID != callerID {
+				t.Fatalf("call segment on %s, want the caller's own customer %s (the app profile's phone is only a claim)", m.CustomerID, callerID)
+			}
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -184,28 +185,50 @@ func serveRegistry(ctx context.Context, cl *kgo.Client, listen string, log *zap.
 	return stop, "http://" + ln.Addr().String(), nil
 }
 
-// devCredentials reads the dev credentials, generating random ones on the
-// first start.
+// devCredentials reads the dev credentials (the environment overrides
+// them, as for every command), generating random ones on the first start
+// and any a newer version needs that the file lacks.
 func devCredentials(path string) (ingest.Credentials, error) {
-	if _, err := os.Stat(path); err == nil {
-		return ingest.LoadCredentials(path)
+	var c ingest.Credentials
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &c); err != nil {
+			return c, fmt.Errorf("credentials %s: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return c, fmt.Errorf("reading credentials: %w", err)
 	}
 	secret := func() string {
 		b := make([]byte, 18)
 		_, _ = rand.Read(b)
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
-	var c ingest.Credentials
-	c.AdminToken = secret()
-	c.Channels.Web.Key, c.Channels.App.Key, c.Channels.Phone.Key = secret(), secret(), secret()
-	c.Channels.WeChat = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret()}
-	c.Channels.MiniProgram = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret()}
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return c, err
+	changed := false
+	fill := func(dst *string, value func() string) {
+		if *dst == "" {
+			*dst, changed = value(), true
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return c, err
+	fill(&c.AdminToken, secret)
+	fill(&c.Channels.Web.Key, secret)
+	fill(&c.Channels.Web.IdentitySecret, secret)
+	fill(&c.Channels.App.Key, secret)
+	fill(&c.Channels.App.IdentitySecret, secret)
+	fill(&c.Channels.Phone.Key, secret)
+	for _, wc := range []*ingest.WeChatCredential{&c.Channels.WeChat, &c.Channels.MiniProgram} {
+		fill(&wc.AppID, func() string { return "wx" + secret()[:16] })
+		fill(&wc.Token, secret)
 	}
-	return c, os.WriteFile(path, append(b, '\n'), 0o600)
+	if changed {
+		b, err := json.MarshalIndent(c, "", "  ")
+		if err != nil {
+			return c, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return c, err
+		}
+		if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+			return c, err
+		}
+	}
+	return ingest.LoadCredentials(path)
 }

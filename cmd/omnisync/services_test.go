@@ -113,10 +113,12 @@ func TestServicesOnPostgres(t *testing.T) {
 	var creds ingest.Credentials
 	creds.AdminToken = "admin-token"
 	creds.Channels.Web.Key, creds.Channels.App.Key, creds.Channels.Phone.Key = "web-key", "app-key", "phone-key"
+	creds.Channels.Web.IdentitySecret, creds.Channels.App.IdentitySecret = "web-identity-secret", "app-identity-secret"
 	creds.Channels.WeChat = ingest.WeChatCredential{AppID: "wx-oa", Token: "wechat-token"}
 	creds.Channels.MiniProgram = ingest.WeChatCredential{AppID: "wx-mp", Token: "mini-token"}
 	env := []string{"OMNISYNC_KAFKA_BROKERS=" + brokerAddr, "OMNISYNC_ADMIN_TOKEN=admin-token",
 		"OMNISYNC_WEB_KEY=web-key", "OMNISYNC_APP_KEY=app-key", "OMNISYNC_PHONE_KEY=phone-key",
+		"OMNISYNC_WEB_IDENTITY_SECRET=web-identity-secret", "OMNISYNC_APP_IDENTITY_SECRET=app-identity-secret",
 		"OMNISYNC_WECHAT_APP_ID=wx-oa", "OMNISYNC_WECHAT_TOKEN=wechat-token",
 		"OMNISYNC_MINIPROGRAM_APP_ID=wx-mp", "OMNISYNC_MINIPROGRAM_TOKEN=mini-token",
 		"OMNISYNC_FORWARD_TOKEN=target-token"}

@@ -58,9 +58,10 @@ type Field struct {
 
 // Identity is a channel identity of the customer.
 type Identity struct {
-	Kind  string `json:"kind"`
-	Scope string `json:"scope"`
-	Value string `json:"value"`
+	Kind     string `json:"kind"`
+	Scope    string `json:"scope"`
+	Value    string `json:"value"`
+	Verified bool   `json:"verified"`
 }
 
 // Conflict is a key-field disagreement and its review status.
@@ -97,7 +98,7 @@ func NewBody(s *events.CustomerState) (*Body, error) {
 		b.Fields[name] = Field{Value: v, OccurredAt: r.OccurredAt.UTC(), EventID: r.EventID, Channel: r.Channel, Source: r.Source}
 	}
 	for _, id := range s.Identities {
-		b.Identities = append(b.Identities, Identity{Kind: id.Kind, Scope: id.Scope, Value: id.Value})
+		b.Identities = append(b.Identities, Identity{Kind: id.Kind, Scope: id.Scope, Value: id.Value, Verified: id.Verified})
 	}
 	for _, c := range s.Conflicts {
 		cur, err := rawJSON(c.CurrentJSON)

@@ -336,18 +336,24 @@ func (ed *edit) setField(field string, g Register) {
 	ed.changed = true
 }
 
-// addIdentities adds ids to the record's sorted identity set.
+// addIdentities adds ids to the record's identity set, sorted by kind,
+// scope and value. An identity once seen verified stays verified, whatever
+// order the events come in.
 func (ed *edit) addIdentities(ids []events.Identity) {
 	for _, id := range ids {
 		i, found := slices.BinarySearchFunc(ed.rec.Identities, id, compareIdentity)
-		if found {
+		if found && (ed.rec.Identities[i].Verified || !id.Verified) {
 			continue
 		}
 		if !ed.ownIdentities {
 			ed.rec.Identities = slices.Clone(ed.rec.Identities)
 			ed.ownIdentities = true
 		}
-		ed.rec.Identities = slices.Insert(ed.rec.Identities, i, id)
+		if found {
+			ed.rec.Identities[i].Verified = true
+		} else {
+			ed.rec.Identities = slices.Insert(ed.rec.Identities, i, id)
+		}
 		ed.changed = true
 	}
 }

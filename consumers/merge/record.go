@@ -166,9 +166,10 @@ type (
 		Source    string         `json:"source"`
 	}
 	identityJSON struct {
-		Kind  string `json:"kind"`
-		Scope string `json:"scope"`
-		Value string `json:"value"`
+		Kind     string `json:"kind"`
+		Scope    string `json:"scope"`
+		Value    string `json:"value"`
+		Verified bool   `json:"verified"`
 	}
 	conflictJSON struct {
 		ID               string                `json:"id"`

@@ -156,7 +156,7 @@ func (p *player) scenario(ctx context.Context, t0 time.Time) error {
 			})
 		},
 		func() error {
-			return p.call(ctx, "call-demo-ln-1", "inbound", LiNa.Phone, at(40), at(43), [][3]any{
+			return p.call(ctx, LiNa, "call-demo-ln-1", "inbound", at(40), at(43), [][3]any{
 				{"agent", "您好，这里是 omnisync 客服中心，请问有什么可以帮您？", 0.97},
 				{"caller", "我在网页上预约了换货取件，想确认一下时间。", 0.92},
 				{"agent", "好的，已经为您确认，明天上午取件。", 0.95},
@@ -187,7 +187,7 @@ func (p *player) scenario(ctx context.Context, t0 time.Time) error {
 		},
 		func() error { return p.crm(ctx, ZhangWei, t0.Add(50*time.Minute), ZhangWei.Email, 5) },
 		func() error {
-			return p.call(ctx, "call-demo-zw-1", "outbound", ZhangWei.Phone, at(60), at(62), [][3]any{
+			return p.call(ctx, ZhangWei, "call-demo-zw-1", "outbound", at(60), at(62), [][3]any{
 				{"agent", "张先生您好，您的发票已经重新开具。", 0.96},
 				{"callee", "收到了，谢谢。", 0.94},
 			})
@@ -200,7 +200,7 @@ func (p *player) scenario(ctx context.Context, t0 time.Time) error {
 			})
 		},
 		func() error {
-			return p.call(ctx, "call-demo-ec-1", "outbound", EmilyChen.Phone, at(70), at(74), [][3]any{
+			return p.call(ctx, EmilyChen, "call-demo-ec-1", "outbound", at(70), at(74), [][3]any{
 				{"agent", "Hi Emily, this is Omni support calling about your parcel.", 0.95},
 				{"callee", "Hi! Yes, the tracking says delivered yesterday.", 0.9},
 				{"agent", "The courier left it at the reception desk; I have sent you the photo.", 0.93},
@@ -281,21 +281,29 @@ func agentMessage(id, at, conversation, agent, text string) map[string]any {
 	return m
 }
 
+// web posts as the customer logged in on the web site: the site's backend
+// signs the customer ID with the web channel's identity secret.
 func (p *player) web(ctx context.Context, c Customer, visitor string, evs []map[string]any) error {
-	return p.postJSON(ctx, "/ingest/web", p.cfg.Credentials.Channels.Web.Key,
-		map[string]any{"visitor_id": visitor, "customer_id": c.ID(), "events": evs})
+	web := p.cfg.Credentials.Channels.Web
+	return p.postJSON(ctx, "/ingest/web", web.Key, map[string]any{"visitor_id": visitor, "customer_id": c.ID(),
+		"customer_hash": ingest.SignClaim(web.IdentitySecret, "customer_id", c.ID()), "events": evs})
 }
 
+// app posts as the customer logged in to the app, login signed likewise.
 func (p *player) app(ctx context.Context, c Customer, evs []map[string]any) error {
-	return p.postJSON(ctx, "/ingest/app", p.cfg.Credentials.Channels.App.Key, map[string]any{
-		"device_id": c.Device, "user_id": c.User, "customer_id": c.ID(), "app_version": "5.2.1", "platform": "ios", "events": evs})
+	app := p.cfg.Credentials.Channels.App
+	return p.postJSON(ctx, "/ingest/app", app.Key, map[string]any{
+		"device_id": c.Device, "user_id": c.User, "user_hash": ingest.SignClaim(app.IdentitySecret, "user_id", c.User),
+		"customer_id": c.ID(), "customer_hash": ingest.SignClaim(app.IdentitySecret, "customer_id", c.ID()),
+		"app_version": "5.2.1", "platform": "ios", "events": evs})
 }
 
-// call posts a transcript; the customer is found by the number.
-func (p *player) call(ctx context.Context, callID, direction, number, start, end string, turns [][3]any) error {
-	caller, callee := number, "4008001234"
+// call posts a transcript of a call with c's number; the call centre's
+// system names the customer (it looked the caller up), as a CTI does.
+func (p *player) call(ctx context.Context, c Customer, callID, direction, start, end string, turns [][3]any) error {
+	caller, callee := c.Phone, "4008001234"
 	if direction == "outbound" {
-		caller, callee = callee, number
+		caller, callee = callee, c.Phone
 	}
 	var segs []map[string]any
 	ms := 0
@@ -306,16 +314,17 @@ func (p *player) call(ctx context.Context, callID, direction, number, start, end
 		ms += dur + 400
 	}
 	return p.postJSON(ctx, "/ingest/phone", p.cfg.Credentials.Channels.Phone.Key, map[string]any{
-		"call_id": callID, "direction": direction, "caller": caller, "callee": callee, "agent_id": "agent-07",
+		"call_id": callID, "customer_id": c.ID(), "direction": direction, "caller": caller, "callee": callee, "agent_id": "agent-07",
 		"started_at": start, "ended_at": end, "segments": segs})
 }
 
 func (p *player) crm(ctx context.Context, c Customer, at time.Time, email string, vip int32) error {
+	ids := []events.Identity{{Kind: "crm", Value: c.CRMID, Verified: true}}
 	ev := &events.CustomerEvent{
-		EventID:    ingest.EventID(events.ChannelCRM, "crm-edit-"+c.CRMID+"-"+strconv.FormatInt(at.Unix(), 10), at),
+		EventID:    ingest.EventID(events.ChannelCRM, ingest.SenderKey(c.ID(), ids), "crm-edit-"+c.CRMID+"-"+strconv.FormatInt(at.Unix(), 10), at),
 		CustomerID: c.ID(), Channel: events.ChannelCRM, Source: "crm/demo", Op: events.OpUpsert,
 		OccurredAt: at.UTC(), IngestedAt: time.Now().UTC(),
-		Identities: []events.Identity{{Kind: "crm", Value: c.CRMID}},
+		Identities: ids,
 		Profile:    &events.Profile{Email: &email, VIPLevel: &vip, Tags: []string{"enterprise"}},
 	}
 	return p.cfg.CRM.Publish(ctx, ev)

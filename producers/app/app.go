@@ -17,12 +17,14 @@ const Path = "/ingest/app"
 
 // Request is the body the SDK posts.
 type Request struct {
-	DeviceID   string           `json:"device_id"`
-	UserID     string           `json:"user_id,omitempty"` // the app account, when logged in
-	CustomerID string           `json:"customer_id,omitempty"`
-	AppVersion string           `json:"app_version"`
-	Platform   string           `json:"platform"` // ios, android or harmony
-	Events     []chatjson.Event `json:"events"`
+	DeviceID     string           `json:"device_id"`               // an unverified session identity
+	UserID       string           `json:"user_id,omitempty"`       // the app account, when logged in
+	UserHash     string           `json:"user_hash,omitempty"`     // the backend's MAC of user_id (ingest.SignClaim)
+	CustomerID   string           `json:"customer_id,omitempty"`   // an omnisync customer ID, when logged in
+	CustomerHash string           `json:"customer_hash,omitempty"` // the backend's MAC of customer_id
+	AppVersion   string           `json:"app_version"`
+	Platform     string           `json:"platform"` // ios, android or harmony
+	Events       []chatjson.Event `json:"events"`
 }
 
 // Channel is the mobile app channel.
@@ -42,7 +44,8 @@ func (c *Channel) Channel() events.Channel { return events.ChannelApp }
 // Authenticate checks the bearer key.
 func (c *Channel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, c.cred.Key) }
 
-// Parse parses a batch. The device and the logged-in user are identities;
+// Parse parses a batch. The device (unverified) and the logged-in user
+// (verified when the backend signed it) are identities;
 // the app version and platform go into every message's metadata and, as
 // last_app_version and last_platform, every profile update's attributes.
 func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
@@ -70,18 +73,9 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 		Attributes: map[string]string{"last_app_version": version, "last_platform": req.Platform},
 		Now:        c.now(),
 	}
-	if req.UserID != "" {
-		user, err := ingest.ID("user_id", req.UserID)
-		if err != nil {
-			return nil, err
-		}
-		ctx.Identities = append(ctx.Identities, events.Identity{Kind: "app_user", Value: user})
-		ctx.SenderID = user
-	}
-	if req.CustomerID != "" {
-		if ctx.CustomerID, err = ingest.ID("customer_id", req.CustomerID); err != nil {
-			return nil, err
-		}
+	login := chatjson.Login{UserID: req.UserID, UserHash: req.UserHash, CustomerID: req.CustomerID, CustomerHash: req.CustomerHash}
+	if err := login.Verify(c.cred.IdentitySecret, &ctx); err != nil {
+		return nil, err
 	}
 	return chatjson.Build(req.Events, ctx)
 }

@@ -112,6 +112,55 @@ type Context struct {
 	Now        time.Time
 }
 
+// Login is what a web or app client says about who is logged in, with the
+// MACs its business's backend gave it (ingest.SignClaim).
+type Login struct {
+	UserID       string // the business's account ID
+	UserHash     string // SignClaim(secret, "user_id", UserID)
+	CustomerID   string // an omnisync customer ID
+	CustomerHash string // SignClaim(secret, "customer_id", CustomerID)
+}
+
+// Verify checks the login against the channel's identity secret and fills
+// c: a customer ID is taken only with a valid customer_hash; a user ID with
+// a valid user_hash is a verified app_user identity, without a hash an
+// unverified one (never attached to an existing customer); a hash that
+// does not match, or one sent without its claim, is refused.
+func (l Login) Verify(secret string, c *Context) error {
+	if l.CustomerID != "" {
+		id, err := ingest.ID("customer_id", l.CustomerID)
+		if err != nil {
+			return err
+		}
+		if !ingest.VerifyClaim(secret, "customer_id", id, l.CustomerHash) {
+			return ingest.Invalid("customer_hash", "customer_id is taken only with customer_hash, the HMAC-SHA256 of \"customer_id:<id>\" keyed with the channel's identity secret; it is missing or does not match")
+		}
+		c.CustomerID = id
+	} else if l.CustomerHash != "" {
+		return ingest.Invalid("customer_hash", "sent without customer_id")
+	}
+	if l.UserID == "" {
+		if l.UserHash != "" {
+			return ingest.Invalid("user_hash", "sent without user_id")
+		}
+		return nil
+	}
+	user, err := ingest.ID("user_id", l.UserID)
+	if err != nil {
+		return err
+	}
+	verified := false
+	if l.UserHash != "" {
+		if !ingest.VerifyClaim(secret, "user_id", user, l.UserHash) {
+			return ingest.Invalid("user_hash", "does not match user_id (want the HMAC-SHA256 of \"user_id:<id>\" keyed with the channel's identity secret)")
+		}
+		verified = true
+	}
+	c.Identities = append(c.Identities, events.Identity{Kind: "app_user", Value: user, Verified: verified})
+	c.SenderID = user
+	return nil
+}
+
 // Build validates and normalises events into a batch.
 func Build(list []Event, c Context) (*ingest.Batch, error) {
 	if len(list) == 0 {

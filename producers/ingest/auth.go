@@ -35,9 +35,13 @@ type Credentials struct {
 	} `json:"channels"`
 }
 
-// KeyCredential is a channel's bearer key.
+// KeyCredential is a channel's bearer key and, for the web and app
+// channels, the identity secret the business's backend signs logins with
+// (see SignClaim). Without an identity secret the channel accepts no
+// verified login: every claim is unverified.
 type KeyCredential struct {
-	Key string `json:"key"`
+	Key            string `json:"key"`
+	IdentitySecret string `json:"identity_secret,omitempty"`
 }
 
 // WeChatCredential is a WeChat account's app ID and the token its
@@ -50,6 +54,7 @@ type WeChatCredential struct {
 // LoadCredentials reads credentials from a JSON file (when path is not
 // empty), then lets the environment override each secret:
 // OMNISYNC_WEB_KEY, OMNISYNC_APP_KEY, OMNISYNC_PHONE_KEY,
+// OMNISYNC_WEB_IDENTITY_SECRET, OMNISYNC_APP_IDENTITY_SECRET,
 // OMNISYNC_WECHAT_APP_ID, OMNISYNC_WECHAT_TOKEN,
 // OMNISYNC_MINIPROGRAM_APP_ID, OMNISYNC_MINIPROGRAM_TOKEN,
 // OMNISYNC_ADMIN_TOKEN.
@@ -65,14 +70,16 @@ func LoadCredentials(path string) (Credentials, error) {
 		}
 	}
 	for env, dst := range map[string]*string{
-		"OMNISYNC_WEB_KEY":            &c.Channels.Web.Key,
-		"OMNISYNC_APP_KEY":            &c.Channels.App.Key,
-		"OMNISYNC_PHONE_KEY":          &c.Channels.Phone.Key,
-		"OMNISYNC_WECHAT_APP_ID":      &c.Channels.WeChat.AppID,
-		"OMNISYNC_WECHAT_TOKEN":       &c.Channels.WeChat.Token,
-		"OMNISYNC_MINIPROGRAM_APP_ID": &c.Channels.MiniProgram.AppID,
-		"OMNISYNC_MINIPROGRAM_TOKEN":  &c.Channels.MiniProgram.Token,
-		"OMNISYNC_ADMIN_TOKEN":        &c.AdminToken,
+		"OMNISYNC_WEB_KEY":             &c.Channels.Web.Key,
+		"OMNISYNC_APP_KEY":             &c.Channels.App.Key,
+		"OMNISYNC_PHONE_KEY":           &c.Channels.Phone.Key,
+		"OMNISYNC_WEB_IDENTITY_SECRET": &c.Channels.Web.IdentitySecret,
+		"OMNISYNC_APP_IDENTITY_SECRET": &c.Channels.App.IdentitySecret,
+		"OMNISYNC_WECHAT_APP_ID":       &c.Channels.WeChat.AppID,
+		"OMNISYNC_WECHAT_TOKEN":        &c.Channels.WeChat.Token,
+		"OMNISYNC_MINIPROGRAM_APP_ID":  &c.Channels.MiniProgram.AppID,
+		"OMNISYNC_MINIPROGRAM_TOKEN":   &c.Channels.MiniProgram.Token,
+		"OMNISYNC_ADMIN_TOKEN":         &c.AdminToken,
 	} {
 		if v := os.Getenv(env); v != "" {
 			*dst = v

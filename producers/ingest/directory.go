@@ -16,10 +16,12 @@ import (
 	"github.com/omnisync/omnisync/schemas"
 )
 
-// Directory is the identity directory: which customer each channel identity
-// (phone number, e-mail, openid, unionid, app user, device, CRM ID) belongs
-// to. It follows the compacted identities topic in memory; producers add to
-// it whenever an event links identities. Lookups are safe for concurrent use.
+// Directory is the identity directory: which customer each verified channel
+// identity (a signed openid or unionid, a caller's number, a signed login, a
+// CRM ID) belongs to. It follows the compacted identities topic in memory;
+// producers add to it whenever an event links verified identities. Links of
+// unverified identities (written before identities carried their trust) are
+// ignored. Lookups are safe for concurrent use.
 type Directory struct {
 	cl    *kgo.Client
 	serde *codec.Serde
@@ -74,7 +76,7 @@ func (d *Directory) Run(ctx context.Context) error {
 			var link events.IdentityLink
 			if err := d.serde.Decode(ctx, r.Value, &link); err != nil {
 				d.log.Warn("identity directory: undecodable link skipped", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
-			} else {
+			} else if link.Identity.Verified {
 				d.remember(link.Identity, link.CustomerID)
 			}
 			if end, ok := behind[r.Partition]; ok && r.Offset+1 >= end {
@@ -101,13 +103,23 @@ func (d *Directory) remember(id events.Identity, customerID string) {
 	d.mu.Unlock()
 }
 
-// Resolve returns the customer ID for an event: explicit when the payload
-// names one; else the customer of the best-ranked identity known (in
-// pending, links made earlier in the same request, or in the directory);
-// else one derived from the best-ranked identity. It also returns the
-// identities not yet linked to anyone, for the caller to link. An identity
-// already linked to another customer keeps its link (merging customers is a
-// later step).
+// Resolve returns the customer ID of an event and the verified identities
+// not yet linked to anyone, for the caller to link. Only verified
+// identities (and an explicit customer ID, which channels pass only when
+// verified) may attach input to an existing customer:
+//
+//   - explicit, when the payload names a verified customer;
+//   - else the customer of the best-ranked verified identity linked in
+//     pending (links made earlier in the same request) or the directory;
+//   - else one derived from the best-ranked verified identity;
+//   - else, with unverified identities only, the anonymous customer derived
+//     from the best-ranked session identity (device, web visitor), never
+//     looked up: what a public client merely states never lands on an
+//     existing customer.
+//
+// It returns "" when the event names no customer, has no verified identity
+// and no session identity. A verified identity already linked to another
+// customer keeps its link (merging customers is a later step).
 func (d *Directory) Resolve(explicit string, ids []events.Identity, pending map[string]string) (customerID string, unlinked []events.Identity) {
 	lookup := func(id events.Identity) (string, bool) {
 		if c, ok := pending[IdentityKey(id)]; ok {
@@ -115,26 +127,34 @@ func (d *Directory) Resolve(explicit string, ids []events.Identity, pending map[
 		}
 		return d.Lookup(id)
 	}
-	customerID = explicit
-	if customerID == "" {
-		best, bestKnown := -1, -1
-		for i, id := range ids {
-			if best < 0 || rank(id.Kind) < rank(ids[best].Kind) {
-				best = i
+	better := func(i, j int) bool { return j < 0 || rank(ids[i].Kind) < rank(ids[j].Kind) }
+	best, bestKnown, bestSession := -1, -1, -1
+	for i, id := range ids {
+		if !id.Verified {
+			if sessionKinds[id.Kind] && better(i, bestSession) {
+				bestSession = i
 			}
-			if _, ok := lookup(id); ok && (bestKnown < 0 || rank(id.Kind) < rank(ids[bestKnown].Kind)) {
-				bestKnown = i
-			}
+			continue
 		}
-		switch {
-		case bestKnown >= 0:
-			customerID, _ = lookup(ids[bestKnown])
-		case best >= 0:
-			customerID = CustomerIDFor(ids[best])
+		if better(i, best) {
+			best = i
+		}
+		if _, ok := lookup(id); ok && better(i, bestKnown) {
+			bestKnown = i
 		}
 	}
+	switch {
+	case explicit != "":
+		customerID = explicit
+	case bestKnown >= 0:
+		customerID, _ = lookup(ids[bestKnown])
+	case best >= 0:
+		customerID = CustomerIDFor(ids[best])
+	case bestSession >= 0:
+		customerID = CustomerIDFor(ids[bestSession])
+	}
 	for _, id := range ids {
-		if _, ok := lookup(id); !ok {
+		if _, ok := lookup(id); id.Verified && !ok && customerID != "" {
 			unlinked = append(unlinked, id)
 		}
 	}

@@ -3,6 +3,9 @@ package ingest
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/binary"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,11 +14,13 @@ import (
 	"github.com/omnisync/omnisync/pkg/events"
 )
 
-// EventID derives an event or message ID from the ID the source gave it, so
-// a retried delivery produces the same event and is absorbed downstream:
-// a ksuid whose time is occurredAt and whose payload is a hash of channel
-// and source ID. Without a source ID it is a fresh random ksuid.
-func EventID(ch events.Channel, sourceID string, occurredAt time.Time) string {
+// EventID derives an event or message ID from everything that identifies
+// the input, so a retried delivery produces the same event and is absorbed
+// downstream, while two different inputs never share an ID: a ksuid whose
+// time is occurredAt and whose payload is a hash of the channel, the sender
+// (see SenderKey) and the ID the source gave it. Without a source ID it is
+// a fresh random ksuid.
+func EventID(ch events.Channel, sender, sourceID string, occurredAt time.Time) string {
 	if sourceID == "" {
 		id, err := ksuid.NewRandomWithTime(occurredAt)
 		if err != nil {
@@ -23,12 +28,35 @@ func EventID(ch events.Channel, sourceID string, occurredAt time.Time) string {
 		}
 		return id.String()
 	}
-	sum := sha256.Sum256([]byte(string(ch) + "\x00" + sourceID))
-	id, err := ksuid.FromParts(ksuidTime(occurredAt), sum[:16])
+	h := sha256.New()
+	for _, part := range []string{string(ch), sender, sourceID} {
+		// Length-prefixed, so no two different triples hash the same bytes.
+		_ = binary.Write(h, binary.BigEndian, uint64(len(part)))
+		h.Write([]byte(part))
+	}
+	id, err := ksuid.FromParts(ksuidTime(occurredAt), h.Sum(nil)[:16])
 	if err != nil {
 		panic("ingest: ksuid payload must be 16 bytes") // programmer error
 	}
 	return id.String()
+}
+
+// SenderKey names who sent an event, for EventID: the customer ID the
+// payload names and every identity the event carries with its trust, as a
+// set. A client's event ID is unique only for its sender (two web visitors
+// may both send "m-1"), so the sender is part of the event ID. Each part is
+// Go-quoted, so the key is unambiguous whatever bytes the values hold.
+func SenderKey(customerID string, ids []events.Identity) string {
+	keys := make([]string, 0, len(ids))
+	for _, id := range ids {
+		trust := "u"
+		if id.Verified {
+			trust = "v"
+		}
+		keys = append(keys, strconv.Quote(id.Kind)+strconv.Quote(id.Scope)+strconv.Quote(id.Value)+trust)
+	}
+	slices.Sort(keys)
+	return strconv.Quote(customerID) + strings.Join(slices.Compact(keys), "")
 }
 
 // ksuidTime clamps t into the range a ksuid can carry.
@@ -66,6 +94,11 @@ var identityRank = map[string]int{
 	"crm": 0, "app_user": 1, "wechat_unionid": 2, "phone": 3, "email": 4,
 	"wechat_openid": 5, "miniprogram_openid": 6, "device": 7, "web_visitor": 8,
 }
+
+// sessionKinds are the anonymous identities of a public client's session,
+// never verified: with no verified identity, an event belongs to the
+// anonymous customer derived from its session identity.
+var sessionKinds = map[string]bool{"device": true, "web_visitor": true}
 
 func rank(kind string) int {
 	if r, ok := identityRank[kind]; ok {

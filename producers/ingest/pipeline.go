@@ -191,8 +191,8 @@ func (p *Pipeline) complete(ch Channel, b *Batch) *ValidationError {
 	now := p.cfg.Now().UTC().Truncate(time.Millisecond)
 	source := p.source(ch)
 	for i, ev := range b.Customers {
-		if ev.CustomerID == "" && len(ev.Identities) == 0 {
-			return Invalid(fmt.Sprintf("customer_events[%d]", i), "names no customer and carries no identity")
+		if ev.CustomerID == "" && !anchored(ev.Identities) {
+			return Invalid(fmt.Sprintf("customer_events[%d]", i), "names no customer and carries no verified or session identity")
 		}
 		ev.Channel, ev.Source, ev.IngestedAt = orChannel(ev.Channel, ch), orString(ev.Source, source), now
 		if ev.OccurredAt.IsZero() {
@@ -201,17 +201,17 @@ func (p *Pipeline) complete(ch Channel, b *Batch) *ValidationError {
 		if ev.Op == "" {
 			ev.Op = events.OpUpsert
 		}
-		ev.EventID = EventID(ev.Channel, deref(ev.SourceEventID), ev.OccurredAt)
+		ev.EventID = EventID(ev.Channel, SenderKey(ev.CustomerID, ev.Identities), deref(ev.SourceEventID), ev.OccurredAt)
 	}
 	for i, m := range b.Messages {
-		if m.CustomerID == "" && len(m.Identities) == 0 {
-			return Invalid(fmt.Sprintf("messages[%d]", i), "names no customer and carries no identity")
+		if m.CustomerID == "" && !anchored(m.Identities) {
+			return Invalid(fmt.Sprintf("messages[%d]", i), "names no customer and carries no verified or session identity")
 		}
 		m.Channel, m.Source, m.IngestedAt = orChannel(m.Channel, ch), orString(m.Source, source), now
 		if m.OccurredAt.IsZero() {
 			m.OccurredAt = now
 		}
-		m.MessageID = EventID(m.Channel, deref(m.SourceMessageID), m.OccurredAt)
+		m.MessageID = EventID(m.Channel, SenderKey(m.CustomerID, m.Identities), deref(m.SourceMessageID), m.OccurredAt)
 	}
 	return nil
 }
@@ -413,6 +413,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func (p *Pipeline) source(ch Channel) string {
 	return "producer/" + strings.ToLower(string(ch.Channel())) + "@" + p.cfg.Instance
+}
+
+// anchored reports whether an event without a customer ID can be given one
+// (see Directory.Resolve): it carries a verified or a session identity.
+func anchored(ids []events.Identity) bool {
+	for _, id := range ids {
+		if id.Verified || sessionKinds[id.Kind] {
+			return true
+		}
+	}
+	return false
 }
 
 func orChannel(c events.Channel, ch Channel) events.Channel {

@@ -33,7 +33,7 @@ func want(srcID string, ct events.ContentType, md map[string]string, f func(*eve
 		SenderType:      events.SenderCustomer,
 		SenderID:        testOpenID,
 		ContentType:     ct,
-		Identities:      []events.Identity{{Kind: "miniprogram_openid", Scope: testAppID, Value: testOpenID}},
+		Identities:      []events.Identity{{Kind: "miniprogram_openid", Scope: testAppID, Value: testOpenID, Verified: true}},
 		Metadata:        md,
 		OccurredAt:      occurred,
 	}
@@ -44,7 +44,7 @@ func want(srcID string, ct events.ContentType, md map[string]string, f func(*eve
 }
 
 func withUnionID(m *events.MessageEvent) {
-	m.Identities = append(m.Identities, events.Identity{Kind: "wechat_unionid", Value: "o6_bmasdasdsad6_2sgVt7hMZOPfL"})
+	m.Identities = append(m.Identities, events.Identity{Kind: "wechat_unionid", Value: "o6_bmasdasdsad6_2sgVt7hMZOPfL", Verified: true})
 }
 
 // parseCases are pushes in the shapes of WeChat's documentation (客服消息
@@ -175,7 +175,7 @@ func TestParseResend(t *testing.T) {
 				t.Errorf("re-send parsed differently (-first +again):\n%s", diff)
 			}
 			a, b := first.Messages[0], again.Messages[0]
-			if ingest.EventID(events.ChannelMiniProgram, *a.SourceMessageID, a.OccurredAt) != ingest.EventID(events.ChannelMiniProgram, *b.SourceMessageID, b.OccurredAt) {
+			if ingest.EventID(events.ChannelMiniProgram, ingest.SenderKey(a.CustomerID, a.Identities), *a.SourceMessageID, a.OccurredAt) != ingest.EventID(events.ChannelMiniProgram, ingest.SenderKey(b.CustomerID, b.Identities), *b.SourceMessageID, b.OccurredAt) {
 				t.Error("re-send gets another message ID")
 			}
 		})

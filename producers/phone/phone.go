@@ -154,7 +154,7 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 			CustomerID: t.CustomerID, ConversationID: "call:" + callID, SourceMessageID: &sourceID,
 			Direction: dir, SenderType: sender, SenderID: senderID, ContentType: events.ContentTranscript, Text: &text,
 			Transcript:  &events.TranscriptSegment{CallID: callID, Segment: int32(i), Speaker: s.Speaker, StartMS: s.StartMS, EndMS: s.EndMS, Confidence: s.Confidence},
-			Identities:  []events.Identity{{Kind: "phone", Value: customerNumber}},
+			Identities:  []events.Identity{{Kind: "phone", Value: customerNumber, Verified: true}}, // the telephony system's caller ID
 			Attachments: []events.Attachment{}, Tags: []string{},
 			Metadata:   map[string]string{"agent_id": agent, "call_direction": string(direction)},
 			OccurredAt: started.Add(time.Duration(s.StartMS) * time.Millisecond),

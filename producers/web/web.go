@@ -15,11 +15,16 @@ import (
 // Path is the channel's endpoint.
 const Path = "/ingest/web"
 
-// Request is the body the widget posts.
+// Request is the body the widget posts. The visitor cookie is an
+// unverified session identity; a login counts only when the business's
+// backend signed it (user_hash, customer_hash: see ingest.SignClaim).
 type Request struct {
-	VisitorID  string           `json:"visitor_id"`            // the widget's visitor cookie
-	CustomerID string           `json:"customer_id,omitempty"` // when the visitor is logged in
-	Events     []chatjson.Event `json:"events"`
+	VisitorID    string           `json:"visitor_id"`              // the widget's visitor cookie
+	UserID       string           `json:"user_id,omitempty"`       // the business's account ID, when logged in
+	UserHash     string           `json:"user_hash,omitempty"`     // the backend's MAC of user_id
+	CustomerID   string           `json:"customer_id,omitempty"`   // an omnisync customer ID, when logged in
+	CustomerHash string           `json:"customer_hash,omitempty"` // the backend's MAC of customer_id
+	Events       []chatjson.Event `json:"events"`
 }
 
 // Channel is the web widget channel.
@@ -50,10 +55,9 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 		return nil, err
 	}
 	ctx := chatjson.Context{Identities: []events.Identity{{Kind: "web_visitor", Value: visitor}}, SenderID: visitor, Now: c.now()}
-	if req.CustomerID != "" {
-		if ctx.CustomerID, err = ingest.ID("customer_id", req.CustomerID); err != nil {
-			return nil, err
-		}
+	login := chatjson.Login{UserID: req.UserID, UserHash: req.UserHash, CustomerID: req.CustomerID, CustomerHash: req.CustomerHash}
+	if err := login.Verify(c.cred.IdentitySecret, &ctx); err != nil {
+		return nil, err
 	}
 	return chatjson.Build(req.Events, ctx)
 }

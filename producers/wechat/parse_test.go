@@ -40,7 +40,7 @@ func want(srcID string, ct events.ContentType, md map[string]string) *events.Mes
 		SenderType:      events.SenderCustomer,
 		SenderID:        testOpenID,
 		ContentType:     ct,
-		Identities:      []events.Identity{{Kind: "wechat_openid", Scope: testAppID, Value: testOpenID}},
+		Identities:      []events.Identity{{Kind: "wechat_openid", Scope: testAppID, Value: testOpenID, Verified: true}},
 		Metadata:        md,
 		OccurredAt:      occurred,
 	}
@@ -252,7 +252,7 @@ var parseCases = []struct {
 		with(want("24713581229045377", events.ContentText, map[string]string{"msg_type": "text", "to_user_name": testAccount}),
 			func(m *events.MessageEvent) {
 				m.Text = ptr("hi")
-				m.Identities = append(m.Identities, events.Identity{Kind: "wechat_unionid", Value: "o6_bmasdasdsad6_2sgVt7hMZOPfL"})
+				m.Identities = append(m.Identities, events.Identity{Kind: "wechat_unionid", Value: "o6_bmasdasdsad6_2sgVt7hMZOPfL", Verified: true})
 			})},
 
 	{"compatible mode: ciphertext ignored", `<xml><ToUserName><![CDATA[gh_3d8a9f3a2b1c]]></ToUserName><FromUserName><![CDATA[oUpF8uMuAJO_M2pxb1Q9zNjWeS6o]]></FromUserName><CreateTime>1763800000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>24713581229045378</MsgId><Encrypt><![CDATA[nE5hGWLmB2pHZKxU6wK1fH4Ov0gJ9hA==]]></Encrypt></xml>`,
@@ -303,7 +303,7 @@ func TestParseResend(t *testing.T) {
 			if a.SourceMessageID == nil || *a.SourceMessageID == "" {
 				t.Fatal("no source message ID")
 			}
-			if ingest.EventID(events.ChannelWeChat, *a.SourceMessageID, a.OccurredAt) != ingest.EventID(events.ChannelWeChat, *b.SourceMessageID, b.OccurredAt) {
+			if ingest.EventID(events.ChannelWeChat, ingest.SenderKey(a.CustomerID, a.Identities), *a.SourceMessageID, a.OccurredAt) != ingest.EventID(events.ChannelWeChat, ingest.SenderKey(b.CustomerID, b.Identities), *b.SourceMessageID, b.OccurredAt) {
 				t.Error("re-send gets another message ID")
 			}
 		})

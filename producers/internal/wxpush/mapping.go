@@ -129,7 +129,7 @@ func (mp *Mapping) message(p Push, to Recipient, now time.Time) (*events.Message
 		Direction:      events.DirectionInbound,
 		SenderType:     events.SenderCustomer,
 		SenderID:       openid,
-		Identities:     []events.Identity{{Kind: mp.OpenIDKind, Scope: to.AppID, Value: openid}},
+		Identities:     []events.Identity{{Kind: mp.OpenIDKind, Scope: to.AppID, Value: openid, Verified: true}}, // in a signed push
 		Metadata:       map[string]string{"msg_type": msgType, "to_user_name": recipient},
 		OccurredAt:     at,
 	}
@@ -201,7 +201,7 @@ func unionID(f Fields, m *events.MessageEvent) error {
 			if _, err := ingest.ID(name, v); err != nil {
 				return err
 			}
-			m.Identities = append(m.Identities, events.Identity{Kind: "wechat_unionid", Value: v})
+			m.Identities = append(m.Identities, events.Identity{Kind: "wechat_unionid", Value: v, Verified: true})
 			return nil
 		}
 	}

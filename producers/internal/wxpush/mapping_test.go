@@ -109,7 +109,7 @@ func TestParse(t *testing.T) {
 		SenderID:        "o1",
 		ContentType:     events.ContentText,
 		Text:            ptr("hi"),
-		Identities:      []events.Identity{{Kind: "test_openid", Scope: "wx1", Value: "o1"}, {Kind: "wechat_unionid", Value: "u1"}},
+		Identities:      []events.Identity{{Kind: "test_openid", Scope: "wx1", Value: "o1", Verified: true}, {Kind: "wechat_unionid", Value: "u1", Verified: true}},
 		Metadata:        map[string]string{"msg_type": "Text", "to_user_name": "gh_1", "menu_id": "7"},
 		OccurredAt:      time.Unix(1763800000, 0).UTC(),
 	}

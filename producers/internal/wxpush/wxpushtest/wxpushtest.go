@@ -47,7 +47,7 @@ func NewAvroCodec(t testing.TB) *AvroCodec {
 func (a *AvroCodec) RoundTrip(t testing.TB, m *events.MessageEvent) {
 	t.Helper()
 	in := *m
-	in.MessageID = ingest.EventID(in.Channel, *in.SourceMessageID, in.OccurredAt)
+	in.MessageID = ingest.EventID(in.Channel, ingest.SenderKey(in.CustomerID, in.Identities), *in.SourceMessageID, in.OccurredAt)
 	in.CustomerID, in.Source = "cus_test", "producer/"+strings.ToLower(string(in.Channel))+"@test"
 	in.IngestedAt = time.UnixMilli(1_763_800_060_000).UTC()
 	native, err := avro.ToNative(a.schema, &in)
