@@ -3,7 +3,7 @@
 #
 #   scripts/kafka.sh install                      fetch the broker jars (Maven Central) into the cache
 #   scripts/kafka.sh up [--nodes 1|3] [--dir DIR] format + start broker/controller node(s), wait, print bootstrap
-#   scripts/kafka.sh up --secure [--dir DIR]      one node whose client listener is SASL_SSL (SCRAM, throwaway CA)
+#   scripts/kafka.sh up --secure [--dir DIR]      one node with SASL_SSL (SCRAM) and mutual-TLS client listeners
 #   scripts/kafka.sh down [--dir DIR] [--clean]   stop every node started from DIR (--clean: also delete DIR)
 #   scripts/kafka.sh stop-node N [--kill] [--dir DIR]   stop one node (SIGTERM; --kill: SIGKILL at once)
 #   scripts/kafka.sh start-node N [--dir DIR]     restart a stopped node with its data, wait until it serves
@@ -14,7 +14,8 @@
 # port, default 19092; node i listens on KAFKA_PORT+i-1 and its controller on KAFKA_PORT+100+i-1),
 # KAFKA_HEAP_OPTS (default -Xms128m -Xmx512m), KAFKA_JVM_OPTS (GC/JIT flags), KAFKA_UP_TIMEOUT (s, default 90).
 # `up --secure` listens on free ports it picks in 21000-28999 (KAFKA_PORT, when set, instead) and prints
-# OMNISYNC_TEST_KAFKA_SECURE=host:port, OMNISYNC_TEST_KAFKA_SECURE_CA=PEM file, ..._USER= and ..._PASSWORD=.
+# OMNISYNC_TEST_KAFKA_SECURE=host:port, OMNISYNC_TEST_KAFKA_SECURE_CA=PEM file, ..._USER=, ..._PASSWORD=,
+# and for mutual TLS ..._MTLS=host:port, ..._CLIENT_CERT= and ..._CLIENT_KEY= (PEM files).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -276,25 +277,29 @@ fresh_dir() {
 
 # ---------------------------------------------------------------- secure broker (up --secure)
 #
-# One node (broker + controller) whose client listener is SASL_SSL: TLS with a certificate for 127.0.0.1 and
-# localhost signed by a throwaway CA made in DIR/secure, and SASL with SCRAM-SHA-512 and SCRAM-SHA-256 for one
-# user, admin, whose credentials are written into the cluster metadata when the storage is formatted.
-# The broker talks to itself over that same listener (as admin, SCRAM-SHA-512); only the controller listener is
-# PLAINTEXT, on 127.0.0.1. There is no authorizer: an authenticated user may do anything.
+# One node (broker + controller) with two client listeners, both TLS with a certificate for 127.0.0.1 and
+# localhost signed by a throwaway CA made in DIR/secure:
+#   SASL_SSL (port P): SCRAM-SHA-512 and SCRAM-SHA-256 for one user, admin, whose credentials are written into
+#     the cluster metadata when the storage is formatted;
+#   SSL (port P+200): mutual TLS, clients must present a certificate from the same CA (client.crt/client.key).
+# The broker talks to itself over SASL_SSL (as admin, SCRAM-SHA-512); only the controller listener (P+100) is
+# PLAINTEXT, on 127.0.0.1. There is no authorizer: an authenticated client may do anything.
 SCRAM_USER="admin"
 
-# Port P for clients with P+100 for the controller (client_port/controller_port), both free now.
+mtls_port() { echo $((BASE_PORT + 200)); }
+
+# Port P for clients, with P+100 for the controller and P+200 for mutual TLS, all free now.
 free_base_port() {
   local p i
   for ((i = 0; i < 100; i++)); do
-    p=$((21000 + RANDOM % 7900))
-    port_open "$p" || port_open $((p + 100)) || { echo "$p"; return; }
+    p=$((21000 + RANDOM % 7800))
+    port_open "$p" || port_open $((p + 100)) || port_open $((p + 200)) || { echo "$p"; return; }
   done
-  die "found no free pair of ports P, P+100 in 21000-28999"
+  die "found no three free ports P, P+100, P+200 in 21000-28999"
 }
 
-# Writes the CA (ca.pem: what clients trust), the broker's PEM keystore, and the admin user's client
-# settings for the Kafka CLI tools (client.properties).
+# Writes the CA (ca.pem: what clients trust), the broker's PEM keystore, a client certificate for mutual TLS
+# (client.crt, client.key), and the admin user's client settings for the Kafka CLI tools (client.properties).
 secure_files() {
   local d="$DIR/secure" mask; mask=$(umask)
   local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30)
@@ -304,7 +309,10 @@ secure_files() {
     openssl req -x509 -new "${ec[@]}" -subj "/CN=omnisync throwaway test CA" -keyout "$d/ca.key" -out "$d/ca.pem" &&
       openssl req -x509 -new "${ec[@]}" -subj "/CN=localhost" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext "extendedKeyUsage=serverAuth" \
-        -addext "basicConstraints=critical,CA:FALSE" -keyout "$d/broker.key" -out "$d/broker.crt"
+        -addext "basicConstraints=critical,CA:FALSE" -keyout "$d/broker.key" -out "$d/broker.crt" &&
+      openssl req -x509 -new "${ec[@]}" -subj "/CN=omnisync-test-client" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -addext "extendedKeyUsage=clientAuth" -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$d/client.key" -out "$d/client.crt"
   } 2>"$d/openssl.log" || { cat "$d/openssl.log" >&2; die "openssl could not make the certificates in $d"; }
   # Kafka's PEM keystore: unencrypted PKCS#8 key, then the certificate chain.
   cat "$d/broker.key" "$d/broker.crt" "$d/ca.pem" >"$d/broker-keystore.pem"
@@ -316,7 +324,7 @@ ssl.truststore.type=PEM
 ssl.truststore.location=$d/ca.pem
 EOF
   umask "$mask"
-  chmod 644 "$d/ca.pem"
+  chmod 644 "$d/ca.pem" "$d/client.crt"
 }
 
 # Appends the SASL_SSL settings to node 1's config; in a properties file the last value of a key wins.
@@ -324,10 +332,11 @@ write_secure_config() {
   local d="$DIR/secure" port; port=$(client_port 1)
   cat >>"$(node_dir 1)/server.properties" <<EOF
 
-# Generated by scripts/kafka.sh up --secure: clients (and the broker itself) on SASL_SSL, controller on PLAINTEXT.
-listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$(controller_port 1)
-advertised.listeners=SASL_SSL://127.0.0.1:$port
-listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+# Generated by scripts/kafka.sh up --secure: clients (and the broker itself) on SASL_SSL, clients with a
+# certificate on SSL (mutual TLS), controller on PLAINTEXT.
+listeners=SASL_SSL://127.0.0.1:$port,SSL://127.0.0.1:$(mtls_port),CONTROLLER://127.0.0.1:$(controller_port 1)
+advertised.listeners=SASL_SSL://127.0.0.1:$port,SSL://127.0.0.1:$(mtls_port)
+listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
@@ -338,6 +347,7 @@ ssl.keystore.location=$d/broker-keystore.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$d/ca.pem
 ssl.client.auth=none
+listener.name.ssl.ssl.client.auth=required
 EOF
 }
 
@@ -346,6 +356,9 @@ print_secure() {
   echo "OMNISYNC_TEST_KAFKA_SECURE_CA=$DIR/secure/ca.pem"
   echo "OMNISYNC_TEST_KAFKA_SECURE_USER=$SCRAM_USER"
   echo "OMNISYNC_TEST_KAFKA_SECURE_PASSWORD=$SCRAM_PASSWORD"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_MTLS=127.0.0.1:$(mtls_port)"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_CLIENT_CERT=$DIR/secure/client.crt"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_CLIENT_KEY=$DIR/secure/client.key"
 }
 
 up_secure() {
@@ -363,6 +376,7 @@ up_secure() {
   NODES=1 SECURE=1
   if [[ -z ${KAFKA_PORT:-} ]]; then BASE_PORT=$(free_base_port); fi
   check_ports 1
+  ! port_open "$(mtls_port)" || die "port $(mtls_port) (mutual TLS) is already in use (KAFKA_PORT moves the ports)"
   fresh_dir
   # Alphanumeric: the password sits inside --add-scram's [name=...,password=...] and JAAS quotes.
   SCRAM_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')

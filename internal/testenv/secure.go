@@ -14,15 +14,20 @@ import (
 	"github.com/omnisync/omnisync/pkg/kafka"
 )
 
-// SecureKafka is a real Apache Kafka whose client listener is SASL_SSL:
-// SCRAM-SHA-512 and SCRAM-SHA-256 logins for User, and TLS with a
-// certificate for 127.0.0.1 and localhost signed by the CA in CAFile.
+// SecureKafka is a real Apache Kafka whose client listeners use TLS with a
+// certificate for 127.0.0.1 and localhost signed by the CA in CAFile:
+// SASL_SSL on Brokers, with SCRAM-SHA-512 and SCRAM-SHA-256 logins for
+// User; and, when MTLSBrokers is set, SSL requiring a client certificate
+// from the same CA, such as ClientCertKey ("cert.pem,key.pem").
 type SecureKafka struct {
 	Backend  string
 	Brokers  []string
 	CAFile   string
 	User     string
 	Password string
+
+	MTLSBrokers   []string
+	ClientCertKey string
 }
 
 // Config returns a client configuration that logs in with the SASL
@@ -46,8 +51,15 @@ var (
 	secureErr   error
 )
 
+// MTLSConfig returns a client configuration for the mutual-TLS listener,
+// with the client certificate; MTLSBrokers must be set.
+func (k SecureKafka) MTLSConfig() kafka.Config {
+	return kafka.Config{Brokers: k.MTLSBrokers, ClientID: "omnisync-test", TLS: true, TLSCAFile: k.CAFile, TLSCertKey: k.ClientCertKey}
+}
+
 // RealSecureKafka returns the SASL_SSL broker that OMNISYNC_TEST_KAFKA_SECURE
-// names (with _CA, _USER and _PASSWORD), else one started for this test
+// names (with _CA, _USER and _PASSWORD; optionally _MTLS, _CLIENT_CERT and
+// _CLIENT_KEY for a mutual-TLS listener), else one started for this test
 // binary with `scripts/kafka.sh up --secure` and stopped by Main (call it
 // from TestMain). Without java or openssl the test is skipped loudly; a
 // broker that fails to start fails the test.
@@ -134,6 +146,9 @@ func secureKafkaFrom(get func(string) string, backend string) (SecureKafka, erro
 	}
 	if addrs := get("OMNISYNC_TEST_KAFKA_SECURE"); addrs != "" {
 		k.Brokers = strings.Split(addrs, ",")
+	}
+	if addrs, cert, key := get("OMNISYNC_TEST_KAFKA_SECURE_MTLS"), get("OMNISYNC_TEST_KAFKA_SECURE_CLIENT_CERT"), get("OMNISYNC_TEST_KAFKA_SECURE_CLIENT_KEY"); addrs != "" && cert != "" && key != "" {
+		k.MTLSBrokers, k.ClientCertKey = strings.Split(addrs, ","), cert+","+key
 	}
 	for name, v := range map[string]string{
 		"OMNISYNC_TEST_KAFKA_SECURE":          strings.Join(k.Brokers, ","),
