@@ -3,6 +3,7 @@
 #
 #   scripts/kafka.sh install                      fetch the broker jars (Maven Central) into the cache
 #   scripts/kafka.sh up [--nodes 1|3] [--dir DIR] format + start broker/controller node(s), wait, print bootstrap
+#   scripts/kafka.sh up --secure [--dir DIR]      one node with SASL_SSL (SCRAM) and mutual-TLS client listeners
 #   scripts/kafka.sh down [--dir DIR] [--clean]   stop every node started from DIR (--clean: also delete DIR)
 #   scripts/kafka.sh stop-node N [--kill] [--dir DIR]   stop one node (SIGTERM; --kill: SIGKILL at once)
 #   scripts/kafka.sh start-node N [--dir DIR]     restart a stopped node with its data, wait until it serves
@@ -12,6 +13,9 @@
 # Environment: OMNISYNC_CACHE (jar cache root), OMNISYNC_KAFKA_DIR (default DIR), KAFKA_PORT (first client
 # port, default 19092; node i listens on KAFKA_PORT+i-1 and its controller on KAFKA_PORT+100+i-1),
 # KAFKA_HEAP_OPTS (default -Xms128m -Xmx512m), KAFKA_JVM_OPTS (GC/JIT flags), KAFKA_UP_TIMEOUT (s, default 90).
+# `up --secure` listens on free ports it picks in 21000-28999 (KAFKA_PORT, when set, instead) and prints
+# OMNISYNC_TEST_KAFKA_SECURE=host:port, OMNISYNC_TEST_KAFKA_SECURE_CA=PEM file, ..._USER=, ..._PASSWORD=,
+# and for mutual TLS ..._MTLS=host:port, ..._CLIENT_CERT= and ..._CLIENT_KEY= (PEM files).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +32,7 @@ read -ra JVM_OPTS <<<"${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX
 UP_TIMEOUT="${KAFKA_UP_TIMEOUT:-90}"
 STOP_TIMEOUT=30
 STARTED=()   # nodes started by this run (stopped again if startup fails)
+SECURE=0     # 1: the cluster in DIR was made by `up --secure` (set from cluster.env)
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { echo "kafka.sh: error: $*" >&2; exit 1; }
@@ -128,13 +133,16 @@ bootstrap() {
 }
 
 # Ids of the live (unfenced) brokers in the metadata served by 127.0.0.1:PORT; none if it does not answer.
+# A SASL_SSL broker (up --secure) is asked as its admin user, with the Java tool: kcat's librdkafka before 2.6.1
+# (Debian 12 has 2.0.2) fails SCRAM against Kafka 4 brokers.
 broker_ids() {
-  local addr="127.0.0.1:$1"
-  if command -v kcat >/dev/null 2>&1; then
+  local addr="127.0.0.1:$1" login=()
+  ((SECURE)) && login=(--command-config "$DIR/secure/client.properties")
+  if ((!SECURE)) && command -v kcat >/dev/null 2>&1; then
     timeout 10 kcat -L -b "$addr" -m 5 2>/dev/null | awk '$1 == "broker" {print $2}' || true
   else
     timeout 30 "${TOOL_JAVA[@]}" org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$addr" \
-      2>/dev/null | grep -v 'isFenced: true' | sed -n 's/.* (id: \([0-9]*\) .*/\1/p' || true
+      "${login[@]}" 2>/dev/null | grep -v 'isFenced: true' | sed -n 's/.* (id: \([0-9]*\) .*/\1/p' || true
   fi
 }
 
@@ -255,18 +263,159 @@ running_nodes() {
   return 0
 }
 
+# Empties DIR of a previous, stopped cluster (refusing a DIR kafka.sh did not make) and picks a new CLUSTER_ID.
+fresh_dir() {
+  mkdir -p "$DIR"
+  [[ -z "$(ls -A "$DIR")" || -f "$DIR/.omnisync-kafka" ]] || die "$DIR is not empty and was not made by kafka.sh"
+  rm -rf "$DIR"/node-* "$DIR/cluster.env" "$DIR/secure"
+  touch "$DIR/.omnisync-kafka"
+  # A KRaft cluster ID is 16 random bytes, base64url without padding; avoid a leading '-' (looks like a flag).
+  local id
+  until id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); [[ $id != -* ]]; do :; done
+  CLUSTER_ID=$id
+}
+
+# ---------------------------------------------------------------- secure broker (up --secure)
+#
+# One node (broker + controller) with two client listeners, both TLS with a certificate for 127.0.0.1 and
+# localhost signed by a throwaway CA made in DIR/secure:
+#   SASL_SSL (port P): SCRAM-SHA-512 and SCRAM-SHA-256 for one user, admin, whose credentials are written into
+#     the cluster metadata when the storage is formatted;
+#   SSL (port P+200): mutual TLS, clients must present a certificate from the same CA (client.crt/client.key).
+# The broker talks to itself over SASL_SSL (as admin, SCRAM-SHA-512); only the controller listener (P+100) is
+# PLAINTEXT, on 127.0.0.1. There is no authorizer: an authenticated client may do anything.
+SCRAM_USER="admin"
+
+mtls_port() { echo $((BASE_PORT + 200)); }
+
+# Port P for clients, with P+100 for the controller and P+200 for mutual TLS, all free now.
+free_base_port() {
+  local p i
+  for ((i = 0; i < 100; i++)); do
+    p=$((21000 + RANDOM % 7800))
+    port_open "$p" || port_open $((p + 100)) || port_open $((p + 200)) || { echo "$p"; return; }
+  done
+  die "found no three free ports P, P+100, P+200 in 21000-28999"
+}
+
+# Writes the CA (ca.pem: what clients trust), the broker's PEM keystore, a client certificate for mutual TLS
+# (client.crt, client.key), and the admin user's client settings for the Kafka CLI tools (client.properties).
+secure_files() {
+  local d="$DIR/secure" mask; mask=$(umask)
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30)
+  mkdir -p "$d"
+  umask 077
+  {
+    openssl req -x509 -new "${ec[@]}" -subj "/CN=omnisync throwaway test CA" -keyout "$d/ca.key" -out "$d/ca.pem" &&
+      openssl req -x509 -new "${ec[@]}" -subj "/CN=localhost" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext "extendedKeyUsage=serverAuth" \
+        -addext "basicConstraints=critical,CA:FALSE" -keyout "$d/broker.key" -out "$d/broker.crt" &&
+      openssl req -x509 -new "${ec[@]}" -subj "/CN=omnisync-test-client" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -addext "extendedKeyUsage=clientAuth" -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$d/client.key" -out "$d/client.crt"
+  } 2>"$d/openssl.log" || { cat "$d/openssl.log" >&2; die "openssl could not make the certificates in $d"; }
+  # Kafka's PEM keystore: unencrypted PKCS#8 key, then the certificate chain.
+  cat "$d/broker.key" "$d/broker.crt" "$d/ca.pem" >"$d/broker-keystore.pem"
+  cat >"$d/client.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SCRAM_USER" password="$SCRAM_PASSWORD";
+ssl.truststore.type=PEM
+ssl.truststore.location=$d/ca.pem
+EOF
+  umask "$mask"
+  chmod 644 "$d/ca.pem" "$d/client.crt"
+}
+
+# Appends the SASL_SSL settings to node 1's config; in a properties file the last value of a key wins.
+write_secure_config() {
+  local d="$DIR/secure" port; port=$(client_port 1)
+  cat >>"$(node_dir 1)/server.properties" <<EOF
+
+# Generated by scripts/kafka.sh up --secure: clients (and the broker itself) on SASL_SSL, clients with a
+# certificate on SSL (mutual TLS), controller on PLAINTEXT.
+listeners=SASL_SSL://127.0.0.1:$port,SSL://127.0.0.1:$(mtls_port),CONTROLLER://127.0.0.1:$(controller_port 1)
+advertised.listeners=SASL_SSL://127.0.0.1:$port,SSL://127.0.0.1:$(mtls_port)
+listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SCRAM_USER" password="$SCRAM_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$d/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$d/ca.pem
+ssl.client.auth=none
+listener.name.ssl.ssl.client.auth=required
+EOF
+}
+
+print_secure() {
+  echo "OMNISYNC_TEST_KAFKA_SECURE=$(bootstrap)"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_CA=$DIR/secure/ca.pem"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_USER=$SCRAM_USER"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_PASSWORD=$SCRAM_PASSWORD"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_MTLS=127.0.0.1:$(mtls_port)"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_CLIENT_CERT=$DIR/secure/client.crt"
+  echo "OMNISYNC_TEST_KAFKA_SECURE_CLIENT_KEY=$DIR/secure/client.key"
+}
+
+up_secure() {
+  need openssl "up --secure makes its certificates with openssl"
+  ensure_installed
+  use_dir
+  if [[ -n "$(running_nodes)" ]]; then
+    load_cluster
+    ((SECURE)) || die "a PLAINTEXT cluster is already running from $DIR (run: scripts/kafka.sh down --dir $DIR)"
+    log "SASL_SSL broker already running from $DIR"
+    wait_ready 1
+    print_secure
+    return
+  fi
+  NODES=1 SECURE=1
+  if [[ -z ${KAFKA_PORT:-} ]]; then BASE_PORT=$(free_base_port); fi
+  check_ports 1
+  ! port_open "$(mtls_port)" || die "port $(mtls_port) (mutual TLS) is already in use (KAFKA_PORT moves the ports)"
+  fresh_dir
+  # Alphanumeric: the password sits inside --add-scram's [name=...,password=...] and JAAS quotes.
+  SCRAM_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  secure_files
+  printf 'NODES=1\nBASE_PORT=%s\nCLUSTER_ID=%s\nSECURE=1\nSCRAM_PASSWORD=%s\n' \
+    "$BASE_PORT" "$CLUSTER_ID" "$SCRAM_PASSWORD" >"$DIR/cluster.env"
+  chmod 600 "$DIR/cluster.env"
+  write_config 1
+  write_secure_config
+  if ! tool kafka.tools.StorageTool format --config "$(node_dir 1)/server.properties" --cluster-id "$CLUSTER_ID" \
+    --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" \
+    --add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" >"$(node_dir 1)/format.log" 2>&1; then
+    cat "$(node_dir 1)/format.log" >&2
+    die "formatting storage of the SASL_SSL node failed"
+  fi
+  log "formatted the SASL_SSL node with SCRAM credentials for $SCRAM_USER, cluster id $CLUSTER_ID"
+  start_node 1
+  wait_ready 1
+  print_secure
+}
+
 # ---------------------------------------------------------------- commands
 
 up() {
-  local nodes=1 i
+  local nodes=1 secure=0 i
   while (($#)); do
     case $1 in
       --nodes) nodes=${2:?--nodes needs a value}; shift 2 ;;
       --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
+      --secure) secure=1; shift ;;
       *) die "up: unknown argument $1" ;;
     esac
   done
   [[ $nodes == 1 || $nodes == 3 ]] || die "--nodes must be 1 or 3"
+  if ((secure)); then
+    ((nodes == 1)) || die "--secure runs one node"
+    up_secure
+    return
+  fi
   ensure_installed
   use_dir
 
@@ -274,6 +423,7 @@ up() {
   if [[ -n "$(running_nodes)" ]]; then
     load_cluster
     ((NODES == nodes)) || die "a $NODES-node cluster is already running from $DIR (run: scripts/kafka.sh down --dir $DIR)"
+    ((!SECURE)) || die "a SASL_SSL broker (up --secure) is already running from $DIR (run: scripts/kafka.sh down --dir $DIR)"
     log "cluster already running from $DIR"
     for ((i = 1; i <= NODES; i++)); do node_pid "$i" >/dev/null || start_node "$i"; done
     for ((i = 1; i <= NODES; i++)); do wait_ready "$i"; done
@@ -284,14 +434,7 @@ up() {
   # Fresh cluster: data of a previous, stopped cluster in DIR is discarded.
   NODES=$nodes
   for ((i = 1; i <= NODES; i++)); do check_ports "$i"; done
-  mkdir -p "$DIR"
-  [[ -z "$(ls -A "$DIR")" || -f "$DIR/.omnisync-kafka" ]] || die "$DIR is not empty and was not made by kafka.sh"
-  rm -rf "$DIR"/node-* "$DIR/cluster.env"
-  touch "$DIR/.omnisync-kafka"
-  # A KRaft cluster ID is 16 random bytes, base64url without padding; avoid a leading '-' (looks like a flag).
-  local id
-  until id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); [[ $id != -* ]]; do :; done
-  CLUSTER_ID=$id
+  fresh_dir
   printf 'NODES=%s\nBASE_PORT=%s\nCLUSTER_ID=%s\n' "$NODES" "$BASE_PORT" "$CLUSTER_ID" >"$DIR/cluster.env"
 
   # Format every node's storage, in parallel. Static quorum (controller.quorum.voters),
@@ -369,5 +512,5 @@ case ${1:-} in
   down) shift; down "$@" ;;
   stop-node | start-node) node_cmd "$@" ;;
   tool) shift; [[ $# -ge 1 ]] || die "usage: tool CLASS [ARGS...]"; tool "$@" ;;
-  *) sed -n '2,15s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,18s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&g.kafka.SASLMechanism, "sasl-mechanism", g.kafka.SASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env OMNISYNC_KAFKA_SASL_MECHANISM; user and password from OMNISYNC_KAFKA_SASL_USER and OMNISYNC_KAFKA_SASL_PASSWORD)")
 	f.BoolVar(&g.kafka.TLS, "tls", g.kafka.TLS, "connect to Kafka with TLS (env OMNISYNC_KAFKA_TLS)")
 	f.StringVar(&g.kafka.TLSCAFile, "tls-ca", g.kafka.TLSCAFile, "PEM CA bundle for Kafka TLS (env OMNISYNC_KAFKA_TLS_CA)")
+	f.StringVar(&g.kafka.TLSCertKey, "tls-cert-key", g.kafka.TLSCertKey, "client certificate and key for mutual TLS to Kafka, as cert.pem,key.pem (env OMNISYNC_KAFKA_TLS_CERT_KEY)")
 	f.StringVar(&g.kafka.Compression, "compression", g.kafka.Compression, "producer compression: none, gzip, snappy, lz4 or zstd (default "+kafka.DefaultCompression+")")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(newDevCommand(g), newBrokerCommand(g), newTopicsCommand(g), newRegistryCommand(g), newProduceCommand(g), newConsumeCommand(g), newAPICommand(g), newForwardCommand(g))

@@ -53,7 +53,8 @@ type Config struct {
 // ConfigFromEnv reads OMNISYNC_KAFKA_BROKERS (comma-separated; default
 // 127.0.0.1:9092), OMNISYNC_KAFKA_SASL_MECHANISM, OMNISYNC_KAFKA_SASL_USER,
 // OMNISYNC_KAFKA_SASL_PASSWORD, OMNISYNC_KAFKA_TLS (true/false),
-// OMNISYNC_KAFKA_TLS_CA and OMNISYNC_KAFKA_COMPRESSION.
+// OMNISYNC_KAFKA_TLS_CA, OMNISYNC_KAFKA_TLS_CERT_KEY and
+// OMNISYNC_KAFKA_COMPRESSION.
 func ConfigFromEnv() Config {
 	brokers := os.Getenv("OMNISYNC_KAFKA_BROKERS")
 	if brokers == "" {
@@ -66,6 +67,7 @@ func ConfigFromEnv() Config {
 		SASLPassword:  os.Getenv("OMNISYNC_KAFKA_SASL_PASSWORD"),
 		TLS:           os.Getenv("OMNISYNC_KAFKA_TLS") == "true",
 		TLSCAFile:     os.Getenv("OMNISYNC_KAFKA_TLS_CA"),
+		TLSCertKey:    os.Getenv("OMNISYNC_KAFKA_TLS_CERT_KEY"),
 		Compression:   os.Getenv("OMNISYNC_KAFKA_COMPRESSION"),
 	}
 }
