@@ -37,9 +37,9 @@ type Identity struct {
 	Kind  string `avro:"kind"`  // phone, email, wechat_openid, wechat_unionid, miniprogram_openid, app_user, device, web_visitor, crm
 	Scope string `avro:"scope"` // the namespace the value is unique in, e.g. a WeChat app ID; empty when global
 	Value string `avro:"value"`
-	// Verified is true when the channel vouches for the identity (see the
-	// trust table in docs/design.md); only verified identities attach
-	// input to an existing customer.
+	// Verified is true when the channel vouches for the identity (the
+	// README's "Identity and trust" lists each channel's); only verified
+	// identities attach input to an existing customer.
 	Verified bool `avro:"verified"`
 }
 
