@@ -84,8 +84,10 @@ var (
 	}
 	genFieldNames = sortedFieldNames()
 	genIdentities = []events.Identity{
-		{Kind: "phone", Value: "+8613800000001"}, {Kind: "wechat_openid", Scope: "wx1", Value: "o1"},
-		{Kind: "app_user", Value: "u1"}, {Kind: "web_visitor", Value: "v1"}, {Kind: "crm", Value: "42"},
+		{Kind: "phone", Value: "+8613800000001"}, {Kind: "phone", Value: "+8613800000001", Verified: true},
+		{Kind: "wechat_openid", Scope: "wx1", Value: "o1", Verified: true},
+		{Kind: "app_user", Value: "u1"}, {Kind: "app_user", Value: "u1", Verified: true},
+		{Kind: "web_visitor", Value: "v1"}, {Kind: "crm", Value: "42", Verified: true},
 	}
 )
 
@@ -273,7 +275,7 @@ type refModel struct {
 	writes     []refWrite          // non-key writes since the last delete
 	keys       map[string]refWrite // key-field registers
 	conflicts  map[string]*refConflict
-	identities map[events.Identity]bool
+	identities map[events.Identity]bool // without its trust → seen verified
 	last       *merge.Stamp
 	lastCh     events.Channel
 	version    int64
@@ -342,8 +344,8 @@ func (m *refModel) snapshot() string {
 		fmt.Fprintf(&b, "c%s=%+v;", id, *m.conflicts[id])
 	}
 	var ids []string
-	for id := range m.identities {
-		ids = append(ids, fmt.Sprint(id))
+	for id, verified := range m.identities {
+		ids = append(ids, fmt.Sprint(id, verified))
 	}
 	slices.Sort(ids)
 	fmt.Fprintf(&b, "%v;%v;%v/%s", ids, m.tombstone, m.last, m.lastCh)
@@ -388,9 +390,7 @@ func (m *refModel) message(msg *events.MessageEvent) time.Time {
 	if !m.admitted(s) {
 		return s.At
 	}
-	for _, id := range msg.Identities {
-		m.identities[id] = true
-	}
+	m.addIdentities(msg.Identities)
 	if m.last == nil || newer(s, *m.last) {
 		m.last, m.lastCh = &s, msg.Channel
 	}
@@ -407,9 +407,7 @@ func (m *refModel) event(e *events.CustomerEvent) time.Time {
 		m.reset()
 		m.tombstone = &s
 	case events.OpUpsert:
-		for _, id := range e.Identities {
-			m.identities[id] = true
-		}
+		m.addIdentities(e.Identities)
 		for f, v := range refProfileValues(e) {
 			w := refWrite{field: f, value: v, stamp: s, channel: e.Channel, source: e.Source}
 			if refKeyFields[f] {
@@ -502,9 +500,7 @@ func (m *refModel) resolve(e *events.CustomerEvent, s merge.Stamp) {
 	switch e.Resolution.Choice {
 	case events.ChoiceKeepCurrent:
 		c.status = events.ConflictKeptCurrent
-		for _, id := range e.Identities {
-			m.identities[id] = true
-		}
+		m.addIdentities(e.Identities)
 		return
 	case events.ChoiceTakeCandidate:
 		value, status = c.candidate, events.ConflictTookCandidate
@@ -520,8 +516,16 @@ func (m *refModel) resolve(e *events.CustomerEvent, s merge.Stamp) {
 	}
 	m.keys[c.field] = refWrite{field: c.field, value: value, stamp: s, channel: e.Channel, source: e.Source}
 	c.status = status
-	for _, id := range e.Identities {
-		m.identities[id] = true
+	m.addIdentities(e.Identities)
+}
+
+// addIdentities adds ids to the set; an identity once seen verified stays
+// verified.
+func (m *refModel) addIdentities(ids []events.Identity) {
+	for _, id := range ids {
+		verified := id.Verified
+		id.Verified = false
+		m.identities[id] = m.identities[id] || verified
 	}
 }
 
@@ -559,7 +563,9 @@ func (m *refModel) compare(r merge.Record) error {
 		errs = append(errs, fmt.Sprintf("identities %v, model %v", r.Identities, m.identities))
 	}
 	for _, id := range r.Identities {
-		if !m.identities[id] {
+		key := id
+		key.Verified = false
+		if verified, ok := m.identities[key]; !ok || verified != id.Verified {
 			errs = append(errs, fmt.Sprintf("identity %v not in the model", id))
 		}
 	}
