@@ -9,12 +9,14 @@ import (
 
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/schemas"
 )
 
 // KafkaPublisher publishes customer events to the events topic, keyed by
 // customer ID, and waits for Kafka's acknowledgement (acks=all with a
-// client from kafka.NewClient).
+// client from kafka.NewClient); a wait that times out leaves the record
+// going (kafka.ProduceAndWait).
 type KafkaPublisher struct {
 	Client  *kgo.Client
 	Serde   *codec.Serde
@@ -34,5 +36,5 @@ func (p KafkaPublisher) Publish(ctx context.Context, ev *events.CustomerEvent) e
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rec := &kgo.Record{Topic: schemas.CustomerEventsTopic, Key: []byte(ev.CustomerID), Value: value}
-	return p.Client.ProduceSync(ctx, rec).FirstErr()
+	return kafka.ProduceAndWait(ctx, p.Client, rec)
 }

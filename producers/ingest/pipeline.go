@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/redact"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -261,38 +261,10 @@ func (p *Pipeline) records(ch Channel, b *Batch) ([]*kgo.Record, []*events.Ident
 	return recs, links, nil
 }
 
-// produce waits until Kafka acknowledged every record, or until ctx ends.
-// ctx bounds only the wait, never the records: a record handed to the
-// client is never cancelled, because a record failed while a broker may
-// already have written it can make the idempotent producer reuse its
-// sequence numbers and lose a later record. After ctx ends the caller
-// answers 503, the records keep going and may still land — the
-// deterministic event IDs absorb the client's re-send downstream. When the
-// client's buffer is full (Kafka unreachable for long), records are refused
-// at once instead of queued, so memory stays bounded.
+// produce waits until Kafka acknowledged every record, or until ctx ends
+// (see kafka.ProduceAndWait: the records themselves are never cancelled).
 func (p *Pipeline) produce(ctx context.Context, records []*kgo.Record) error {
-	done := make(chan error, 1)
-	var mu sync.Mutex
-	remaining := len(records)
-	var firstErr error
-	for _, rec := range records {
-		p.cfg.Client.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			if remaining--; remaining == 0 {
-				done <- firstErr
-			}
-		})
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for Kafka's acknowledgement: %w", ctx.Err())
-	}
+	return kafka.ProduceAndWait(ctx, p.cfg.Client, records...)
 }
 
 // seen reports whether Kafka already acknowledged every event of the batch
