@@ -26,6 +26,7 @@ import (
 	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/pkg/devregistry"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
 
@@ -185,7 +186,9 @@ func serveRegistry(ctx context.Context, cl *kgo.Client, listen string, log *zap.
 }
 
 // devCredentials reads the dev credentials, generating random ones on the
-// first start.
+// first start; the WeChat channels get an EncodingAESKey, so they take
+// encrypted pushes only (safe mode). A file written before keys were
+// generated stays in plain-text mode.
 func devCredentials(path string) (ingest.Credentials, error) {
 	if _, err := os.Stat(path); err == nil {
 		return ingest.LoadCredentials(path)
@@ -198,8 +201,8 @@ func devCredentials(path string) (ingest.Credentials, error) {
 	var c ingest.Credentials
 	c.AdminToken = secret()
 	c.Channels.Web.Key, c.Channels.App.Key, c.Channels.Phone.Key = secret(), secret(), secret()
-	c.Channels.WeChat = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret()}
-	c.Channels.MiniProgram = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret()}
+	c.Channels.WeChat = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret(), EncodingAESKey: wxcrypt.NewKey()}
+	c.Channels.MiniProgram = ingest.WeChatCredential{AppID: "wx" + secret()[:16], Token: secret(), EncodingAESKey: wxcrypt.NewKey()}
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return c, err
