@@ -11,8 +11,8 @@ import (
 )
 
 // MaxNonces bounds the pushes a channel remembers at once: 200,000 within
-// the default 5-minute window is about 660 pushes a second, a few
-// megabytes per 100,000.
+// the default 5-minute window is about 660 pushes a second, sustained;
+// 100,000 take about 11 MB.
 const MaxNonces = 200_000
 
 // Nonces is the replay check: it remembers, for as long as the timestamp
