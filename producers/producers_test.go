@@ -20,6 +20,7 @@ import (
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/wechat"
@@ -49,6 +50,11 @@ type env struct {
 
 func start(t *testing.T, k testenv.Kafka) *env {
 	t.Helper()
+	return startWith(t, k, testCredentials())
+}
+
+func startWith(t *testing.T, k testenv.Kafka, creds ingest.Credentials) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cl, err := kafka.NewClient(k.Config())
@@ -72,7 +78,7 @@ func start(t *testing.T, k testenv.Kafka) *env {
 	<-dir.Ready()
 	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: zaptest.NewLogger(t), Metrics: ingest.NewMetrics(prometheus.NewRegistry())})
 	mux := http.NewServeMux()
-	if err := producers.Mount(mux, p, testCredentials(), "all"); err != nil {
+	if err := producers.Mount(mux, p, creds, "all"); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(mux)
@@ -254,4 +260,54 @@ func TestWebAppPhoneChannelsEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A captured push URL cannot carry another body: the pipeline answers 401
+// and produces nothing; in safe mode the encrypted push is taken and a
+// plain one refused.
+func TestWeChatReplayAndSafeMode(t *testing.T) {
+	k := testenv.Embedded(t, "")
+	openid := testenv.UniqueName(t, "o")
+	now := time.Now().Unix()
+	xml := func(openid string, msgID int64, text string) string {
+		return fmt.Sprintf(`<xml><ToUserName>gh_test</ToUserName><FromUserName>%s</FromUserName><CreateTime>%d</CreateTime>`+
+			`<MsgType>text</MsgType><Content>%s</Content><MsgId>%d</MsgId></xml>`, openid, now, text, msgID)
+	}
+	ts := fmt.Sprint(now)
+	query := func(token, nonce string) string {
+		return fmt.Sprintf("?signature=%s&timestamp=%s&nonce=%s", wechat.Sign(token, ts, nonce), ts, nonce)
+	}
+
+	e := start(t, k)
+	captured := e.url + "/ingest/wechat" + query("wechat-token", testenv.UniqueName(t, "n"))
+	if code, body := post(t, captured, "text/xml", xml(openid, now*1000+1, "real")); code != 200 || body != "success" {
+		t.Fatalf("push: %d %q", code, body)
+	}
+	if code, body := post(t, captured, "text/xml", xml(openid, now*1000+2, "forged")); code != http.StatusUnauthorized || !strings.Contains(body, "already used") {
+		t.Fatalf("the captured URL with another body: %d %s, want 401", code, body)
+	}
+	if got := e.messages(t, openid); len(got) != 1 || *got[0].Text != "real" {
+		t.Fatalf("messages %+v, want the real one only", got)
+	}
+
+	creds := testCredentials()
+	creds.Channels.WeChat.EncodingAESKey = wxcrypt.NewKey()
+	e = startWith(t, k, creds)
+	c, err := wxcrypt.New(creds.Channels.WeChat.EncodingAESKey, creds.Channels.WeChat.AppID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	safeOpenid := testenv.UniqueName(t, "o")
+	nonce := testenv.UniqueName(t, "n")
+	enc := c.Encrypt([]byte(xml(safeOpenid, now*1000+3, "encrypted")))
+	u := e.url + "/ingest/wechat" + query("wechat-token", nonce) + "&encrypt_type=aes&msg_signature=" + wxcrypt.MsgSignature("wechat-token", ts, nonce, enc)
+	if code, body := post(t, u, "text/xml", "<xml><ToUserName>gh_test</ToUserName><Encrypt><![CDATA["+enc+"]]></Encrypt></xml>"); code != 200 || body != "success" {
+		t.Fatalf("encrypted push: %d %q", code, body)
+	}
+	if code, body := post(t, e.url+"/ingest/wechat"+query("wechat-token", testenv.UniqueName(t, "n")), "text/xml", xml(safeOpenid, now*1000+4, "plain")); code != http.StatusUnauthorized {
+		t.Fatalf("plain push with a key configured: %d %s, want 401", code, body)
+	}
+	if got := e.messages(t, safeOpenid); len(got) != 1 || *got[0].Text != "encrypted" {
+		t.Fatalf("messages %+v, want the encrypted one only", got)
+	}
 }

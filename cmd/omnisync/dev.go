@@ -27,6 +27,7 @@ import (
 	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/pkg/devregistry"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
 
@@ -187,14 +188,20 @@ func serveRegistry(ctx context.Context, cl *kgo.Client, listen string, log *zap.
 
 // devCredentials reads the dev credentials (the environment overrides
 // them, as for every command), generating random ones on the first start
-// and any a newer version needs that the file lacks.
+// and any a newer version needs that the file lacks. On the first start
+// the WeChat channels get an EncodingAESKey, so they take encrypted pushes
+// only (safe mode); a file written before keys were generated stays in
+// plain-text mode.
 func devCredentials(path string) (ingest.Credentials, error) {
 	var c ingest.Credentials
-	if b, err := os.ReadFile(path); err == nil {
+	b, err := os.ReadFile(path)
+	fresh := errors.Is(err, fs.ErrNotExist)
+	switch {
+	case err == nil:
 		if err := json.Unmarshal(b, &c); err != nil {
 			return c, fmt.Errorf("credentials %s: %w", path, err)
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	case !fresh:
 		return c, fmt.Errorf("reading credentials: %w", err)
 	}
 	secret := func() string {
@@ -217,6 +224,9 @@ func devCredentials(path string) (ingest.Credentials, error) {
 	for _, wc := range []*ingest.WeChatCredential{&c.Channels.WeChat, &c.Channels.MiniProgram} {
 		fill(&wc.AppID, func() string { return "wx" + secret()[:16] })
 		fill(&wc.Token, secret)
+		if fresh {
+			fill(&wc.EncodingAESKey, wxcrypt.NewKey)
+		}
 	}
 	if changed {
 		b, err := json.MarshalIndent(c, "", "  ")

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/registry"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/wechat"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -207,6 +210,23 @@ func TestDevEndToEnd(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, dev.http+"/api/v1/customers", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("API without a token: %v %v", resp.Status, err)
+	}
+	// The WeChat channels run in safe mode: a key each, plain pushes refused
+	// (the demo below sends encrypted ones).
+	for name, cred := range map[string]ingest.WeChatCredential{"wechat": dev.credentials.Channels.WeChat, "miniprogram": dev.credentials.Channels.MiniProgram} {
+		if len(cred.EncodingAESKey) != 43 {
+			t.Fatalf("%s: generated EncodingAESKey %q, want 43 characters", name, cred.EncodingAESKey)
+		}
+		ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "dev-plain"
+		resp, err := http.Post(dev.http+"/ingest/"+name+"?"+url.Values{"signature": {wechat.Sign(cred.Token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}}.Encode(),
+			"text/plain", strings.NewReader("plain"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s: a plain push in safe mode: %s, want 401", name, resp.Status)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -1,7 +1,7 @@
 // Package demo plays demo customers through omnisync's real ingest
 // endpoints: profiles and chats from the web widget and the mobile app,
 // phone calls with transcripts, WeChat official-account and mini-program
-// pushes (signed), and profile edits from the CRM, including key-field
+// pushes (signed, and encrypted when the account has an EncodingAESKey), and profile edits from the CRM, including key-field
 // disagreements so the review queue has work. It seeds a fixed scenario
 // once per data directory, then keeps a gentle trickle of new messages.
 package demo
@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/wechat"
 )
@@ -334,7 +335,10 @@ func (p *player) wechatText(ctx context.Context, openid string, at time.Time, te
 	body := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_omnisync_demo]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>`+
 		`<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>`,
 		openid, at.Unix(), text, at.UnixNano()/1000)
-	return p.postSigned(ctx, "/ingest/wechat", p.cfg.Credentials.Channels.WeChat.Token, "text/xml", []byte(body))
+	envelope := func(encrypt string) []byte {
+		return []byte("<xml><ToUserName><![CDATA[gh_omnisync_demo]]></ToUserName><Encrypt><![CDATA[" + encrypt + "]]></Encrypt></xml>")
+	}
+	return p.postPush(ctx, "/ingest/wechat", p.cfg.Credentials.Channels.WeChat, "text/xml", []byte(body), envelope)
 }
 
 func (p *player) miniText(ctx context.Context, openid, unionid string, at time.Time, text string) error {
@@ -344,7 +348,11 @@ func (p *player) miniText(ctx context.Context, openid, unionid string, at time.T
 		push["UnionId"] = unionid
 	}
 	body, _ := json.Marshal(push)
-	return p.postSigned(ctx, "/ingest/miniprogram", p.cfg.Credentials.Channels.MiniProgram.Token, "application/json", body)
+	envelope := func(encrypt string) []byte {
+		b, _ := json.Marshal(map[string]string{"ToUserName": "gh_omnisync_mini", "Encrypt": encrypt})
+		return b
+	}
+	return p.postPush(ctx, "/ingest/miniprogram", p.cfg.Credentials.Channels.MiniProgram, "application/json", body, envelope)
 }
 
 func (p *player) postJSON(ctx context.Context, path, key string, v any) error {
@@ -355,9 +363,23 @@ func (p *player) postJSON(ctx context.Context, path, key string, v any) error {
 	return p.post(ctx, path, map[string]string{"Authorization": "Bearer " + key, "Content-Type": "application/json"}, body)
 }
 
-func (p *player) postSigned(ctx context.Context, path, token, contentType string, body []byte) error {
+// postPush posts a WeChat push signed as WeChat signs it: encrypted in
+// safe mode when the account has an EncodingAESKey (envelope wraps the
+// ciphertext in the channel's format), plain text otherwise.
+func (p *player) postPush(ctx context.Context, path string, cred ingest.WeChatCredential, contentType string, push []byte, envelope func(encrypt string) []byte) error {
 	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), strconv.Itoa(rand.IntN(1_000_000_000))
-	q := url.Values{"signature": {wechat.Sign(token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}}
+	q := url.Values{"signature": {wechat.Sign(cred.Token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}}
+	body := push
+	if cred.EncodingAESKey != "" {
+		c, err := wxcrypt.New(cred.EncodingAESKey, cred.AppID)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		encrypt := c.Encrypt(push)
+		q.Set("encrypt_type", "aes")
+		q.Set("msg_signature", wxcrypt.MsgSignature(cred.Token, ts, nonce, encrypt))
+		body = envelope(encrypt)
+	}
 	return p.post(ctx, path+"?"+q.Encode(), map[string]string{"Content-Type": contentType}, body)
 }
 

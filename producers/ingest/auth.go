@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/omnisync/omnisync/pkg/wxcrypt"
 )
 
 // CheckBearer checks the request's "Authorization: Bearer <key>" header
@@ -44,11 +46,14 @@ type KeyCredential struct {
 	IdentitySecret string `json:"identity_secret,omitempty"`
 }
 
-// WeChatCredential is a WeChat account's app ID and the token its
-// message-push signatures are made with.
+// WeChatCredential is a WeChat account's app ID, the token its
+// message-push signatures are made with and, for safe mode (encrypted
+// pushes), its EncodingAESKey: 43 characters; with one set, plain-text
+// pushes are refused.
 type WeChatCredential struct {
-	AppID string `json:"app_id"`
-	Token string `json:"token"`
+	AppID          string `json:"app_id"`
+	Token          string `json:"token"`
+	EncodingAESKey string `json:"encoding_aes_key,omitempty"`
 }
 
 // LoadCredentials reads credentials from a JSON file (when path is not
@@ -56,8 +61,10 @@ type WeChatCredential struct {
 // OMNISYNC_WEB_KEY, OMNISYNC_APP_KEY, OMNISYNC_PHONE_KEY,
 // OMNISYNC_WEB_IDENTITY_SECRET, OMNISYNC_APP_IDENTITY_SECRET,
 // OMNISYNC_WECHAT_APP_ID, OMNISYNC_WECHAT_TOKEN,
-// OMNISYNC_MINIPROGRAM_APP_ID, OMNISYNC_MINIPROGRAM_TOKEN,
-// OMNISYNC_ADMIN_TOKEN.
+// OMNISYNC_WECHAT_AES_KEY, OMNISYNC_MINIPROGRAM_APP_ID,
+// OMNISYNC_MINIPROGRAM_TOKEN, OMNISYNC_MINIPROGRAM_AES_KEY,
+// OMNISYNC_ADMIN_TOKEN. An EncodingAESKey that is not 43 base64
+// characters is an error.
 func LoadCredentials(path string) (Credentials, error) {
 	var c Credentials
 	if path != "" {
@@ -77,12 +84,22 @@ func LoadCredentials(path string) (Credentials, error) {
 		"OMNISYNC_APP_IDENTITY_SECRET": &c.Channels.App.IdentitySecret,
 		"OMNISYNC_WECHAT_APP_ID":       &c.Channels.WeChat.AppID,
 		"OMNISYNC_WECHAT_TOKEN":        &c.Channels.WeChat.Token,
+		"OMNISYNC_WECHAT_AES_KEY":      &c.Channels.WeChat.EncodingAESKey,
 		"OMNISYNC_MINIPROGRAM_APP_ID":  &c.Channels.MiniProgram.AppID,
 		"OMNISYNC_MINIPROGRAM_TOKEN":   &c.Channels.MiniProgram.Token,
+		"OMNISYNC_MINIPROGRAM_AES_KEY": &c.Channels.MiniProgram.EncodingAESKey,
 		"OMNISYNC_ADMIN_TOKEN":         &c.AdminToken,
 	} {
 		if v := os.Getenv(env); v != "" {
 			*dst = v
+		}
+	}
+	for name, key := range map[string]string{"wechat": c.Channels.WeChat.EncodingAESKey, "miniprogram": c.Channels.MiniProgram.EncodingAESKey} {
+		if key == "" {
+			continue
+		}
+		if _, err := wxcrypt.ParseKey(key); err != nil {
+			return c, fmt.Errorf("credentials: channels.%s.encoding_aes_key: %w", name, err)
 		}
 	}
 	return c, nil

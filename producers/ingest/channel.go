@@ -16,8 +16,10 @@ type Channel interface {
 	// WeChat signature); an error means 401.
 	Authenticate(r *http.Request) error
 	// Parse turns an authenticated request's body into events. A
-	// *ValidationError means 400 and a dead letter; parsers must not panic
-	// on any input.
+	// *ValidationError means 400 and a dead letter; an error wrapping
+	// ErrUnauthorized means 401, for credentials in the body (an encrypted
+	// push's signature, a replayed nonce). Parsers must not panic on any
+	// input.
 	Parse(r *http.Request, body []byte) (*Batch, error)
 }
 

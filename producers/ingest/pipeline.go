@@ -140,6 +140,12 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 		return
 	}
 	batch, err := ch.Parse(r, body)
+	if errors.Is(err, ErrUnauthorized) { // a credential only the body shows (a replayed nonce, an encrypted push's signature)
+		p.reject(name, "unauthorized")
+		log.Info("request refused", zap.Error(err))
+		writeError(w, http.StatusUnauthorized, "unauthorized", "", err.Error(), "")
+		return
+	}
 	var invalid *ValidationError
 	if err == nil {
 		invalid = p.complete(ch, batch)

@@ -7,16 +7,20 @@ import (
 
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/wechat"
 )
 
 // Channel is the WeChat mini-program customer-service message push in the
-// JSON data format. It is immutable after New and safe for concurrent use.
+// JSON data format, in plain-text or safe (encrypted) mode. It is safe for
+// concurrent use; its only state is the replay check's memory of recent
+// nonces.
 type Channel struct {
 	cred    ingest.WeChatCredential
 	maxSkew time.Duration
 	now     func() time.Time
 	account string
+	recv    *wxpush.Receiver
 }
 
 var (
@@ -44,12 +48,14 @@ func AccountID(id string) Option { return func(c *Channel) { c.account = id } }
 
 // New returns the channel of the mini-program cred names. cred.Token signs
 // the pushes; cred.AppID scopes the openids. With either empty,
-// Authenticate refuses every request.
+// Authenticate refuses every request. With cred.EncodingAESKey set, only
+// encrypted pushes are taken (see the package doc).
 func New(cred ingest.WeChatCredential, opts ...Option) *Channel {
 	c := &Channel{cred: cred, maxSkew: wechat.DefaultMaxClockSkew, now: time.Now}
 	for _, opt := range opts {
 		opt(c)
 	}
+	c.recv = wxpush.NewReceiver(cred, wechat.ReplayWindow(c.maxSkew))
 	return c
 }
 
@@ -61,10 +67,14 @@ func Sign(token, timestamp, nonce string) string { return wechat.Sign(token, tim
 func (c *Channel) Channel() events.Channel { return events.ChannelMiniProgram }
 
 // Authenticate checks the WeChat signature and the timestamp window (see
-// wechat.VerifySignature). Errors wrap ingest.ErrUnauthorized.
+// wechat.VerifySignature). Errors wrap ingest.ErrUnauthorized. The body is
+// checked by Parse: msg_signature and the nonce.
 func (c *Channel) Authenticate(r *http.Request) error {
 	if c.cred.AppID == "" {
 		return fmt.Errorf("%w: no mini-program app ID configured", ingest.ErrUnauthorized)
+	}
+	if err := c.recv.KeyError(); err != nil {
+		return err
 	}
 	return wechat.VerifySignature(r, c.cred.Token, c.now(), c.maxSkew)
 }

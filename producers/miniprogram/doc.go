@@ -6,8 +6,16 @@
 // timestamp and nonce query parameters, Sign(token, timestamp, nonce),
 // compared in constant time, with the timestamp within MaxClockSkew
 // (default 5 minutes) of the clock; a signed GET is the server
-// verification and Handshake echoes echostr. Safe (encrypted) mode is not
-// supported.
+// verification and Handshake echoes echostr. The replay check is the
+// same: a signed URL taken once may come again only with the same body
+// (WeChat's re-sends); with another body it is refused with 401.
+//
+// Safe mode (encrypted pushes) is on when the credential has an
+// EncodingAESKey, exactly as for the official account, the body being
+// {"ToUserName": "…", "Encrypt": "…"} and msg_signature covering Encrypt;
+// plain-text pushes are then refused with 401. The decrypted message is
+// read by the same reader as a plain-text body, so every check below
+// applies to it.
 //
 // Each push becomes one inbound MessageEvent from the customer (sender
 // CUSTOMER, sender ID the openid), in conversation "miniprogram:<openid>",

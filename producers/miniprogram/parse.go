@@ -24,15 +24,31 @@ var mapping = wxpush.Mapping{
 	},
 }
 
-// Parse turns one push into one inbound message from the customer. Any
-// bad input is a *ingest.ValidationError whose Field names the JSON key
-// (empty for the body as a whole).
-func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
-	p, err := readPush(body)
+// Parse turns one push into one inbound message from the customer: the
+// body in plain-text mode, the decrypted Encrypt key in safe mode, both
+// read by readPush. A replayed nonce or an encrypted push that does not
+// verify or decrypt is an error wrapping ingest.ErrUnauthorized; any bad
+// input is a *ingest.ValidationError whose Field names the JSON key (empty
+// for the body as a whole).
+func (c *Channel) Parse(r *http.Request, body []byte) (*ingest.Batch, error) {
+	msg, err := c.recv.Open(r, body, c.now(), encryptKey)
+	if err != nil {
+		return nil, err
+	}
+	p, err := readPush(msg)
 	if err != nil {
 		return nil, err
 	}
 	return mapping.Parse(p, wxpush.Recipient{AppID: c.cred.AppID, ID: c.account}, c.now())
+}
+
+// encryptKey reads a safe-mode body's Encrypt key.
+func encryptKey(body []byte) (string, error) {
+	p, err := readPush(body)
+	if err != nil {
+		return "", err
+	}
+	return p.Text("Encrypt", len(body))
 }
 
 // pageMessage maps a mini-program card the user sent from a page: a LINK

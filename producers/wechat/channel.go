@@ -7,15 +7,18 @@ import (
 
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
-// Channel is the WeChat official-account message push in plain-text mode.
-// It is immutable after New and safe for concurrent use.
+// Channel is the WeChat official-account message push, in plain-text or
+// safe (encrypted) mode. It is safe for concurrent use; its only state is
+// the replay check's memory of recent nonces.
 type Channel struct {
 	cred    ingest.WeChatCredential
 	maxSkew time.Duration
 	now     func() time.Time
 	account string
+	recv    *wxpush.Receiver
 }
 
 var (
@@ -43,23 +46,39 @@ func AccountID(id string) Option { return func(c *Channel) { c.account = id } }
 
 // New returns the channel of the official account cred names. cred.Token
 // signs the pushes; cred.AppID scopes the openids. With either empty,
-// Authenticate refuses every request.
+// Authenticate refuses every request. With cred.EncodingAESKey set, only
+// encrypted pushes are taken (see the package doc).
 func New(cred ingest.WeChatCredential, opts ...Option) *Channel {
 	c := &Channel{cred: cred, maxSkew: DefaultMaxClockSkew, now: time.Now}
 	for _, opt := range opts {
 		opt(c)
 	}
+	c.recv = wxpush.NewReceiver(cred, ReplayWindow(c.maxSkew))
 	return c
+}
+
+// ReplayWindow is how long a push's nonce is remembered for a timestamp
+// window of maxSkew: maxSkew, or DefaultMaxClockSkew when the timestamp
+// check is off.
+func ReplayWindow(maxSkew time.Duration) time.Duration {
+	if maxSkew <= 0 {
+		return DefaultMaxClockSkew
+	}
+	return maxSkew
 }
 
 // Channel returns events.ChannelWeChat.
 func (c *Channel) Channel() events.Channel { return events.ChannelWeChat }
 
 // Authenticate checks the WeChat signature and the timestamp window (see
-// VerifySignature). Errors wrap ingest.ErrUnauthorized.
+// VerifySignature). Errors wrap ingest.ErrUnauthorized. The body is
+// checked by Parse: msg_signature and the nonce.
 func (c *Channel) Authenticate(r *http.Request) error {
 	if c.cred.AppID == "" {
 		return fmt.Errorf("%w: no WeChat app ID configured", ingest.ErrUnauthorized)
+	}
+	if err := c.recv.KeyError(); err != nil {
+		return err
 	}
 	return VerifySignature(r, c.cred.Token, c.now(), c.maxSkew)
 }

@@ -1,6 +1,6 @@
 // Package wechat is the WeChat official-account channel (公众号 消息推送):
-// the XML message push in plain-text mode, served at /ingest/wechat by the
-// ingest pipeline.
+// the XML message push, in plain-text mode or safe mode (安全模式,
+// encrypted), served at /ingest/wechat by the ingest pipeline.
 //
 // # Authentication
 //
@@ -8,13 +8,36 @@
 // parameters; signature is Sign(token, timestamp, nonce), the hex SHA-1 of
 // the three sorted and concatenated. It is compared in constant time. The
 // timestamp must also be within MaxClockSkew (default 5 minutes) of the
-// clock: in plain-text mode the signature does not cover the body, so the
-// window bounds how long a captured URL can be replayed, and anything
-// replayed inside it maps to the same source IDs and is absorbed
-// downstream. WeChat's own re-sends come within about 15 seconds. A signed
-// GET is the server verification: Handshake echoes echostr verbatim.
-// Safe (encrypted) mode is not supported; compatible mode works, its
-// ciphertext is ignored.
+// clock. A signed GET is the server verification: Handshake echoes echostr
+// verbatim, in either mode.
+//
+// The signature does not cover the body, so a captured URL could carry
+// any body while its timestamp is in the window. Parse therefore keeps a
+// replay check: each signed (timestamp, nonce) taken is remembered with
+// the SHA-256 of its body until the timestamp leaves the window. The same
+// URL with the same body is WeChat re-sending an unanswered push (up to
+// three times, within about 15 seconds): it is read again and the pipeline
+// answers success without producing it twice. The same URL with another
+// body is refused with 401, in both modes. At most 200,000 URLs are
+// remembered per channel; past that new pushes are refused (401) until
+// old ones leave the window, rather than forgetting a nonce. The memory is
+// per process: behind a load balancer, a replay to another instance is
+// not caught, which safe mode makes moot (the body is signed). With
+// MaxClockSkew(0) the check remembers URLs for 5 minutes only.
+//
+// Safe mode is on when the credential has an EncodingAESKey (43
+// characters, see package wxcrypt): then a push must carry
+// encrypt_type=aes and msg_signature, the SHA-1 of the sorted token,
+// timestamp, nonce and the body's Encrypt element; Encrypt is decrypted
+// (AES-256-CBC, the app ID inside checked) and the message in it is read
+// as a plain-text push. A plain-text push is refused (401), and so is any
+// push whose msg_signature, ciphertext or app ID does not check out.
+// Compatible mode (兼容模式) sends both copies with encrypt_type=aes: with
+// a key only the ciphertext is read; without one only the plain copy.
+// Switching an account over loses nothing: set it to compatible mode,
+// configure the key, then set it to safe mode. A safe-mode push to a
+// channel without a key is bad input (400, kept in the dead-letter topic,
+// field Encrypt). Answers are the plain "success" in both modes.
 //
 // # Mapping
 //
@@ -53,6 +76,10 @@
 // own fields; a CreateTime before 2012 or more than a day ahead; text over
 // its bound (16384 characters for content, 4096 for URLs, 1024 for short
 // values); a URL that is not http or https; duplicate elements; more than
-// 32 unrecognised ones; malformed XML; and any DOCTYPE or entity
-// declaration.
+// 32 unrecognised ones; malformed XML (naming the element it is in);
+// invalid UTF-8, and character references to what is not an XML
+// character, such as a UTF-16 surrogate (&#xD800;), which encoding/xml
+// would silently turn into U+FFFD; and any DOCTYPE or entity declaration.
+// In safe mode the same holds for the decrypted push; the dead letter
+// keeps the body as received, encrypted.
 package wechat

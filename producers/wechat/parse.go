@@ -29,15 +29,31 @@ var mapping = wxpush.Mapping{
 	},
 }
 
-// Parse turns one push into one inbound message from the customer. Any
-// bad input is a *ingest.ValidationError whose Field names the XML element
-// (empty for the document as a whole).
-func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
-	p, err := readPush(body)
+// Parse turns one push into one inbound message from the customer: the
+// body in plain-text mode, the decrypted Encrypt element in safe mode. A
+// replayed nonce or an encrypted push that does not verify or decrypt is
+// an error wrapping ingest.ErrUnauthorized; any bad input is a
+// *ingest.ValidationError whose Field names the XML element (empty for the
+// document as a whole).
+func (c *Channel) Parse(r *http.Request, body []byte) (*ingest.Batch, error) {
+	msg, err := c.recv.Open(r, body, c.now(), encryptElement)
+	if err != nil {
+		return nil, err
+	}
+	p, err := readPush(msg)
 	if err != nil {
 		return nil, err
 	}
 	return mapping.Parse(p, wxpush.Recipient{AppID: c.cred.AppID, ID: c.account}, c.now())
+}
+
+// encryptElement reads a safe-mode body's Encrypt element.
+func encryptElement(body []byte) (string, error) {
+	p, err := readPush(body)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(p.leaves["Encrypt"]), nil
 }
 
 // voiceMessage: WeChat gives no URL for voice and video, only a media ID

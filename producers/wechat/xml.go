@@ -25,23 +25,26 @@ type push struct {
 	wxpush.Tracker // leaf paths in document order, and those read
 	leaves         map[string]string
 	parents        map[string]bool // children of <xml> that hold elements
+	body           []byte          // as received, for checking each text's raw bytes
 }
 
 // readPush decodes a push body. It refuses DOCTYPE and entity
 // declarations outright. encoding/xml would not expand them anyway: it
 // never loads external entities and knows only the five predefined ones
 // and character references, so &xxe; is a syntax error in strict mode.
+//
+// Text must be valid UTF-8 and character references must name XML
+// characters; the error names the element. encoding/xml refuses most
+// violations itself, but turns a reference to a UTF-16 surrogate
+// (&#xD800;) into U+FFFD, so each text's raw bytes are checked too.
 func readPush(body []byte) (*push, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, ingest.Invalid("", "body is empty")
 	}
-	if !utf8.Valid(body) {
-		return nil, ingest.Invalid("", "body is not valid UTF-8")
-	}
 	if t := bytes.TrimSpace(body); t[0] == '{' || t[0] == '[' {
 		return nil, ingest.Invalid("", "body is JSON; the official-account push is XML (for the mini-program's JSON push use /ingest/miniprogram)")
 	}
-	p := &push{leaves: map[string]string{}, parents: map[string]bool{}}
+	p := &push{leaves: map[string]string{}, parents: map[string]bool{}, body: body}
 	d := xml.NewDecoder(bytes.NewReader(body))
 	done := false
 	for {
@@ -74,6 +77,9 @@ func readPush(body []byte) (*push, error) {
 	}
 	if !done {
 		return nil, ingest.Invalid("", "no <xml> element")
+	}
+	if !utf8.Valid(body) { // outside any element's text: a comment, an attribute
+		return nil, ingest.Invalid("", "body is not valid UTF-8")
 	}
 	return p, nil
 }
@@ -119,12 +125,16 @@ func (p *push) readRoot(d *xml.Decoder) error {
 func (p *push) readElement(d *xml.Decoder, path string, depth int) (text string, nested bool, err error) {
 	var buf strings.Builder
 	for {
+		start := d.InputOffset()
 		tok, err := d.Token()
 		if err != nil {
-			return "", false, malformed(err)
+			return "", false, ingest.Invalid(path, "malformed XML: %v", err)
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
+			if err := checkText(path, p.body[start:d.InputOffset()]); err != nil {
+				return "", false, err
+			}
 			buf.Write(t)
 		case xml.EndElement:
 			return buf.String(), nested, nil
@@ -150,6 +160,50 @@ func (p *push) readElement(d *xml.Decoder, path string, depth int) (text string,
 func (p *push) add(path, text string) {
 	p.leaves[path] = text
 	p.Add(path)
+}
+
+// checkText checks the raw bytes of one text token of the element at path
+// (a run of text, or one CDATA section, whose content is literal): valid
+// UTF-8, and every character reference an XML character.
+func checkText(path string, raw []byte) error {
+	if !utf8.Valid(raw) {
+		i := 0
+		for r, size := utf8.DecodeRune(raw); r != utf8.RuneError || size != 1; r, size = utf8.DecodeRune(raw[i:]) {
+			i += size
+		}
+		return ingest.Invalid(path, "not valid UTF-8 (byte 0x%02x)", raw[i])
+	}
+	if bytes.HasPrefix(raw, []byte("<![CDATA[")) {
+		return nil
+	}
+	for rest := raw; ; {
+		i := bytes.Index(rest, []byte("&#"))
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i+2:]
+		end := bytes.IndexByte(rest, ';')
+		if end < 0 {
+			return nil // encoding/xml refuses it
+		}
+		ref := string(rest[:end])
+		n, err := strconv.ParseUint(ref, 10, 32)
+		if hex, ok := strings.CutPrefix(ref, "x"); ok {
+			n, err = strconv.ParseUint(hex, 16, 32)
+		}
+		if err == nil && !isXMLChar(rune(n)) {
+			return ingest.Invalid(path, "character reference &#%s; is not a character (U+%04X)", ref, n)
+		}
+		rest = rest[end+1:]
+	}
+}
+
+// isXMLChar reports whether r is a character XML allows: tab, newline,
+// carriage return and U+0020 up, except the UTF-16 surrogates, U+FFFE and
+// U+FFFF.
+func isXMLChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= utf8.MaxRune
 }
 
 func malformed(err error) *ingest.ValidationError {

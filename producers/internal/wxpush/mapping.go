@@ -104,7 +104,7 @@ func (mp *Mapping) message(p Push, to Recipient, now time.Time) (*events.Message
 	}
 	if msgType == "" {
 		if p.Has("Encrypt") {
-			return nil, ingest.Invalid("Encrypt", "the push is encrypted (safe mode); set the %s's message encryption mode to plain text or compatible", mp.Owner)
+			return nil, ingest.Invalid("Encrypt", "the push is encrypted (safe mode) but this %s has no encoding_aes_key configured; configure the key, or set the message encryption mode to plain text or compatible", mp.Owner)
 		}
 		return nil, ingest.Invalid("MsgType", "is required")
 	}

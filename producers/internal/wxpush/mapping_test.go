@@ -144,7 +144,7 @@ func TestParseInvalid(t *testing.T) {
 		name, field, reason string
 		kv                  []string
 	}{
-		{"encrypted", "Encrypt", "set the account's message encryption mode", []string{"ToUserName", "gh_1", "Encrypt", "c"}},
+		{"encrypted", "Encrypt", "this account has no encoding_aes_key", []string{"ToUserName", "gh_1", "Encrypt", "c"}},
 		{"no MsgType", "MsgType", "is required", base()},
 		{"unknown MsgType", "MsgType", `"voice" is not a message type of the test push (text, image, event)`, base("MsgType", "voice")},
 		{"other account", "ToUserName", `addressed to "gh_2", not to this account (gh_1)`, base("MsgType", "text", "ToUserName", "gh_2")},

@@ -1,0 +1,49 @@
+package miniprogram_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/omnisync/omnisync/pkg/wxcrypt"
+	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
+	"github.com/omnisync/omnisync/producers/miniprogram"
+)
+
+// envelope is the body of a safe-mode push in the JSON data format.
+func envelope(toUser, encrypt string) []byte {
+	return []byte(`{"ToUserName":` + str(toUser) + `,"Encrypt":` + str(encrypt) + `}`)
+}
+
+var pusher = wxpushtest.Pusher{
+	New: func(cred ingest.WeChatCredential) ingest.Channel {
+		return miniprogram.New(cred, miniprogram.Clock(clock))
+	},
+	Cred:     ingest.WeChatCredential{AppID: testAppID, Token: testToken},
+	Path:     "/ingest/miniprogram",
+	Now:      testNow,
+	Push:     func(content string) []byte { return []byte(body("Content", str(content))) },
+	Envelope: envelope,
+}
+
+func TestSafeMode(t *testing.T) { wxpushtest.SafeMode(t, pusher) }
+
+func TestReplay(t *testing.T) { wxpushtest.Replay(t, pusher) }
+
+// The decrypted push is read by the same reader as a plain one: its
+// checks (duplicate keys here) name the key.
+func TestSafeModeDecryptedChecked(t *testing.T) {
+	c, err := wxcrypt.New(wxpushtest.TestKey, testAppID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := c.Encrypt([]byte(`{"ToUserName":"gh_x","Content":"a","Content":"b"}`))
+	b := envelope(testAccount, enc)
+	cred := pusher.Cred
+	cred.EncodingAESKey = wxpushtest.TestKey
+	_, err = wxpushtest.Serve(pusher.New(cred), pusher.Request(testToken, "n", enc, b), b)
+	var invalid *ingest.ValidationError
+	if !errors.As(err, &invalid) || invalid.Field != "Content" {
+		t.Fatalf("got %v, want a *ingest.ValidationError on Content", err)
+	}
+}
