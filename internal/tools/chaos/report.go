@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -214,12 +215,14 @@ func windowStats(reqs []request, ph *phaseReport) windowReport {
 	return w
 }
 
+// quantile returns the q-quantile of sorted values by the nearest-rank
+// method.
 func quantile(sorted []float64, q float64) float64 {
 	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(q*float64(len(sorted)-1) + 0.5)
-	return sorted[i]
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(i, 0)]
 }
 
 func (r *report) write(dir string) error {
