@@ -4,7 +4,7 @@ GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 2m
 
-.PHONY: build run test bench fuzz lint kafka-up kafka-down deps
+.PHONY: build run test bench fuzz lint kafka-up kafka-down deps chaos
 
 build:
 	$(GO) build -o bin/omnisync ./cmd/omnisync
@@ -22,6 +22,11 @@ test:
 # Benchmarks, each printed beside its baseline with the ratio.
 bench:
 	scripts/bench.sh
+
+# Fault injection on the production shape (three brokers, PostgreSQL, producers,
+# two materializer members) under load; writes docs/chaos-report.md (OUT=DIR).
+chaos:
+	scripts/chaos.sh
 
 # Every fuzz target for FUZZTIME each.
 fuzz:

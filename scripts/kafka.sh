@@ -7,6 +7,8 @@
 #   scripts/kafka.sh down [--dir DIR] [--clean]   stop every node started from DIR (--clean: also delete DIR)
 #   scripts/kafka.sh stop-node N [--kill] [--dir DIR]   stop one node (SIGTERM; --kill: SIGKILL at once)
 #   scripts/kafka.sh start-node N [--dir DIR]     restart a stopped node with its data, wait until it serves
+#   scripts/kafka.sh stop-all [--kill] [--dir DIR]   stop every node at once, keeping the data
+#   scripts/kafka.sh start-all [--dir DIR]        start every stopped node together (a quorum needs them), wait until all serve
 #   scripts/kafka.sh tool CLASS [ARGS...]         run a Kafka CLI class, e.g. org.apache.kafka.tools.TopicCommand
 #
 # stdout carries only the result (OMNISYNC_TEST_KAFKA=host:port,... for `up`); progress goes to stderr.
@@ -506,11 +508,50 @@ node_cmd() {
   fi
 }
 
+# stop-all / start-all: the whole cluster down and up again with its data. A
+# lone restarted node never reaches a controller quorum, so start-all starts
+# every node before waiting for any.
+all_cmd() {
+  local cmd=$1 kill=0 n
+  shift
+  while (($#)); do
+    case $1 in
+      --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
+      --kill) [[ $cmd == stop-all ]] || die "--kill is for stop-all"; kill=1; shift ;;
+      *) die "$cmd: unknown argument $1" ;;
+    esac
+  done
+  use_dir
+  load_cluster
+  if [[ $cmd == stop-all ]]; then
+    local nodes; mapfile -t nodes < <(running_nodes)
+    ((${#nodes[@]})) || { log "no node is running"; return; }
+    if ((kill)); then
+      local pid
+      for n in "${nodes[@]}"; do
+        pid=$(node_pid "$n") || continue
+        kill -KILL "$pid" 2>/dev/null || true
+        while alive "$pid"; do sleep 0.2; done
+        rm -f "$(node_dir "$n")/kafka.pid"
+        log "killed node $n"
+      done
+    else
+      stop_nodes "${nodes[@]}"
+    fi
+  else
+    ensure_installed
+    for ((n = 1; n <= NODES; n++)); do start_node "$n"; done
+    for ((n = 1; n <= NODES; n++)); do wait_ready "$n"; done
+    echo "OMNISYNC_TEST_KAFKA=$(bootstrap)"
+  fi
+}
+
 case ${1:-} in
   install) install; echo "$LIBS" ;;
+  stop-all | start-all) all_cmd "$@" ;;
   up) shift; up "$@" ;;
   down) shift; down "$@" ;;
   stop-node | start-node) node_cmd "$@" ;;
   tool) shift; [[ $# -ge 1 ]] || die "usage: tool CLASS [ARGS...]"; tool "$@" ;;
-  *) sed -n '2,18s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) sed -n '/^set -euo/q; 2,$s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 #
 #   scripts/postgres.sh up [--dir DIR] [--port P]   initdb (trust auth) + start + create database omnisync
 #   scripts/postgres.sh down [--dir DIR]            stop (fast) and delete DIR
+#   scripts/postgres.sh stop [--dir DIR]            stop (fast), keeping the data; `up --dir DIR` starts it again
 #
 # stdout carries only OMNISYNC_TEST_POSTGRES=postgres://omnisync@127.0.0.1:PORT/omnisync?sslmode=disable;
 # progress goes to stderr. DIR defaults to ${OMNISYNC_PG_DIR:-/tmp/omnisync-pg}; without --port a free
@@ -156,8 +157,20 @@ down() {
   log "removed $DIR"
 }
 
+stop() {
+  find_bin
+  pick_user
+  [[ -f "$DIR/.omnisync-postgres" ]] || die "no database made by postgres.sh in $DIR"
+  if running; then
+    as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w -t 60 stop >/dev/null || die "pg_ctl stop failed (log: $DIR/postgres.log)"
+    log "stopped PostgreSQL in $DIR (data kept)"
+  else
+    log "PostgreSQL in $DIR is not running"
+  fi
+}
+
 cmd=${1:-}
 case $cmd in
-  up | down) shift; parse "$@"; "$cmd" ;;
-  *) sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  up | down | stop) shift; parse "$@"; "$cmd" ;;
+  *) sed -n '2,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -343,11 +343,24 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 }
 
 // queueMessages queues the insertion of the messages that are new and
-// newer than their customer's tombstone.
+// newer than their customer's tombstone. Of several copies of one message
+// in the batch (a producer re-sent it after a 503, with another
+// ingested_at) only the first is queued: the first copy in the log is the
+// one stored, whatever batches the log was cut into. (One INSERT holding
+// both would keep whichever the planner's join emits first.)
 func queueMessages(batch *pgx.Batch, msgs []events.MessageEvent) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	seen := make(map[string]bool, len(msgs))
+	firsts := msgs[:0:0]
+	for _, m := range msgs {
+		if id := text(m.MessageID); !seen[id] {
+			seen[id] = true
+			firsts = append(firsts, m)
+		}
+	}
+	msgs = firsts
 	n := len(msgs)
 	var (
 		ids, custs, convs, chans, dirs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)

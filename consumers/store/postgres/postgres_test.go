@@ -212,3 +212,75 @@ func TestChildRowsFollowTheRecord(t *testing.T) {
 		}
 	}
 }
+
+// A batch holding two copies of one message (a producer re-sent it after
+// a 503, so the copies differ in ingested_at) stores the first, as when the
+// copies come in different batches: the store does not depend on how the
+// log was cut into batches, nor on the order the planner joins rows in.
+func TestDuplicateMessageInBatchKeepsTheFirst(t *testing.T) {
+	// Each join method the planner may pick for the messages' insert.
+	for _, join := range []string{"nestloop", "hashjoin", "mergejoin"} {
+		t.Run(join, func(t *testing.T) { testDuplicateMessageInBatch(t, join) })
+	}
+}
+
+func testDuplicateMessageInBatch(t *testing.T, join string) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	db := pgx.Identifier{conn.Config().Database}.Sanitize()
+	for _, m := range []string{"nestloop", "hashjoin", "mergejoin"} {
+		if m != join {
+			if _, err := conn.Exec(ctx, "ALTER DATABASE "+db+" SET enable_"+m+" = off"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	// Enough stored customers that the planner hashes the batch's side of
+	// the join with customers.
+	seed := &materializer.Batch{Group: "g"}
+	for i := range 3000 {
+		id := fmt.Sprintf("cus_%04d", i)
+		r, _ := merge.Apply(merge.Record{}, &events.CustomerEvent{EventID: id, CustomerID: id, Channel: events.ChannelWeb,
+			Op: events.OpUpsert, OccurredAt: t0, Identities: []events.Identity{{Kind: "device", Value: id}}}, nil)
+		seed.Records = append(seed.Records, r)
+	}
+	if err := s.Apply(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	text := "hello"
+	first, second := t0.Add(time.Second), t0.Add(time.Minute)
+	b := &materializer.Batch{Group: "g"}
+	for i := 0; i < 3000; i += 10 {
+		for _, customer := range []string{fmt.Sprintf("cus_%04d", i), fmt.Sprintf("new_%04d", i)} {
+			for n := range 2 {
+				for _, ingested := range []time.Time{first, second} {
+					b.Messages = append(b.Messages, events.MessageEvent{MessageID: fmt.Sprintf("m_%s_%d", customer, n), CustomerID: customer,
+						ConversationID: "c", Channel: events.ChannelWeb, Source: "web", Direction: events.DirectionInbound,
+						SenderType: events.SenderCustomer, SenderID: customer, ContentType: events.ContentText, Text: &text,
+						OccurredAt: t0, IngestedAt: ingested})
+				}
+			}
+		}
+	}
+	if err := s.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	var total, firsts int
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE ingested_at = $1) FROM messages`, first).Scan(&total, &firsts); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(b.Messages) / 2; total != want || firsts != want {
+		t.Errorf("%d messages stored, %d of them the first copy; want %d, all the first copy", total, firsts, want)
+	}
+}
