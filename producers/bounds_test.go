@@ -151,3 +151,63 @@ func cmp(s, def string) string {
 	}
 	return s
 }
+
+// Text encoding/json would silently alter — invalid UTF-8, a \u escape of
+// half a surrogate pair — is refused with 400 naming the field, the raw
+// bytes in the dead-letter topic, on every JSON channel; NUL stays refused.
+func TestInvalidTextGets400NamingTheField(t *testing.T) {
+	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
+		e := start(t, k)
+		u := testenv.UniqueName(t, "x")
+		at := `"occurred_at":"2026-11-22T09:20:00+08:00"`
+		web := func(event string) string {
+			return `{"visitor_id":"v-` + u + `","events":[{"type":"message","id":"w",` + at + `,` + event + `}]}`
+		}
+		mp := func(content string) string {
+			return fmt.Sprintf(`{"ToUserName":"gh_mp","FromUserName":"o-%s","CreateTime":%d,"MsgType":"text","Content":%s,"MsgId":1}`, u, time.Now().Unix(), content)
+		}
+		for _, tc := range []struct{ name, url, key, body, field, reason string }{
+			{"web: bytes ff fe", "/ingest/web", "web-key", web("\"text\":\"caf\xff\xfe\""), "events[0].text", "not valid UTF-8"},
+			{"web: lone high surrogate", "/ingest/web", "web-key", web(`"text":"a\ud800b"`), "events[0].text", "surrogate"},
+			{"web: lone low surrogate", "/ingest/web", "web-key", web(`"text":"\udc00"`), "events[0].text", "surrogate"},
+			{"web: high surrogate before a non-surrogate escape", "/ingest/web", "web-key", web(`"text":"\ud800\u0041"`), "events[0].text", "surrogate"},
+			{"web: NUL", "/ingest/web", "web-key", web(`"text":"a\u0000b"`), "events[0].text", "NUL"},
+			{"app: metadata value", "/ingest/app", "app-key",
+				`{"device_id":"d-` + u + `","app_version":"1","platform":"ios","events":[{"type":"message","id":"m",` + at + `,"text":"hi","metadata":{"k":"a\udc00"}}]}`, "events[0].metadata.k", "surrogate"},
+			{"phone: transcript segment", "/ingest/phone", "phone-key",
+				`{"call_id":"c-` + u + `","direction":"inbound","caller":"13800138000","callee":"4008001234","agent_id":"a","started_at":"2026-11-22T10:00:00+08:00","ended_at":"2026-11-22T10:01:00+08:00",` +
+					"\"segments\":[{\"speaker\":\"caller\",\"start_ms\":0,\"end_ms\":1000,\"text\":\"\xc3\x28\",\"confidence\":0.9}]}", "segments[0].text", "not valid UTF-8"},
+			{"mini-program: bytes ff fe", "miniprogram", "", mp("\"caf\xff\xfe\""), "Content", "not valid UTF-8"},
+			{"mini-program: lone surrogate", "miniprogram", "", mp(`"\ud800"`), "Content", "surrogate"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				url, contentType := e.url+tc.url, "application/json"
+				if tc.url == "miniprogram" {
+					url = signedURL(e.url, "/ingest/miniprogram", "mp-token", "")
+				}
+				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(tc.body))
+				if tc.key != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.key)
+				}
+				req.Header.Set("Content-Type", contentType)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var got refusal
+				if err := json.Unmarshal(raw, &got); err != nil || resp.StatusCode != 400 || got.Field != tc.field || !strings.Contains(got.Reason, tc.reason) || got.DeadLetterID == "" {
+					t.Fatalf("answered %d %s; want 400 naming %q (%s) with a dead letter", resp.StatusCode, raw, tc.field, tc.reason)
+				}
+				dl, ok := e.deadLetters(t)[got.DeadLetterID]
+				if !ok {
+					t.Fatalf("dead letter %s not in the topic", got.DeadLetterID)
+				}
+				if !bytes.Equal(dl.Payload, []byte(tc.body)) || dl.PayloadSize != int64(len(tc.body)) || dl.PayloadTruncated || dl.Field == nil || *dl.Field != tc.field {
+					t.Fatalf("dead letter %q (size %d, truncated %v, field %v); want the raw input", dl.Payload, dl.PayloadSize, dl.PayloadTruncated, dl.Field)
+				}
+			})
+		}
+	})
+}
