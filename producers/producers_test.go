@@ -44,8 +44,9 @@ type env struct {
 	url   string
 	cl    *kgo.Client
 	// from is where the messages topic ended when the test began: the
-	// test reads its own messages only, not every other test's.
-	from map[int32]kgo.Offset
+	// test reads its own messages only, not every other test's; dlqFrom
+	// likewise for the dead-letter topic.
+	from, dlqFrom map[int32]kgo.Offset
 }
 
 func start(t *testing.T, k testenv.Kafka) *env {
@@ -83,8 +84,8 @@ func startWith(t *testing.T, k testenv.Kafka, creds ingest.Credentials) *env {
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	from := testenv.EndOffsets(t, cl, schemas.CustomerMessagesTopic)[schemas.CustomerMessagesTopic]
-	return &env{k: k, serde: serde, url: srv.URL, cl: cl, from: from}
+	from := testenv.EndOffsets(t, cl, schemas.CustomerMessagesTopic, schemas.DeadLetterTopic)
+	return &env{k: k, serde: serde, url: srv.URL, cl: cl, from: from[schemas.CustomerMessagesTopic], dlqFrom: from[schemas.DeadLetterTopic]}
 }
 
 // messages returns the messages of customers whose sender is senderID,

@@ -31,11 +31,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/ksuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/schemas"
@@ -285,20 +285,14 @@ func (f *Forwarder) deadLetter(ctx context.Context, rec *kgo.Record, why *perman
 	if why.status != 0 {
 		headers["status"] = strconv.Itoa(why.status)
 	}
-	value, err := f.cfg.Serde.Encode(&events.DeadLetter{
-		ID: ksuid.New().String(), Stage: "forward", Component: "forwarder/" + f.cfg.Group, Reason: why.err.Error(),
+	dl, _, err := deadletter.Record(f.cfg.Serde, f.cfg.DeadLetterTopic, rec.Key, events.DeadLetter{
+		Stage: "forward", Component: "forwarder/" + f.cfg.Group, Reason: why.err.Error(),
 		ContentType: "application/vnd.kafka.avro", Payload: rec.Value, Headers: headers,
-		Topic: &topic, Partition: &part, Offset: &off, FailedAt: time.Now().UTC(),
+		Topic: &topic, Partition: &part, Offset: &off,
 	})
 	if err != nil {
 		return fmt.Errorf("encoding a dead letter: %w", err)
 	}
-	dl := &kgo.Record{Topic: f.cfg.DeadLetterTopic, Key: rec.Key, Value: value, Headers: []kgo.RecordHeader{
-		{Key: "topic", Value: []byte(topic)},
-		{Key: "partition", Value: []byte(strconv.Itoa(int(part)))},
-		{Key: "offset", Value: []byte(strconv.FormatInt(off, 10))},
-		{Key: "reason", Value: []byte(why.err.Error())},
-	}}
 	if err := f.retry(ctx, "writing a dead letter", func() error {
 		return f.cl.ProduceSync(ctx, dl).FirstErr()
 	}); err != nil {

@@ -1,6 +1,7 @@
 package forwarder_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -25,6 +26,7 @@ import (
 	"github.com/omnisync/omnisync/consumers/forwarder"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
 )
@@ -395,6 +397,13 @@ func TestDeadLettersRefusedAndUndecodableRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.produce(t, state("c-bad", 1, "refused"), state("c-good", 1, "taken"))
+		// As large as a record can be under franz-go's default 1,000,012-byte
+		// batch: kept whole, with the reason and origin around it, its dead
+		// letter would be too large for Kafka.
+		const huge = 999_850
+		if err := r.cl.ProduceSync(context.Background(), &kgo.Record{Topic: r.topic, Key: []byte("c-huge"), Value: bytes.Repeat([]byte{0xff}, huge)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 		tg := newTarget(t, func(_ *http.Request, b forwarder.Body, _ int) (int, string) {
 			if b.CustomerID == "c-bad" {
 				return http.StatusBadRequest, "phone: not a valid number"
@@ -420,7 +429,7 @@ func TestDeadLettersRefusedAndUndecodableRecords(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		letters := map[string]events.DeadLetter{}
-		for len(letters) < 2 && ctx.Err() == nil {
+		for len(letters) < 3 && ctx.Err() == nil {
 			c.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
 				var dl events.DeadLetter
 				if err := r.serde.Decode(ctx, rec.Value, &dl); err != nil {
@@ -442,8 +451,14 @@ func TestDeadLettersRefusedAndUndecodableRecords(t *testing.T) {
 		if junk.Stage != "forward" || string(junk.Payload) != "not avro" || junk.Offset == nil || *junk.Offset != 0 {
 			t.Errorf("dead letter of the undecodable record: %+v", junk)
 		}
-		if n := metric(t, reg, "omnisync_forwarder_dead_letters_total", ""); n != 2 {
-			t.Errorf("dead letters metric %v, want 2", n)
+		if big := letters["c-huge"]; !bytes.Equal(big.Payload, bytes.Repeat([]byte{0xff}, deadletter.MaxPayload)) || big.PayloadSize != huge || !big.PayloadTruncated || big.Offset == nil || *big.Offset != 3 {
+			t.Errorf("dead letter of the huge record keeps %d bytes of %d (truncated %v), offset %v", len(big.Payload), big.PayloadSize, big.PayloadTruncated, big.Offset)
+		}
+		if junk.PayloadSize != int64(len("not avro")) || junk.PayloadTruncated {
+			t.Errorf("dead letter of a small record: size %d, truncated %v", junk.PayloadSize, junk.PayloadTruncated)
+		}
+		if n := metric(t, reg, "omnisync_forwarder_dead_letters_total", ""); n != 3 {
+			t.Errorf("dead letters metric %v, want 3", n)
 		}
 	})
 }

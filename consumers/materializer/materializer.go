@@ -18,15 +18,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/segmentio/ksuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/schemas"
@@ -364,20 +363,15 @@ func (m *Materializer) deadLetter(rec *kgo.Record, why error) (*kgo.Record, erro
 	m.cfg.Logger.Warn("record sent to the dead-letter topic", zap.String("topic", rec.Topic),
 		zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(why))
 	topic, part, off := rec.Topic, rec.Partition, rec.Offset
-	value, err := m.cfg.Serde.Encode(&events.DeadLetter{
-		ID: ksuid.New().String(), Stage: "materialize", Component: "materializer/" + m.cfg.Group, Reason: why.Error(),
+	dl, _, err := deadletter.Record(m.cfg.Serde, schemas.DeadLetterTopic, rec.Key, events.DeadLetter{
+		Stage: "materialize", Component: "materializer/" + m.cfg.Group, Reason: why.Error(),
 		ContentType: "application/vnd.kafka.avro", Payload: rec.Value, Headers: map[string]string{"key": string(rec.Key)},
-		Topic: &topic, Partition: &part, Offset: &off, FailedAt: time.Now().UTC(),
+		Topic: &topic, Partition: &part, Offset: &off,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding a dead letter: %w", err)
 	}
-	return &kgo.Record{Topic: schemas.DeadLetterTopic, Key: rec.Key, Value: value, Headers: []kgo.RecordHeader{
-		{Key: "topic", Value: []byte(topic)},
-		{Key: "partition", Value: []byte(strconv.Itoa(int(part)))},
-		{Key: "offset", Value: []byte(strconv.FormatInt(off, 10))},
-		{Key: "reason", Value: []byte(why.Error())},
-	}}, nil
+	return dl, nil
 }
 
 func (m *Materializer) publish(ctx context.Context, cl *kgo.Client, records []merge.Record) error {

@@ -1,6 +1,7 @@
 package materializer_test
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"path/filepath"
@@ -11,10 +12,14 @@ import (
 
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/schemas"
 )
+
+// bigPoison is the size of the largest poison record, whole.
+const bigPoison = 999_850
 
 // Garbage bytes and records with an unknown schema ID go to the dead-letter
 // topic with their topic, partition and offset; the events after them are
@@ -41,6 +46,10 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 			{Topic: schemas.CustomerEventsTopic, Key: []byte(cid), Value: append(codec.AppendHeader(nil, 999999), 2, 'x')},
 			{Topic: schemas.CustomerMessagesTopic, Key: []byte(cid), Value: []byte{0}},
 			{Topic: schemas.CustomerMessagesTopic, Key: []byte(cid), Value: nan},
+			// As large as a record can be under franz-go's default
+			// 1,000,012-byte batch: kept whole, with the reason and
+			// origin around it, its dead letter would be too large.
+			{Topic: schemas.CustomerMessagesTopic, Key: []byte(cid), Value: bytes.Repeat([]byte{0xff}, bigPoison)},
 		}
 		if err := r.cl.ProduceSync(context.Background(), poison...).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -79,6 +88,9 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 				}
 				if dl.Component == "materializer/"+group {
 					found++
+				}
+				if len(dl.Payload) > deadletter.MaxPayload || dl.PayloadSize > int64(len(dl.Payload)) != dl.PayloadTruncated || (dl.PayloadSize == bigPoison) != dl.PayloadTruncated {
+					t.Errorf("dead letter keeps %d bytes of %d, truncated %v", len(dl.Payload), dl.PayloadSize, dl.PayloadTruncated)
 				}
 			})
 		}

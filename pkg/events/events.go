@@ -252,20 +252,24 @@ type Conflict struct {
 	Status           ConflictStatus `avro:"status"`
 }
 
-// DeadLetter is input omnisync could not accept or process, kept whole.
+// DeadLetter is input omnisync could not accept or process, with the
+// reason. Build one with package deadletter, which bounds it to fit in a
+// Kafka record: it keeps the first 64 KiB of a larger input and its size.
 type DeadLetter struct {
-	ID          string            `avro:"id"`
-	Stage       string            `avro:"stage"` // ingest, materialize or forward
-	Component   string            `avro:"component"`
-	Reason      string            `avro:"reason"`
-	Field       *string           `avro:"field"`
-	ContentType string            `avro:"content_type"`
-	Payload     []byte            `avro:"payload"`
-	Headers     map[string]string `avro:"headers"`
-	Topic       *string           `avro:"topic"`
-	Partition   *int32            `avro:"partition"`
-	Offset      *int64            `avro:"offset"`
-	FailedAt    time.Time         `avro:"failed_at"`
+	ID               string            `avro:"id"`
+	Stage            string            `avro:"stage"` // ingest, materialize or forward
+	Component        string            `avro:"component"`
+	Reason           string            `avro:"reason"`
+	Field            *string           `avro:"field"`
+	ContentType      string            `avro:"content_type"`
+	Payload          []byte            `avro:"payload"`
+	PayloadSize      int64             `avro:"payload_size"`      // of the whole input; 0: unknown (older dead letters)
+	PayloadTruncated bool              `avro:"payload_truncated"` // Payload holds only the input's first bytes
+	Headers          map[string]string `avro:"headers"`
+	Topic            *string           `avro:"topic"`
+	Partition        *int32            `avro:"partition"`
+	Offset           *int64            `avro:"offset"`
+	FailedAt         time.Time         `avro:"failed_at"`
 }
 
 // IdentityLink is an entry of the identity directory.

@@ -76,9 +76,13 @@ type Attachment struct {
 	ThumbnailURL string `json:"thumbnail_url,omitempty"`
 }
 
-// Decode decodes body strictly into v: unknown fields and trailing data are
-// errors naming what was wrong.
+// Decode decodes body strictly into v: text that is not valid UTF-8 (which
+// encoding/json would replace with U+FFFD), unknown fields and trailing
+// data are errors naming what was wrong.
 func Decode(body []byte, v any) error {
+	if invalid := ingest.CheckJSONText(body); invalid != nil {
+		return invalid
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -10,7 +10,8 @@
 // Handshaker answers GET verification requests (WeChat's echostr), a
 // Responder writes the channel's own success answer.
 //
-// Bad input gets a 4xx naming the field and the reason, and its raw bytes go
-// to the dead-letter topic; Kafka unavailable gets 503 with Retry-After;
+// Bad input gets a 4xx naming the field and the reason, and its raw bytes
+// (the first 64 KiB and the size of a larger input, see package deadletter)
+// go to the dead-letter topic; Kafka unavailable gets 503 with Retry-After;
 // nothing is answered 2xx before Kafka has it.
 package ingest

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"github.com/segmentio/ksuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/redact"
@@ -132,7 +132,11 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			p.reject(name, "too_large")
-			reason := fmt.Sprintf("body exceeds %d bytes; the dead letter keeps the first %d", p.cfg.MaxBodyBytes, len(body))
+			size := "more than " + strconv.FormatInt(p.cfg.MaxBodyBytes, 10)
+			if r.ContentLength > p.cfg.MaxBodyBytes {
+				size = strconv.FormatInt(r.ContentLength, 10)
+			}
+			reason := fmt.Sprintf("body of %s bytes, at most %d allowed; the dead letter keeps its first %d bytes and its size", size, p.cfg.MaxBodyBytes, deadletter.MaxPayload)
 			p.deadLetter(w, r, name, body, &ValidationError{Reason: reason}, http.StatusRequestEntityTooLarge)
 			return
 		}
@@ -336,9 +340,13 @@ type Error struct {
 // credentials.
 var keptHeaders = []string{"Content-Type", "User-Agent", "X-Request-Id", "X-Forwarded-For"}
 
-// deadLetter writes the raw input and the reason to the dead-letter topic,
-// then answers code; if Kafka does not take the dead letter, the caller gets
-// 503 so the input is not lost.
+// deadLetter writes the raw input (its first deadletter.MaxPayload bytes
+// and its size, for a larger one) and the reason to the dead-letter topic,
+// then answers code; if Kafka does not take the dead letter, the caller
+// gets 503 so the input is not lost. A dead letter always fits in a Kafka
+// record, so the 503 means Kafka is out of reach. For 413, body is what was
+// read before the limit; the size kept is the request's Content-Length,
+// or the limit + 1 (a lower bound) without one: the rest is never read.
 func (p *Pipeline) deadLetter(w http.ResponseWriter, r *http.Request, name string, body []byte, why *ValidationError, code int) {
 	headers := map[string]string{"method": r.Method, "path": r.URL.Path}
 	if q := r.URL.RawQuery; q != "" {
@@ -349,29 +357,37 @@ func (p *Pipeline) deadLetter(w http.ResponseWriter, r *http.Request, name strin
 			headers[h] = v
 		}
 	}
-	dl := &events.DeadLetter{
-		ID: ksuid.New().String(), Stage: "ingest", Component: "producer/" + name, Reason: why.Reason,
-		ContentType: r.Header.Get("Content-Type"), Payload: body, Headers: headers, FailedAt: p.cfg.Now().UTC(),
+	size := int64(len(body))
+	if code == http.StatusRequestEntityTooLarge {
+		size = max(r.ContentLength, p.cfg.MaxBodyBytes+1)
+	}
+	in := events.DeadLetter{
+		Stage: "ingest", Component: "producer/" + name, Reason: why.Reason, ContentType: r.Header.Get("Content-Type"),
+		Payload: body, PayloadSize: size, Headers: headers, FailedAt: p.cfg.Now(),
 	}
 	if why.Field != "" {
-		dl.Field = &why.Field
+		in.Field = &why.Field
 	}
-	value, err := p.cfg.Serde.Encode(dl)
+	rec, dl, err := deadletter.Record(p.cfg.Serde, schemas.DeadLetterTopic, []byte(name), in)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ProduceTimeout)
 		defer cancel()
-		err = p.produce(ctx, []*kgo.Record{{Topic: schemas.DeadLetterTopic, Key: []byte(name), Value: value}})
+		err = p.produce(ctx, []*kgo.Record{rec})
 	}
 	if err != nil {
 		p.cfg.Logger.Warn("dead letter not written", zap.String("channel", name), zap.Error(err))
-		unavailable(w, "the input was invalid ("+why.Error()+") but could not be kept in the dead-letter topic; retry")
+		unavailable(w, "the input was invalid ("+deadletter.Text(why.Error())+") but could not be kept in the dead-letter topic; retry")
 		return
 	}
 	kind := "invalid_input"
 	if code == http.StatusRequestEntityTooLarge {
 		kind = "too_large"
 	}
-	writeError(w, code, kind, why.Field, why.Reason, dl.ID)
+	var field string
+	if dl.Field != nil {
+		field = *dl.Field
+	}
+	writeError(w, code, kind, field, dl.Reason, dl.ID)
 }
 
 func unavailable(w http.ResponseWriter, reason string) {

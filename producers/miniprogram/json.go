@@ -27,6 +27,9 @@ func readPush(body []byte) (*push, error) {
 	if len(trimmed) == 0 {
 		return nil, ingest.Invalid("", "body is empty")
 	}
+	if invalid := ingest.CheckJSONText(body); invalid != nil {
+		return nil, invalid
+	}
 	if !utf8.Valid(body) {
 		return nil, ingest.Invalid("", "body is not valid UTF-8")
 	}
