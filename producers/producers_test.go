@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/ksuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
@@ -123,8 +124,10 @@ func (e *env) messages(t *testing.T, senderID string) []events.MessageEvent {
 	return out
 }
 
+// signedURL signs a push URL with a fresh nonce, as WeChat does for each
+// push (its re-sends of one push reuse the URL).
 func signedURL(base, path, token string, extra string) string {
-	ts, nonce := fmt.Sprint(time.Now().Unix()), "n0nce"
+	ts, nonce := fmt.Sprint(time.Now().Unix()), ksuid.New().String()
 	return fmt.Sprintf("%s%s?signature=%s&timestamp=%s&nonce=%s%s", base, path, wechat.Sign(token, ts, nonce), ts, nonce, extra)
 }
 
@@ -150,8 +153,9 @@ func TestWeChatResendAndUnionIDLinking(t *testing.T) {
 		xml := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>`+
 			`<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[我的快递到哪了？]]></Content>`+
 			`<MsgId>%d</MsgId><UnionId><![CDATA[%s]]></UnionId></xml>`, openid, now, now*1000+7, unionid)
-		for i := range 3 { // WeChat re-sends up to three times
-			code, body := post(t, signedURL(e.url, "/ingest/wechat", "wechat-token", ""), "text/xml", xml)
+		push := signedURL(e.url, "/ingest/wechat", "wechat-token", "")
+		for i := range 3 { // WeChat re-sends up to three times, with the same URL
+			code, body := post(t, push, "text/xml", xml)
 			if code != 200 || body != "success" {
 				t.Fatalf("push %d: %d %q", i, code, body)
 			}
