@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -205,6 +207,9 @@ func (s *server) conflicts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
+// maxResolveBody bounds a resolve request's body.
+const maxResolveBody = 64 << 10
+
 // choices maps a resolve request's choice to the event's.
 var choices = map[string]events.ResolutionChoice{
 	"keep_current": events.ChoiceKeepCurrent, "take_candidate": events.ChoiceTakeCandidate, "set_value": events.ChoiceSetValue,
@@ -212,10 +217,28 @@ var choices = map[string]events.ResolutionChoice{
 
 func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 	var req ResolveRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxResolveBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body: more than %d bytes", maxResolveBody))
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+		return
+	}
+	if bad := ingest.CheckJSONText(body); bad != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", bad.Error())
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+		return
+	}
+	if req.ResolvedBy, err = ingest.Text("resolved_by", req.ResolvedBy, 128); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	choice, ok := choices[strings.ToLower(req.Choice)]
@@ -229,7 +252,7 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 	case choice != events.ChoiceSetValue && req.Value != nil:
 		writeError(w, http.StatusBadRequest, "invalid_request", "value: only set_value takes a value")
 		return
-	case strings.TrimSpace(req.ResolvedBy) == "":
+	case req.ResolvedBy == "":
 		writeError(w, http.StatusBadRequest, "invalid_request", "resolved_by: name the agent who decides")
 		return
 	}
@@ -255,7 +278,7 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 	ev := &events.CustomerEvent{
 		EventID: ksuid.New().String(), CustomerID: c.CustomerID, Channel: events.ChannelAgent,
 		Source: "api@" + s.cfg.Instance, Op: events.OpResolve, OccurredAt: now, IngestedAt: now,
-		Resolution: &events.Resolution{ConflictID: c.ID, Field: c.Field, Choice: choice, Value: req.Value, ResolvedBy: strings.TrimSpace(req.ResolvedBy)},
+		Resolution: &events.Resolution{ConflictID: c.ID, Field: c.Field, Choice: choice, Value: req.Value, ResolvedBy: req.ResolvedBy},
 	}
 	if err := s.cfg.Publisher.Publish(r.Context(), ev); err != nil {
 		s.cfg.Logger.Warn("resolve not published", zap.String("conflict_id", c.ID), zap.Error(err))

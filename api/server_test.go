@@ -700,6 +700,10 @@ func TestResolve(t *testing.T) {
 		{"unknown field", target, `{"choice":"keep_current","resolved_by":"王芳","note":"checked"}`, 400, "invalid_request", "note"},
 		{"not JSON", target, `choice=keep_current`, 400, "invalid_request", "body"},
 		{"empty body", target, ``, 400, "invalid_request", "body"},
+		{"a body over 64 KiB", target, `{"choice":"set_value","resolved_by":"王芳","value":"` + strings.Repeat("8", 70_000) + `"}`, 413, "too_large", "65536"},
+		{"invalid UTF-8 in value", target, "{\"choice\":\"set_value\",\"resolved_by\":\"王芳\",\"value\":\"+86138\xff\xfe\"}", 400, "invalid_request", "value"},
+		{"half a surrogate pair in resolved_by", target, `{"choice":"keep_current","resolved_by":"\ud800"}`, 400, "invalid_request", "resolved_by"},
+		{"resolved_by over 128 characters", target, `{"choice":"keep_current","resolved_by":"` + strings.Repeat("王", 129) + `"}`, 400, "invalid_request", "resolved_by"},
 		{"unknown conflict", "/api/v1/conflicts/00000000000000000000000000000000/resolve", `{"choice":"keep_current","resolved_by":"王芳"}`, 404, "not_found", "00000000000000000000000000000000"},
 		{"already resolved", "/api/v1/conflicts/" + jwID + "/resolve", `{"choice":"take_candidate","resolved_by":"王芳"}`, 409, "already_resolved", "KEPT_CURRENT"},
 	} {
