@@ -32,8 +32,8 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 type devProcess struct {
 	cmd                   *exec.Cmd
 	http, kafka, registry string
-	client                *http.Client
-	log                   string // its output, the banner included
+	client                *http.Client // default http.DefaultClient
+	log                   string       // its output, the banner included
 	adminToken            string
 	credentials           ingest.Credentials
 }
@@ -117,7 +117,11 @@ func (p *devProcess) do(t *testing.T, method, path string, body any, v any) int 
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+p.adminToken)
-	resp, err := p.client.Do(req)
+	client := p.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
