@@ -18,6 +18,7 @@ import (
 	"github.com/omnisync/omnisync/console"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/httpserve"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/producers"
 	"github.com/omnisync/omnisync/producers/ingest"
@@ -26,6 +27,7 @@ import (
 func newAPICommand(g *globals) *cobra.Command {
 	var storeURL, listen, credentialsFile, registryURL string
 	var scrape []string
+	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Serve the agents' API and web console over a store, with /metrics, /healthz and /readyz",
@@ -67,7 +69,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 			defer cl.Close()
 			mux := http.NewServeMux()
 			runStatus := mountAPI(mux, reader, cl, serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
-			return serveUntilDone(ctx, listen, mux, log, runStatus)
+			return serveUntilDone(ctx, listen, mux, serve, log, runStatus)
 		},
 	}
 	f := cmd.Flags()
@@ -76,6 +78,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 	f.StringVar(&credentialsFile, "credentials", "", "JSON with admin_token (see README); OMNISYNC_ADMIN_TOKEN overrides")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	f.StringSliceVar(&scrape, "scrape", nil, "/metrics URLs of the producers and materializers to report on in /api/v1/sync/status, comma-separated")
+	addServeFlags(f, &serve)
 	return cmd
 }
 

@@ -72,7 +72,8 @@ func bearer(key string) map[string]string {
 func TestAttacks(t *testing.T) {
 	root := t.TempDir()
 	dataDir := filepath.Join(root, "data")
-	dev := startDev(t, dataDir, [3]string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)})
+	dev := startDev(t, dataDir, [3]string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}, nil,
+		"--rate-limit", "100", "--rate-burst", "100")
 	web, creds := dev.credentials.Channels.Web, dev.credentials
 	now := time.Now().UTC().Format(time.RFC3339)
 
@@ -164,6 +165,65 @@ func TestAttacks(t *testing.T) {
 		}
 	})
 
+	t.Run("a 10 MB body: 413 with a dead letter", func(t *testing.T) {
+		big := fmt.Sprintf(`{"visitor_id":%q,"events":[{"type":"message","id":"m-big","occurred_at":%q,"text":"%s"}]}`, mallory, now, strings.Repeat("x", 10<<20))
+		if a := send(t, http.MethodPost, dev.http+"/ingest/web", bearer(web.Key), big); a.code != http.StatusRequestEntityTooLarge || a.deadLetter() == "" {
+			t.Errorf("%d %.300s", a.code, a.body)
+		}
+	})
+	t.Run("a 1 MB text field: 400 naming it, with a dead letter", func(t *testing.T) {
+		long := fmt.Sprintf(`{"visitor_id":%q,"events":[{"type":"message","id":"m-long","occurred_at":%q,"text":"%s"}]}`, mallory, now, strings.Repeat("字", 300_000))
+		a := send(t, http.MethodPost, dev.http+"/ingest/web", bearer(web.Key), long)
+		if a.code != http.StatusBadRequest && a.code != http.StatusRequestEntityTooLarge || a.deadLetter() == "" {
+			t.Errorf("%d %.300s", a.code, a.body)
+		}
+		if a.code == http.StatusBadRequest && a.field() != "events[0].text" {
+			t.Errorf("field %q, want events[0].text", a.field())
+		}
+	})
+	t.Run("invalid UTF-8 and half a surrogate pair: 400 naming the field", func(t *testing.T) {
+		for _, text := range []string{"abc\xff\xfedef", `\ud800`} {
+			body := fmt.Sprintf(`{"visitor_id":%q,"events":[{"type":"message","id":"m-utf","occurred_at":%q,"text":"%s"}]}`, mallory, now, text)
+			if a := send(t, http.MethodPost, dev.http+"/ingest/web", bearer(web.Key), body); a.code != http.StatusBadRequest || a.field() != "events[0].text" || a.deadLetter() == "" {
+				t.Errorf("%q: %d %s", text, a.code, a.body)
+			}
+		}
+	})
+	t.Run("the schema registry refuses cross-site writes", func(t *testing.T) {
+		schema := `{"schema":"{\"type\":\"string\"}"}`
+		if a := send(t, http.MethodPost, dev.registry+"/subjects/evil-value/versions", map[string]string{"Content-Type": "text/plain"}, schema); a.code != http.StatusUnsupportedMediaType {
+			t.Errorf("text/plain POST: %d %s", a.code, a.body)
+		}
+		h := map[string]string{"Content-Type": "application/vnd.schemaregistry.v1+json", "Origin": "https://evil.example"}
+		if a := send(t, http.MethodPost, dev.registry+"/subjects/evil-value/versions", h, schema); a.code != http.StatusForbidden {
+			t.Errorf("POST from another origin: %d %s", a.code, a.body)
+		}
+	})
+	t.Run("a flood from one client: 429 with Retry-After", func(t *testing.T) {
+		codes := make(chan *http.Response, 300)
+		for range cap(codes) {
+			go func() {
+				resp, err := http.Get(dev.http + "/healthz")
+				if err == nil {
+					resp.Body.Close()
+				}
+				codes <- resp
+			}()
+		}
+		limited := 0
+		for range cap(codes) {
+			if resp := <-codes; resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+				limited++
+				if resp.Header.Get("Retry-After") == "" {
+					t.Error("429 without Retry-After")
+				}
+			}
+		}
+		if limited == 0 {
+			t.Error("300 requests at once past a 100/s budget got no 429")
+		}
+		time.Sleep(2 * time.Second) // the budget refills for the checks below
+	})
 	t.Run("API without or with a wrong token: 401", func(t *testing.T) {
 		for _, h := range []map[string]string{nil, {"Authorization": "Bearer wrong"}} {
 			if a := send(t, http.MethodGet, dev.http+"/api/v1/customers", h, ""); a.code != http.StatusUnauthorized {

@@ -19,6 +19,11 @@ func newBrokerCommand(g *globals) *cobra.Command {
 				return err
 			}
 			cfg.Logger = log
+			if cfg.DataDir != "" {
+				if err := privateDataDir(cfg.DataDir); err != nil {
+					return err
+				}
+			}
 			b, err := kafka.StartEmbedded(cfg)
 			if err != nil {
 				return err

@@ -16,11 +16,13 @@ import (
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/pkg/httpserve"
 )
 
 func newConsumeCommand(g *globals) *cobra.Command {
 	var group, storeURL, policyFile, registryURL, listen string
 	var publishState bool
+	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "consume",
 		Short: "Run a materializer: one consumer group folding customer events into a store",
@@ -68,7 +70,7 @@ spread the partitions.`,
 				return err
 			}})
 			mux.Handle("/metrics", promhttp.Handler())
-			return serveUntilDone(ctx, listen, mux, log, m.Run)
+			return serveUntilDone(ctx, listen, mux, serve, log, m.Run)
 		},
 	}
 	f := cmd.Flags()
@@ -78,6 +80,7 @@ spread the partitions.`,
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	f.StringVar(&listen, "listen", "", "address serving /metrics, /healthz and /readyz (default: none)")
 	f.BoolVar(&publishState, "publish-state", false, "publish every changed record to the compacted state topic")
+	addServeFlags(f, &serve)
 	return cmd
 }
 

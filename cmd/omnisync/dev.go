@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/api"
@@ -26,6 +26,7 @@ import (
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/pkg/devregistry"
+	"github.com/omnisync/omnisync/pkg/httpserve"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
@@ -34,6 +35,7 @@ import (
 func newDevCommand(g *globals) *cobra.Command {
 	var dataDir, kafkaListen, registryListen, httpListen string
 	var playDemo bool
+	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run omnisync on one machine: embedded broker, schema registry, topics, producers, a materializer into SQLite, the API and console, persisted under --data-dir",
@@ -41,6 +43,9 @@ func newDevCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
 			if err != nil {
+				return err
+			}
+			if err := privateDataDir(dataDir); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -59,12 +64,13 @@ func newDevCommand(g *globals) *cobra.Command {
 			if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: kafka.DefaultLayout.Partitions, ReplicationFactor: 1}.Topics()); err != nil {
 				return fmt.Errorf("provisioning topics: %w", err)
 			}
-			stopRegistry, registryURL, err := serveRegistry(ctx, cl, registryListen, log)
+			registrySrv, err := serveRegistry(ctx, cl, registryListen, serve, log)
 			if err != nil {
 				return err
 			}
-			defer stopRegistry()
-			serde, err := newSerde(ctx, registryURL)
+			defer shutdownNow(registrySrv)
+			registryURL := registrySrv.URL()
+			serde, err := newSerde(ctx, registryURL, sr.HTTPClient(pinnedClient(registrySrv)))
 			if err != nil {
 				return err
 			}
@@ -90,35 +96,36 @@ func newDevCommand(g *globals) *cobra.Command {
 				return err
 			}
 			runStatus := mountAPI(mux, store, cl, serde, creds.AdminToken, prometheus.DefaultGatherer, log, directoryReady)
-			background := []func(context.Context) error{runDirectory, mat.Run, runStatus}
+			srv, err := httpserve.Start(httpListen, mux, serve)
+			if err != nil {
+				return err
+			}
+			base := srv.URL()
+			background := []func(context.Context) error{runDirectory, mat.Run, runStatus, untilFailed(registrySrv)}
 			if playDemo {
 				background = append(background, func(ctx context.Context) error {
-					return demo.Run(ctx, demo.Config{BaseURL: "http://" + httpListen, Credentials: creds,
+					return demo.Run(ctx, demo.Config{BaseURL: base, HTTPClient: pinnedClient(srv), Credentials: creds,
 						CRM: api.KafkaPublisher{Client: cl, Serde: serde}, SeededMarker: filepath.Join(dataDir, "demo-seeded"),
 						Every: 4 * time.Second, Logger: log.Named("demo")})
 				})
 			}
-			base := "http://" + httpListen
+			// The banner names no channel key: those stay in the credentials
+			// file, which the README's curl examples read with jq.
 			fmt.Fprintf(cmd.OutOrStdout(), `omnisync dev is running (data in %s)
 
   Agent console             %s/#token=%s
-  API (bearer admin token)  %s/api/v1/customers
+  API base (bearer admin)   %s/api/v1
   Ingest endpoints          %s/ingest/{web,app,miniprogram,wechat,phone}
   Metrics                   %s/metrics
   Kafka (embedded broker)   %s
   Schema registry           %s
-  Credentials               %s
+  Credentials               %s (channel keys, WeChat tokens, admin token)
   Store (SQLite)            %s
 
-Try:
-  curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
-    -d '{"visitor_id":"v-1","events":[{"type":"profile","id":"p-1","occurred_at":"%s","profile":{"name":"李娜","phone":"138 0013 8000"}}]}' \
-    %s/ingest/web
-  curl -s -H 'Authorization: Bearer %s' -G %s/api/v1/customers --data-urlencode q=李娜
+curl examples that read the keys from the credentials file with jq: README.md, "Channel producers".
 Ctrl-C stops it; a restart keeps all data.
-`, dataDir, base, creds.AdminToken, base, base, base, strings.Join(broker.Addrs(), ","), registryURL, credsPath, storePath,
-				creds.Channels.Web.Key, time.Now().UTC().Format(time.RFC3339), base, creds.AdminToken, base)
-			err = serveUntilDone(ctx, httpListen, mux, log, background...)
+`, dataDir, base, creds.AdminToken, base, base, base, strings.Join(broker.Addrs(), ","), registryURL, credsPath, storePath)
+			err = runUntilDone(ctx, srv, log, background...)
 			log.Info("shutting down")
 			return err
 		},
@@ -128,11 +135,13 @@ Ctrl-C stops it; a restart keeps all data.
 	cmd.Flags().StringVar(&kafkaListen, "kafka-listen", "127.0.0.1:9092", "address of the embedded Kafka broker")
 	cmd.Flags().StringVar(&registryListen, "registry-listen", "127.0.0.1:8081", "address of the embedded schema registry")
 	cmd.Flags().StringVar(&httpListen, "http", "127.0.0.1:8080", "address of the ingest endpoints, API and metrics")
+	addServeFlags(cmd.Flags(), &serve)
 	return cmd
 }
 
 func newRegistryCommand(g *globals) *cobra.Command {
 	var listen string
+	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "registry",
 		Short: "Run the embedded schema registry (Confluent REST API) against a Kafka cluster; single instance, for dev and tests",
@@ -147,43 +156,35 @@ func newRegistryCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			stop, url, err := serveRegistry(cmd.Context(), cl, listen, log)
+			srv, err := serveRegistry(cmd.Context(), cl, listen, serve, log)
 			if err != nil {
 				return err
 			}
-			defer stop()
-			log.Info("schema registry listening", zap.String("url", url))
-			<-cmd.Context().Done()
-			return nil
+			return runUntilDone(cmd.Context(), srv, log)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8081", "address to serve the registry API on")
+	addServeFlags(cmd.Flags(), &serve)
 	return cmd
 }
 
-// serveRegistry starts the embedded registry on listen and returns a
-// function that stops it, and its URL.
-func serveRegistry(ctx context.Context, cl *kgo.Client, listen string, log *zap.Logger) (func(), string, error) {
+// serveRegistry starts the embedded registry on listen.
+func serveRegistry(ctx context.Context, cl *kgo.Client, listen string, opts httpserve.Options, log *zap.Logger) (*httpserve.Server, error) {
 	reg, err := devregistry.New(ctx, cl, log.Named("registry"))
 	if err != nil {
-		return nil, "", fmt.Errorf("starting schema registry: %w", err)
+		return nil, fmt.Errorf("starting schema registry: %w", err)
 	}
-	ln, err := net.Listen("tcp", listen)
+	srv, err := httpserve.Start(listen, reg, opts)
 	if err != nil {
-		return nil, "", fmt.Errorf("schema registry: %w", err)
+		return nil, fmt.Errorf("schema registry: %w", err)
 	}
-	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("schema registry stopped", zap.Error(err))
-		}
-	}()
-	stop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}
-	return stop, "http://" + ln.Addr().String(), nil
+	return srv, nil
+}
+
+// pinnedClient is an HTTP client for the process's own servers: with TLS,
+// it trusts exactly the certificate srv serves.
+func pinnedClient(srv *httpserve.Server) *http.Client {
+	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: srv.ClientTLS()}}
 }
 
 // devCredentials reads the dev credentials (the environment overrides

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,14 +35,18 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 type devProcess struct {
 	cmd                   *exec.Cmd
 	http, kafka, registry string
+	client                *http.Client // default http.DefaultClient
+	log                   string       // its output, the banner included
 	adminToken            string
 	credentials           ingest.Credentials
 }
 
-func startDev(t *testing.T, dataDir string, addrs [3]string) *devProcess {
+// startDev starts `omnisync dev` with extra flags; given a client TLS
+// configuration, it talks HTTPS to it (pass --tls-cert and --tls-key).
+func startDev(t *testing.T, dataDir string, addrs [3]string, clientTLS *tls.Config, args ...string) *devProcess {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t), "dev", "--data-dir", dataDir, "--http", addrs[0], "--kafka-listen", addrs[1],
-		"--registry-listen", addrs[2], "--log-level", "warn")
+	cmd := exec.Command(testenv.Binary(t), append([]string{"dev", "--data-dir", dataDir, "--http", addrs[0], "--kafka-listen", addrs[1],
+		"--registry-listen", addrs[2], "--log-level", "warn"}, args...)...)
 	log, err := os.OpenFile(filepath.Join(dataDir, "..", "dev.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -51,11 +56,15 @@ func startDev(t *testing.T, dataDir string, addrs [3]string) *devProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &devProcess{cmd: cmd, http: "http://" + addrs[0], kafka: addrs[1], registry: "http://" + addrs[2]}
+	scheme, client := "http://", http.DefaultClient
+	if clientTLS != nil {
+		scheme, client = "https://", &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
+	}
+	p := &devProcess{cmd: cmd, http: scheme + addrs[0], kafka: addrs[1], registry: scheme + addrs[2], client: client, log: log.Name()}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		resp, err := http.Get(p.http + "/readyz")
+		resp, err := client.Get(p.http + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -111,7 +120,11 @@ func (p *devProcess) do(t *testing.T, method, path string, body any, v any) int 
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+p.adminToken)
-	resp, err := http.DefaultClient.Do(req)
+	client := p.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +216,7 @@ func TestDevEndToEnd(t *testing.T) {
 	root := t.TempDir()
 	dataDir := filepath.Join(root, "data")
 	addrs := [3]string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}
-	dev := startDev(t, dataDir, addrs)
+	dev := startDev(t, dataDir, addrs, nil)
 	if code := dev.get(t, "/api/v1/customers", nil); code != http.StatusOK {
 		t.Fatalf("API with the generated admin token: %d", code)
 	}
@@ -339,7 +352,7 @@ func TestDevEndToEnd(t *testing.T) {
 
 	before, creds := dev.snapshot(t), dev.credentials
 	dev.stop(t)
-	dev = startDev(t, dataDir, addrs)
+	dev = startDev(t, dataDir, addrs, nil)
 	if dev.credentials != creds {
 		t.Fatal("the credentials changed across a restart")
 	}

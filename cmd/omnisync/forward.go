@@ -14,11 +14,13 @@ import (
 
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/forwarder"
+	"github.com/omnisync/omnisync/pkg/httpserve"
 )
 
 func newForwardCommand(g *globals) *cobra.Command {
 	var target, token, secret, group, registryURL, listen string
 	var timeout time.Duration
+	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "forward",
 		Short: "Run a forwarder: one consumer group delivering every changed customer record to a target system over HTTP",
@@ -70,7 +72,7 @@ target system. /metrics, /healthz and /readyz are served on --listen.`,
 			api.MountHealth(mux, api.Check{Name: "kafka", Func: f.Ping})
 			mux.Handle("/metrics", promhttp.Handler())
 			log.Info("forwarder starting", zap.String("group", group), zap.String("target", redactURL(target)))
-			return serveUntilDone(ctx, listen, mux, log, f.Run)
+			return serveUntilDone(ctx, listen, mux, serve, log, f.Run)
 		},
 	}
 	f := cmd.Flags()
@@ -81,6 +83,7 @@ target system. /metrics, /healthz and /readyz are served on --listen.`,
 	f.StringVar(&group, "group", "", "consumer group, one per target system (default omnisync-forward-<host of --target>)")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	f.StringVar(&listen, "listen", "127.0.0.1:8095", "address serving /metrics, /healthz and /readyz")
+	addServeFlags(f, &serve)
 	return cmd
 }
 

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/httpserve"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/producers"
 	"github.com/omnisync/omnisync/producers/ingest"
@@ -22,6 +21,7 @@ import (
 
 func newProduceCommand(g *globals) *cobra.Command {
 	var channel, listen, credentialsFile, registryURL string
+	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "produce",
 		Short: "Run channel producers: native channel input in, Avro events to Kafka",
@@ -51,7 +51,7 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 			}
 			api.MountHealth(mux, ready)
 			mux.Handle("/metrics", promhttp.Handler())
-			return serveUntilDone(ctx, listen, mux, log, run)
+			return serveUntilDone(ctx, listen, mux, serve, log, run)
 		},
 	}
 	f := cmd.Flags()
@@ -59,6 +59,7 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 	f.StringVar(&listen, "listen", "127.0.0.1:8090", "address to listen on")
 	f.StringVar(&credentialsFile, "credentials", "", "channel secrets as JSON (see README); the environment overrides")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	addServeFlags(f, &serve)
 	return cmd
 }
 
@@ -95,37 +96,4 @@ func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, 
 		return dir.Run(ctx)
 	}
 	return mux, run, ready, nil
-}
-
-// serveUntilDone serves h on listen and runs background work until ctx
-// ends, then shuts the server down gracefully.
-func serveUntilDone(ctx context.Context, listen string, h http.Handler, log *zap.Logger, background ...func(context.Context) error) error {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errs := make(chan error, 1+len(background))
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- err
-		}
-	}()
-	for _, fn := range background {
-		go func() {
-			if err := fn(ctx); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	log.Info("listening", zap.String("addr", "http://"+ln.Addr().String()))
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdown)
-	return runErr
 }

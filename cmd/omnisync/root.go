@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -62,8 +63,8 @@ func (g *globals) kafkaConfig(log *zap.Logger) kafka.Config {
 
 // newSerde returns a codec on the schema registry at the comma-separated
 // URLs, with omnisync's schemas registered.
-func newSerde(ctx context.Context, registryURLs string) (*codec.Serde, error) {
-	reg, err := registry.New(strings.Split(registryURLs, ","))
+func newSerde(ctx context.Context, registryURLs string, opts ...sr.ClientOpt) (*codec.Serde, error) {
+	reg, err := registry.New(strings.Split(registryURLs, ","), opts...)
 	if err != nil {
 		return nil, err
 	}

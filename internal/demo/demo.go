@@ -35,7 +35,10 @@ type Publisher interface {
 
 // Config configures a demo run.
 type Config struct {
-	BaseURL     string // where the ingest endpoints are, e.g. http://127.0.0.1:8080
+	BaseURL string // where the ingest endpoints are, e.g. http://127.0.0.1:8080
+	// HTTPClient posts to BaseURL; default a plain client with a 15 s
+	// timeout.
+	HTTPClient  *http.Client
 	Credentials ingest.Credentials
 	CRM         Publisher
 	// SeededMarker is a file whose existence says the scenario was played
@@ -53,7 +56,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	p := &player{cfg: cfg, http: &http.Client{Timeout: 15 * time.Second}}
+	p := &player{cfg: cfg, http: cfg.HTTPClient}
+	if p.http == nil {
+		p.http = &http.Client{Timeout: 15 * time.Second}
+	}
 	if _, err := os.Stat(cfg.SeededMarker); err != nil {
 		if err := p.waitReady(ctx); err != nil {
 			return nil // stopped before the server was ready

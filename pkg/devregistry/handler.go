@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -601,4 +603,42 @@ func (r *Registry) checkCompatibility(req *http.Request) (any, error) {
 		IsCompatible bool     `json:"is_compatible"`
 		Messages     []string `json:"messages"`
 	}{len(msgs) == 0, append([]string{}, msgs...)}, nil
+}
+
+// apiContentTypes are the request bodies Confluent's REST API takes.
+var apiContentTypes = []string{contentType, "application/vnd.schemaregistry+json", "application/json", "application/octet-stream"}
+
+// crossSite refuses a request a browser sent for a page of another origin
+// (403), and a write whose Content-Type is none the REST API takes (415): a
+// form or no-cors fetch of another site can POST text/plain, form data or
+// a body without a type without asking the registry first, but not
+// application/json. Clients that are no browser send no Origin and the
+// API's content type.
+func crossSite(req *http.Request) error {
+	if origin := req.Header.Get("Origin"); origin != "" {
+		scheme := "http"
+		if req.TLS != nil {
+			scheme = "https"
+		}
+		if !strings.EqualFold(origin, scheme+"://"+req.Host) {
+			return &apiError{http.StatusForbidden, http.StatusForbidden,
+				fmt.Sprintf("Origin %s is not this registry's (%s://%s): requests from web pages of other sites are refused", origin, scheme, req.Host)}
+		}
+	}
+	ct := req.Header.Get("Content-Type")
+	switch req.Method {
+	case http.MethodPost, http.MethodPut:
+	case http.MethodDelete:
+		if ct == "" {
+			return nil
+		}
+	default:
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || !slices.Contains(apiContentTypes, strings.ToLower(mt)) {
+		return &apiError{http.StatusUnsupportedMediaType, http.StatusUnsupportedMediaType,
+			fmt.Sprintf("Content-Type %q is not accepted; send one of %s", ct, strings.Join(apiContentTypes, ", "))}
+	}
+	return nil
 }

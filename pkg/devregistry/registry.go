@@ -98,8 +98,15 @@ func New(ctx context.Context, cl *kgo.Client, log *zap.Logger, opts ...Option) (
 	return r, nil
 }
 
-// ServeHTTP serves the Confluent Schema Registry REST API.
-func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }
+// ServeHTTP serves the Confluent Schema Registry REST API. It refuses what
+// a web page of another site can make a browser send (see crossSite).
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if err := crossSite(req); err != nil {
+		r.endpoint(func(*http.Request) (any, error) { return nil, err }).ServeHTTP(w, req)
+		return
+	}
+	r.mux.ServeHTTP(w, req)
+}
 
 func checkClient(cl *kgo.Client) error {
 	if cl == nil {

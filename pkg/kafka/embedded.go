@@ -12,7 +12,8 @@ import (
 // Embedded is the dev broker: franz-go's kfake, a Kafka-protocol broker in
 // this process, persisted under a data directory so a restart — even after
 // kill -9 — keeps topics, records and committed group offsets. Real clients
-// (kcat, the Java and Python clients) can use it.
+// (kcat, the Java and Python clients) can use it. Requests over
+// MaxRequestBytes are refused by closing the connection, as Kafka does.
 type Embedded struct {
 	cluster *kfake.Cluster
 }
@@ -42,11 +43,20 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker: listen port %q: %w", portText, err)
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("broker")
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+			ln, err := net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				return nil, err
+			}
+			return guardedListener{Listener: ln, log: log}, nil
 		}),
 		kfake.DefaultNumPartitions(int(DefaultLayout.Partitions)),
 	}
@@ -57,7 +67,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		opts = append(opts, kfake.SyncWrites())
 	}
 	if cfg.Logger != nil {
-		opts = append(opts, kfake.WithLogger(kfakeLogger{cfg.Logger.Named("broker")}))
+		opts = append(opts, kfake.WithLogger(kfakeLogger{log}))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
