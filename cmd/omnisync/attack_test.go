@@ -224,6 +224,15 @@ func TestAttacks(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second) // the budget refills for the checks below
 	})
+	t.Run("the console: no framing, no foreign scripts, read-only", func(t *testing.T) {
+		a := send(t, http.MethodGet, dev.http+"/", nil, "")
+		if csp := a.header.Get("Content-Security-Policy"); a.code != 200 || !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("GET /: %d, Content-Security-Policy %q", a.code, csp)
+		}
+		if a := send(t, http.MethodPost, dev.http+"/", map[string]string{"Content-Type": "text/plain"}, "x"); a.code != http.StatusMethodNotAllowed {
+			t.Errorf("POST /: %d", a.code)
+		}
+	})
 	t.Run("API without or with a wrong token: 401", func(t *testing.T) {
 		for _, h := range []map[string]string{nil, {"Authorization": "Bearer wrong"}} {
 			if a := send(t, http.MethodGet, dev.http+"/api/v1/customers", h, ""); a.code != http.StatusUnauthorized {
