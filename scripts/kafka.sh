@@ -13,7 +13,8 @@
 #
 # stdout carries only the result (OMNISYNC_TEST_KAFKA=host:port,... for `up`); progress goes to stderr.
 # Environment: OMNISYNC_CACHE (jar cache root), OMNISYNC_KAFKA_DIR (default DIR), KAFKA_PORT (first client
-# port, default 19092; node i listens on KAFKA_PORT+i-1 and its controller on KAFKA_PORT+100+i-1),
+# port, default 19092, or `free` for free ports in 21000-28999; node i listens on KAFKA_PORT+i-1 and its
+# controller on KAFKA_PORT+100+i-1),
 # KAFKA_HEAP_OPTS (default -Xms128m -Xmx512m), KAFKA_JVM_OPTS (GC/JIT flags), KAFKA_UP_TIMEOUT (s, default 90).
 # `up --secure` listens on free ports it picks in 21000-28999 (KAFKA_PORT, when set, instead) and prints
 # OMNISYNC_TEST_KAFKA_SECURE=host:port, OMNISYNC_TEST_KAFKA_SECURE_CA=PEM file, ..._USER=, ..._PASSWORD=,
@@ -290,14 +291,19 @@ SCRAM_USER="admin"
 
 mtls_port() { echo $((BASE_PORT + 200)); }
 
-# Port P for clients, with P+100 for the controller and P+200 for mutual TLS, all free now.
+# Port P for clients, with P+100 for the controller and P+200 for mutual TLS, all free now (for NODES
+# nodes: P..P+NODES-1 and P+100..P+100+NODES-1).
 free_base_port() {
-  local p i
+  local p i n taken
   for ((i = 0; i < 100; i++)); do
-    p=$((21000 + RANDOM % 7800))
-    port_open "$p" || port_open $((p + 100)) || port_open $((p + 200)) || { echo "$p"; return; }
+    p=$((21000 + RANDOM % 7800)) taken=0
+    for ((n = 0; n < ${NODES:-1}; n++)); do
+      port_open $((p + n)) || port_open $((p + 100 + n)) || continue
+      taken=1
+    done
+    ((taken)) || port_open $((p + 200)) || { echo "$p"; return; }
   done
-  die "found no three free ports P, P+100, P+200 in 21000-28999"
+  die "found no free ports P, P+100, P+200 in 21000-28999"
 }
 
 # Writes the CA (ca.pem: what clients trust), the broker's PEM keystore, a client certificate for mutual TLS
@@ -376,7 +382,7 @@ up_secure() {
     return
   fi
   NODES=1 SECURE=1
-  if [[ -z ${KAFKA_PORT:-} ]]; then BASE_PORT=$(free_base_port); fi
+  if [[ -z ${KAFKA_PORT:-} || $KAFKA_PORT == free ]]; then BASE_PORT=$(free_base_port); fi
   check_ports 1
   ! port_open "$(mtls_port)" || die "port $(mtls_port) (mutual TLS) is already in use (KAFKA_PORT moves the ports)"
   fresh_dir
@@ -435,6 +441,7 @@ up() {
 
   # Fresh cluster: data of a previous, stopped cluster in DIR is discarded.
   NODES=$nodes
+  if [[ ${KAFKA_PORT:-} == free ]]; then BASE_PORT=$(free_base_port); fi
   for ((i = 1; i <= NODES; i++)); do check_ports "$i"; done
   fresh_dir
   printf 'NODES=%s\nBASE_PORT=%s\nCLUSTER_ID=%s\n' "$NODES" "$BASE_PORT" "$CLUSTER_ID" >"$DIR/cluster.env"

@@ -20,7 +20,7 @@ start_services() {
   if [[ -z "${OMNISYNC_TEST_KAFKA:-}" ]]; then
     scripts/kafka.sh install
     local line
-    line=$(scripts/kafka.sh up --dir "$services_dir/kafka")
+    line=$(KAFKA_PORT=${KAFKA_PORT:-free} scripts/kafka.sh up --dir "$services_dir/kafka")
     export "${line?}"
     echo "services: real Apache Kafka at $OMNISYNC_TEST_KAFKA" >&2
   else
@@ -30,15 +30,19 @@ start_services() {
     # One schema registry for the run, so every test package shares schema
     # IDs on the shared topics: omnisync's embedded registry on the real Kafka.
     go build -o "$services_dir/omnisync" ./cmd/omnisync
-    "$services_dir/omnisync" registry --brokers "$OMNISYNC_TEST_KAFKA" --listen 127.0.0.1:18081 --log-level warn \
+    # Port 0: the registry takes a free port and logs it.
+    "$services_dir/omnisync" registry --brokers "$OMNISYNC_TEST_KAFKA" --listen 127.0.0.1:0 --log-level info --rate-limit -1 --max-in-flight -1 \
       >"$services_dir/registry.log" 2>&1 &
     registry_pid=$!
-    for _ in $(seq 100); do
-      curl -sf http://127.0.0.1:18081/subjects >/dev/null 2>&1 && break
+    local url=""
+    for _ in $(seq 150); do
+      url=$(grep -o '"addr": "http://127.0.0.1:[0-9]*"' "$services_dir/registry.log" | head -1 | cut -d'"' -f4) || true
+      [[ -n "$url" ]] && curl -sf "$url/subjects" >/dev/null 2>&1 && break
       kill -0 "$registry_pid" 2>/dev/null || { cat "$services_dir/registry.log" >&2; echo "services: schema registry did not start" >&2; return 1; }
       sleep 0.2
     done
-    export OMNISYNC_TEST_REGISTRY=http://127.0.0.1:18081
+    [[ -n "$url" ]] || { cat "$services_dir/registry.log" >&2; echo "services: schema registry did not say where it listens" >&2; return 1; }
+    export OMNISYNC_TEST_REGISTRY=$url
     echo "services: schema registry at $OMNISYNC_TEST_REGISTRY" >&2
   fi
   if [[ -z "${OMNISYNC_TEST_POSTGRES:-}" ]]; then
