@@ -107,6 +107,7 @@ func FuzzCheckJSONText(f *testing.F) {
 func stringsOf(body []byte) ([]string, error) {
 	var out []string
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // numbers are not the check's business; 1e700 is valid JSON
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
