@@ -122,10 +122,7 @@ func (p *proc) waitReady(ctx context.Context, timeout time.Duration) error {
 // kill sends SIGKILL and waits until the process is gone; it stays down
 // until start.
 func (p *proc) kill() {
-	p.mu.Lock()
-	p.wantUp = false
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
+	cmd, done := p.markDown()
 	if cmd == nil {
 		return
 	}
@@ -135,10 +132,7 @@ func (p *proc) kill() {
 
 // stop asks the process to shut down (SIGINT), and kills it after 15 s.
 func (p *proc) stop() {
-	p.mu.Lock()
-	p.wantUp = false
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
+	cmd, done := p.markDown()
 	if cmd == nil {
 		return
 	}
@@ -149,6 +143,15 @@ func (p *proc) stop() {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-done
 	}
+}
+
+// markDown records that the process is meant to stay down (no restart)
+// and returns its command and exit channel.
+func (p *proc) markDown() (*exec.Cmd, chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.wantUp = false
+	return p.cmd, p.done
 }
 
 func (p *proc) unexpectedExits() []string {
