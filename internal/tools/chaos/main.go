@@ -51,7 +51,7 @@ type config struct {
 	drainTimeout, retryFor     time.Duration
 }
 
-var allFaults = []string{"broker-kill", "rolling-restart", "materializer-kill", "producer-kill", "postgres-stop", "all-brokers-stop"}
+var allFaults = []string{"broker-kill", "rolling-restart", "member-restart", "materializer-kill", "producer-kill", "postgres-stop", "all-brokers-stop"}
 
 func main() {
 	var cfg config

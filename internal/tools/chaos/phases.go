@@ -19,40 +19,23 @@ func (h *harness) phase(ctx context.Context, fault string) error {
 		return err
 	}
 	ph.FaultStart = time.Now().UTC()
-	// Backlog: after the fault ends, how long until the store holds
-	// everything the log held at that moment.
-	var drain sync.WaitGroup
-	startDrain := func() {
-		ph.FaultEnd = time.Now().UTC()
-		drain.Add(1)
-		go func() {
-			defer drain.Done()
-			ends, err := endOffsets(ctx, h.adm, 60*time.Second)
-			if err != nil {
-				ph.note("backlog at fault end not measured: %v", err)
-				return
-			}
-			if _, err := waitDrained(ctx, h.pool, h.group, ends, h.cfg.drainTimeout); err != nil {
-				ph.note("backlog at fault end not drained: %v", err)
-				return
-			}
-			ph.DrainSeconds = ptr(time.Since(ph.FaultEnd).Seconds())
-		}()
-	}
+	rec := h.newRecovery(ctx, ph)
 	var err error
 	switch fault {
 	case "broker-kill":
-		err = h.brokerKill(ctx, ph, startDrain)
+		err = h.brokerKill(ctx, ph, rec)
 	case "rolling-restart":
-		err = h.rollingRestart(ctx, ph, startDrain)
+		err = h.rollingRestart(ctx, ph, rec)
+	case "member-restart":
+		err = h.memberRestarts(ctx, ph, rec)
 	case "materializer-kill":
-		err = h.memberKills(ctx, ph, startDrain)
+		err = h.memberKills(ctx, ph, rec)
 	case "producer-kill":
-		err = h.producerKills(ctx, ph, startDrain)
+		err = h.producerKills(ctx, ph, rec)
 	case "postgres-stop":
-		err = h.postgresStop(ctx, ph, startDrain)
+		err = h.postgresStop(ctx, ph, rec)
 	case "all-brokers-stop":
-		err = h.allBrokersStop(ctx, ph, startDrain)
+		err = h.allBrokersStop(ctx, ph, rec)
 	}
 	if err != nil {
 		return err
@@ -62,7 +45,7 @@ func (h *harness) phase(ctx context.Context, fault string) error {
 		return err
 	}
 	ph.End = time.Now().UTC()
-	drain.Wait()
+	rec.wait()
 	return h.check(ctx, ph)
 }
 
@@ -113,7 +96,7 @@ func (h *harness) check(ctx context.Context, ph *phaseReport) error {
 
 // brokerKill kills the broker coordinating the group (SIGKILL) and starts
 // it again after brokerDown.
-func (h *harness) brokerKill(ctx context.Context, ph *phaseReport, faultEnd func()) error {
+func (h *harness) brokerKill(ctx context.Context, ph *phaseReport, rec *recovery) error {
 	node := 2
 	if _, _, _, coord, err := groupOwnership(ctx, h.adm, h.group); err == nil && coord >= 1 && coord <= 3 {
 		node = int(coord)
@@ -126,18 +109,19 @@ func (h *harness) brokerKill(ctx context.Context, ph *phaseReport, faultEnd func
 	if err := sleep(ctx, h.cfg.brokerDown); err != nil {
 		return err
 	}
-	faultEnd()
+	rec.undone()
 	t := time.Now()
 	if _, err := h.kafka(ctx, "start-node", strconv.Itoa(node)); err != nil {
 		return err
 	}
+	rec.back()
 	ph.measure("node serving again after start (s)", time.Since(t).Seconds())
 	return nil
 }
 
 // rollingRestart stops each node with SIGTERM in turn and waits until it
 // serves again before the next.
-func (h *harness) rollingRestart(ctx context.Context, ph *phaseReport, faultEnd func()) error {
+func (h *harness) rollingRestart(ctx context.Context, ph *phaseReport, rec *recovery) error {
 	for n := 1; n <= 3; n++ {
 		t := time.Now()
 		if _, err := h.kafka(ctx, "stop-node", strconv.Itoa(n)); err != nil {
@@ -149,7 +133,8 @@ func (h *harness) rollingRestart(ctx context.Context, ph *phaseReport, faultEnd 
 		}
 		ph.note("node %d: stopped in %.1f s, serving again %.1f s later", n, stopped.Seconds(), time.Since(t).Seconds()-stopped.Seconds())
 	}
-	faultEnd()
+	rec.undone()
+	rec.back()
 	return nil
 }
 
@@ -157,7 +142,7 @@ func (h *harness) rollingRestart(ctx context.Context, ph *phaseReport, faultEnd 
 // alternating members, restarting it a second later each time, and measures
 // how long until every partition is owned by two live members again and
 // until the backlog at the restart is in the store.
-func (h *harness) memberKills(ctx context.Context, ph *phaseReport, faultEnd func()) error {
+func (h *harness) memberKills(ctx context.Context, ph *phaseReport, rec *recovery) error {
 	var measures sync.WaitGroup
 	for i := 0; i < h.cfg.memberKills; i++ {
 		p := h.consumers[i%len(h.consumers)]
@@ -173,14 +158,15 @@ func (h *harness) memberKills(ctx context.Context, ph *phaseReport, faultEnd fun
 		restarted := time.Now()
 		last := i == h.cfg.memberKills-1
 		if last {
-			faultEnd()
+			rec.undone()
+			rec.back()
 		}
 		window := h.cfg.killEvery - time.Since(killed)
 		if last {
 			window = h.cfg.drainTimeout
 		}
-		k := &memberKill{Member: p.name, KilledAt: killed.UTC(), RestartedAt: restarted.UTC()}
-		ph.MemberKills = append(ph.MemberKills, k)
+		k := &memberStop{Member: p.name, Signal: "SIGKILL", StoppedAt: killed.UTC(), RestartedAt: restarted.UTC()}
+		ph.MemberStops = append(ph.MemberStops, k)
 		ends, _ := endOffsets(ctx, h.adm, 10*time.Second)
 		measures.Add(2)
 		go func() {
@@ -209,9 +195,42 @@ func (h *harness) memberKills(ctx context.Context, ph *phaseReport, faultEnd fun
 	return nil
 }
 
+// memberRestarts restarts each materializer member in turn as a rolling
+// deploy does: SIGTERM, wait until it exited, start it again. It measures
+// how long until the survivor owns every partition after the stop, and
+// until both members own their share again after the restart.
+func (h *harness) memberRestarts(ctx context.Context, ph *phaseReport, rec *recovery) error {
+	for i, p := range h.consumers {
+		_, before, _, _, _ := groupOwnership(ctx, h.adm, h.group)
+		stopped := time.Now()
+		p.terminate()
+		k := &memberStop{Member: p.name, Signal: "SIGTERM", StoppedAt: stopped.UTC(), WindowSeconds: h.cfg.killEvery.Seconds()}
+		ph.MemberStops = append(ph.MemberStops, k)
+		if _, err := waitOwned(ctx, h.adm, h.group, len(h.consumers)-1, nil, h.parts, h.cfg.killEvery); err == nil {
+			k.TakenOverSeconds = ptr(time.Since(stopped).Seconds())
+		}
+		last := i == len(h.consumers)-1
+		if last {
+			rec.undone()
+		}
+		if err := h.restart(ctx, p); err != nil {
+			return err
+		}
+		restarted := time.Now()
+		k.RestartedAt = restarted.UTC()
+		if last {
+			rec.back()
+		}
+		if _, err := waitOwned(ctx, h.adm, h.group, len(h.consumers), before, h.parts, h.cfg.killEvery); err == nil {
+			k.OwnedSeconds = ptr(time.Since(restarted).Seconds())
+		}
+	}
+	return nil
+}
+
 // producerKills kills a producer with SIGKILL while requests are in flight
 // (web, phone, web, …), restarting it two seconds later.
-func (h *harness) producerKills(ctx context.Context, ph *phaseReport, faultEnd func()) error {
+func (h *harness) producerKills(ctx context.Context, ph *phaseReport, rec *recovery) error {
 	for i := 0; i < h.cfg.producerKills; i++ {
 		ch, t := "web", h.load.web
 		if i%2 == 1 {
@@ -231,11 +250,15 @@ func (h *harness) producerKills(ctx context.Context, ph *phaseReport, faultEnd f
 		if err := sleep(ctx, 2*time.Second); err != nil {
 			return err
 		}
-		if i == h.cfg.producerKills-1 {
-			faultEnd()
+		last := i == h.cfg.producerKills-1
+		if last {
+			rec.undone()
 		}
 		if err := h.restart(ctx, p); err != nil {
 			return err
+		}
+		if last {
+			rec.back()
 		}
 		ph.note("killed produce-%s with %d requests in flight; ready again %.1f s after the kill", ch, inflight, time.Since(killed).Seconds())
 		if i < h.cfg.producerKills-1 {
@@ -248,7 +271,7 @@ func (h *harness) producerKills(ctx context.Context, ph *phaseReport, faultEnd f
 }
 
 // postgresStop stops PostgreSQL for outage and starts it again.
-func (h *harness) postgresStop(ctx context.Context, ph *phaseReport, faultEnd func()) error {
+func (h *harness) postgresStop(ctx context.Context, ph *phaseReport, rec *recovery) error {
 	if err := h.postgres(ctx, "stop"); err != nil {
 		return err
 	}
@@ -256,10 +279,11 @@ func (h *harness) postgresStop(ctx context.Context, ph *phaseReport, faultEnd fu
 	if err := sleep(ctx, h.cfg.outage); err != nil {
 		return err
 	}
-	faultEnd()
+	rec.undone()
 	if err := h.postgres(ctx, "up"); err != nil {
 		return err
 	}
+	rec.back()
 	ph.note("PostgreSQL stopped (pg_ctl stop -m fast) for %s, then started again", h.cfg.outage)
 	return nil
 }
@@ -267,7 +291,7 @@ func (h *harness) postgresStop(ctx context.Context, ph *phaseReport, faultEnd fu
 // allBrokersStop stops every broker (SIGTERM), keeps them down for outage,
 // then starts the whole cluster again. Every request sent while no broker
 // runs must get a 503, never a 2xx.
-func (h *harness) allBrokersStop(ctx context.Context, ph *phaseReport, faultEnd func()) error {
+func (h *harness) allBrokersStop(ctx context.Context, ph *phaseReport, rec *recovery) error {
 	t := time.Now()
 	if _, err := h.kafka(ctx, "stop-all"); err != nil {
 		return err
@@ -278,11 +302,12 @@ func (h *harness) allBrokersStop(ctx context.Context, ph *phaseReport, faultEnd 
 		return err
 	}
 	ph.DownEnd = ptr(time.Now().UTC())
-	faultEnd()
+	rec.undone()
 	t = time.Now()
 	if _, err := h.kafka(ctx, "start-all"); err != nil {
 		return err
 	}
+	rec.back()
 	ph.note("every broker down for %s; start-all took %.1f s until all three served", h.cfg.outage, time.Since(t).Seconds())
 	return nil
 }

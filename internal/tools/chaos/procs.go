@@ -131,12 +131,18 @@ func (p *proc) kill() {
 }
 
 // stop asks the process to shut down (SIGINT), and kills it after 15 s.
-func (p *proc) stop() {
+func (p *proc) stop() { p.stopWith(syscall.SIGINT) }
+
+// terminate stops the process as a container runtime or systemd does
+// (SIGTERM), and kills it after 15 s.
+func (p *proc) terminate() { p.stopWith(syscall.SIGTERM) }
+
+func (p *proc) stopWith(sig syscall.Signal) {
 	cmd, done := p.markDown()
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Process.Signal(sig)
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):

@@ -56,12 +56,14 @@ type phaseReport struct {
 	DownStart       *time.Time    `json:"all_down_start,omitempty"`
 	DownEnd         *time.Time    `json:"all_down_end,omitempty"`
 	Stats           windowReport  `json:"fault_window"`
-	DrainSeconds    *float64      `json:"backlog_drained_s_after_fault_end"`
+	BackAt          time.Time     `json:"back"` // the faulty service serving again
+	OwnedSeconds    *float64      `json:"every_partition_owned_s_after_back"`
+	DrainSeconds    *float64      `json:"lag_zero_s_after_back"` // the log's end at BackAt is in the store
 	CheckLagSeconds float64       `json:"check_lag_wait_s"`
 	Acked           int           `json:"acked_messages"`
 	Lost            []lostMessage `json:"lost"`
 	Doubled         []doubled     `json:"doubled"`
-	MemberKills     []*memberKill `json:"member_kills,omitempty"`
+	MemberStops     []*memberStop `json:"member_stops,omitempty"`
 	Measures        []measure     `json:"measures,omitempty"`
 	Notes           []string      `json:"notes"`
 	Problems        []string      `json:"problems,omitempty"`
@@ -73,13 +75,15 @@ type measure struct {
 	Value float64 `json:"value"`
 }
 
-type memberKill struct {
-	Member         string    `json:"member"`
-	KilledAt       time.Time `json:"killed_at"`
-	RestartedAt    time.Time `json:"restarted_at"`
-	WindowSeconds  float64   `json:"window_s"`
-	OwnedSeconds   *float64  `json:"every_partition_owned_s_after_restart"`
-	DrainedSeconds *float64  `json:"backlog_drained_s_after_restart"`
+type memberStop struct {
+	Member           string    `json:"member"`
+	Signal           string    `json:"signal"`
+	StoppedAt        time.Time `json:"stopped_at"`
+	RestartedAt      time.Time `json:"restarted_at"`
+	WindowSeconds    float64   `json:"window_s"`
+	TakenOverSeconds *float64  `json:"survivor_owns_every_partition_s_after_stop,omitempty"`
+	OwnedSeconds     *float64  `json:"every_partition_owned_s_after_restart"`
+	DrainedSeconds   *float64  `json:"backlog_drained_s_after_restart,omitempty"`
 }
 
 // windowReport describes the attempts sent inside the fault window.
@@ -134,6 +138,11 @@ func (r *report) failures() []string {
 			out = append(out, fmt.Sprintf("%s: %d requests sent while every broker was down got a 2xx", p.Fault, p.Stats.OKWhileAllDown))
 		}
 		out = append(out, p.Problems...)
+	}
+	for _, t := range r.targets() {
+		if !t.met {
+			out = append(out, fmt.Sprintf("target missed: %s (%s)", t.name, t.measured))
+		}
 	}
 	f := r.Final
 	if len(f.Lost) > 0 {
@@ -242,10 +251,49 @@ func (r *report) write(dir string) error {
 var faultTitles = map[string]string{
 	"broker-kill":       "1. kill -9 one broker, restart it",
 	"rolling-restart":   "2. rolling restart of the three brokers (SIGTERM)",
-	"materializer-kill": "3. kill -9 a materializer member, repeatedly",
-	"producer-kill":     "4. kill -9 a producer with requests in flight",
-	"postgres-stop":     "5. PostgreSQL stopped, then started",
-	"all-brokers-stop":  "6. every broker stopped, then the cluster started",
+	"member-restart":    "3. rolling restart of the materializer members (SIGTERM)",
+	"materializer-kill": "4. kill -9 a materializer member, repeatedly",
+	"producer-kill":     "5. kill -9 a producer with requests in flight",
+	"postgres-stop":     "6. PostgreSQL stopped, then started",
+	"all-brokers-stop":  "7. every broker stopped, then the cluster started",
+}
+
+// promise is one recovery target checked against a run.
+type promise struct {
+	name, measured string
+	met            bool
+}
+
+// targets checks the recovery promises of the faults that ran: a broker's
+// death invisible to clients, partitions owned again within 5 s of a
+// member's SIGTERM and of the brokers' return, and the store caught up
+// within 10 s of PostgreSQL's return.
+func (r *report) targets() []promise {
+	var out []promise
+	within := func(name string, v *float64, limit float64) {
+		t := promise{name: name, measured: "not measured"}
+		if v != nil {
+			t.measured, t.met = fmt.Sprintf("%.1f s", *v), *v <= limit
+		}
+		out = append(out, t)
+	}
+	for _, ph := range r.Phases {
+		switch ph.Fault {
+		case "broker-kill":
+			out = append(out, promise{name: "2xx share through one broker's kill -9 ≥ 99.9 %",
+				measured: fmt.Sprintf("%.2f %% of %d", ph.Stats.Share2xx, ph.Stats.Sent), met: ph.Stats.Sent > 0 && ph.Stats.Share2xx >= 99.9})
+		case "member-restart":
+			for _, k := range ph.MemberStops {
+				within(fmt.Sprintf("survivor owns every partition ≤ 5 s after SIGTERM of %s", k.Member), k.TakenOverSeconds, 5)
+				within(fmt.Sprintf("every partition owned ≤ 5 s after %s restarted", k.Member), k.OwnedSeconds, 5)
+			}
+		case "all-brokers-stop":
+			within("every partition owned ≤ 5 s after the brokers' return", ph.OwnedSeconds, 5)
+		case "postgres-stop":
+			within("lag zero ≤ 10 s after PostgreSQL's return", ph.DrainSeconds, 10)
+		}
+	}
+	return out
 }
 
 func secs(p *float64) string {
@@ -279,13 +327,27 @@ func (r *report) markdown() string {
 
 	p("## Faults\n\n")
 	p("Each fault ran under the load after a baseline, was undone, and was followed by a recovery phase; then the harness waited until the group's offsets in the store reached the log's end and looked up every message acknowledged since the previous check by its returned ID (*acknowledged*, *lost*); *doubled* counts tokens stored under more than one message ID, over the whole store. The *fault window* runs from the fault's start to the moment the harness undid it (restart issued); its figures count attempts by the time they were sent.\n\n")
-	p("| fault | window s | sent | 2xx | 503 | no answer | other | 2xx share | p50 / p99 ms (2xx) | first 2xx after fault end, s | backlog in store after fault end, s | acknowledged | lost | doubled |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| fault | window s | sent | 2xx | 503 | no answer | other | 2xx share | p50 / p99 ms (2xx) | acknowledged | lost | doubled |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, ph := range r.Phases {
 		w := ph.Stats
-		p("| %s | %.1f | %d | %d | %d | %d | %d | %.2f %% | %.0f / %.0f | %s | %s | %d | %d | %d |\n",
+		p("| %s | %.1f | %d | %d | %d | %d | %d | %.2f %% | %.0f / %.0f | %d | %d | %d |\n",
 			faultTitles[ph.Fault], ph.FaultEnd.Sub(ph.FaultStart).Seconds(), w.Sent, w.OK, w.Unavailable, w.NoAnswer, w.Other, w.Share2xx,
-			w.P50ms, w.P99ms, secs(w.FirstOKSeconds), secs(ph.DrainSeconds), ph.Acked, len(ph.Lost), len(ph.Doubled))
+			w.P50ms, w.P99ms, ph.Acked, len(ph.Lost), len(ph.Doubled))
+	}
+	p("\n### Recovery\n\n")
+	p("*Fault end*: the harness undoes the fault (issues the restart). *Back*: the faulty service serves again (the broker or cluster answers, PostgreSQL accepts connections, the restarted process is ready). *Every partition owned*: the group is stable with both members and every partition of the consumed topics assigned. *Lag zero*: the store's offsets reach the log's end as it was when the service was back.\n\n")
+	p("| fault | back, s after fault end | first 2xx, s after fault end | every partition owned, s after back | lag zero, s after back |\n|---|---|---|---|---|\n")
+	for _, ph := range r.Phases {
+		var back *float64
+		if !ph.BackAt.IsZero() {
+			back = ptr(ph.BackAt.Sub(ph.FaultEnd).Seconds())
+		}
+		p("| %s | %s | %s | %s | %s |\n", faultTitles[ph.Fault], secs(back), secs(ph.Stats.FirstOKSeconds), secs(ph.OwnedSeconds), secs(ph.DrainSeconds))
+	}
+	p("\n### Targets\n\n| target | measured | met |\n|---|---|---|\n")
+	for _, t := range r.targets() {
+		p("| %s | %s | %s |\n", t.name, t.measured, yesNo(t.met))
 	}
 	p("\n")
 	for _, ph := range r.Phases {
@@ -300,20 +362,24 @@ func (r *report) markdown() string {
 			p("- Attempts sent while every broker was down: %d, of which 2xx: **%d**.\n", ph.Stats.SentWhileAllDown, ph.Stats.OKWhileAllDown)
 		}
 		p("- Check after the recovery: the store caught up with the log's end in %.1f s.\n", ph.CheckLagSeconds)
-		if len(ph.MemberKills) > 0 {
-			p("\n| kill | member | every partition owned by two live members, s after restart | backlog at restart in the store, s after restart |\n|---|---|---|---|\n")
-			for i, k := range ph.MemberKills {
-				owned, drained := secs(k.OwnedSeconds), secs(k.DrainedSeconds)
-				if k.OwnedSeconds == nil {
-					owned = fmt.Sprintf("not within %.0f s (next kill came first)", k.WindowSeconds)
-					if i == len(ph.MemberKills)-1 {
-						owned = fmt.Sprintf("not within %.0f s", k.WindowSeconds)
+		if len(ph.MemberStops) > 0 {
+			p("\n| # | member | stopped with | survivor owns every partition, s after the stop | every partition owned by both members, s after the restart | backlog at the restart in the store, s after the restart |\n|---|---|---|---|---|---|\n")
+			for i, k := range ph.MemberStops {
+				within := func(v *float64) string {
+					if v != nil {
+						return secs(v)
 					}
+					return fmt.Sprintf("not within %.0f s", k.WindowSeconds)
 				}
-				if k.DrainedSeconds == nil {
-					drained = fmt.Sprintf("not within %.0f s", k.WindowSeconds)
+				takenOver := "—"
+				if k.Signal == "SIGTERM" {
+					takenOver = within(k.TakenOverSeconds)
 				}
-				p("| %d | %s | %s | %s |\n", i+1, k.Member, owned, drained)
+				drained := "—"
+				if k.Signal == "SIGKILL" {
+					drained = within(k.DrainedSeconds)
+				}
+				p("| %d | %s | %s | %s | %s | %s |\n", i+1, k.Member, k.Signal, takenOver, within(k.OwnedSeconds), drained)
 			}
 		}
 		for _, pr := range ph.Problems {

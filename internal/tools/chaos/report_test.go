@@ -35,6 +35,7 @@ func TestWindowStats(t *testing.T) {
 	}
 
 	ph.Stats = w
+	ph.OwnedSeconds = ptr(2.0)
 	r := &report{Phases: []*phaseReport{ph}, Final: finalReport{Compared: true, LiveHash: "a", ReplayHash: "a"}}
 	if f := r.failures(); len(f) != 1 || !strings.Contains(f[0], "every broker was down") {
 		t.Errorf("failures: %q, want the 2xx while every broker was down", f)
@@ -57,5 +58,45 @@ func TestBehind(t *testing.T) {
 	}
 	if n := behind(ends, offsets{"a": {0: 10, 1: 6}}); n != 0 {
 		t.Errorf("behind when ahead: %d, want 0", n)
+	}
+}
+
+// Each recovery promise is checked against what the run measured; a missed
+// or unmeasured one fails the run.
+func TestTargets(t *testing.T) {
+	r := &report{
+		Phases: []*phaseReport{
+			{Fault: "broker-kill", Stats: windowReport{Sent: 2000, OK: 1999, Share2xx: 99.95}},
+			{Fault: "member-restart", MemberStops: []*memberStop{
+				{Member: "consume-1", Signal: "SIGTERM", TakenOverSeconds: ptr(1.2), OwnedSeconds: ptr(3.0)},
+				{Member: "consume-2", Signal: "SIGTERM", TakenOverSeconds: nil, OwnedSeconds: ptr(6.5)},
+			}},
+			{Fault: "postgres-stop", DrainSeconds: ptr(4.0)},
+			{Fault: "all-brokers-stop", OwnedSeconds: ptr(5.0)},
+		},
+		Final: finalReport{Compared: true, LiveHash: "a", ReplayHash: "a"},
+	}
+	var missed []string
+	for _, p := range r.targets() {
+		if !p.met {
+			missed = append(missed, p.name+": "+p.measured)
+		}
+	}
+	want := []string{
+		"survivor owns every partition ≤ 5 s after SIGTERM of consume-2: not measured",
+		"every partition owned ≤ 5 s after consume-2 restarted: 6.5 s",
+	}
+	if strings.Join(missed, "\n") != strings.Join(want, "\n") {
+		t.Errorf("missed targets:\n%s\nwant:\n%s", strings.Join(missed, "\n"), strings.Join(want, "\n"))
+	}
+	if f := r.failures(); len(f) != 2 {
+		t.Errorf("failures: %q, want the two missed targets", f)
+	}
+	r.Phases[0].Stats.Share2xx = 99.8
+	if f := r.failures(); len(f) != 3 {
+		t.Errorf("failures with 99.8 %% through a broker kill: %q", f)
+	}
+	if md := r.markdown(); !strings.Contains(md, "| every partition owned ≤ 5 s after consume-2 restarted | 6.5 s | **no** |") {
+		t.Errorf("the report's targets table lacks the missed target:\n%s", md)
 	}
 }
