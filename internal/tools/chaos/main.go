@@ -231,7 +231,10 @@ func (h *harness) setup(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := h.startProc(ctx, "produce-"+ch, addr, true, env, "produce", "--channel", ch, "--listen", addr, "--registry", h.registry); err != nil {
+		// The load comes from one address but stands for many clients:
+		// no per-client limits.
+		if err := h.startProc(ctx, "produce-"+ch, addr, true, env, "produce", "--channel", ch, "--listen", addr, "--registry", h.registry,
+			"--rate-limit", "-1", "--max-in-flight", "-1"); err != nil {
 			return err
 		}
 		targets[i] = &target{url: "http://" + addr + "/ingest/" + ch, key: "chaos-" + ch + "-key"}
