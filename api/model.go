@@ -40,6 +40,7 @@ type Customer struct {
 	Fields             map[string]Field `json:"fields"`
 	Identities         []Identity       `json:"identities"`
 	Conflicts          []Conflict       `json:"conflicts"`
+	Channels           []string         `json:"channels"`
 	LastContactAt      *time.Time       `json:"last_contact_at"`
 	LastContactChannel *string          `json:"last_contact_channel"`
 	UpdatedAt          time.Time        `json:"updated_at"`
@@ -196,11 +197,13 @@ func openConflicts(r merge.Record) int {
 	return n
 }
 
-func summaryOf(r merge.Record) CustomerSummary {
+// summaryOf is the list entry of r; messageChannels are the channels of
+// its stored messages.
+func summaryOf(r merge.Record, messageChannels []events.Channel) CustomerSummary {
 	s := CustomerSummary{
 		ID: r.CustomerID, Version: r.Version, Name: textField(r, "name"), Phone: textField(r, "phone"),
 		Email: textField(r, "email"), NeedsReview: r.NeedsReview, OpenConflicts: openConflicts(r),
-		Channels: channelsOf(r), UpdatedAt: ms(r.UpdatedAt),
+		Channels: channelsOf(r, messageChannels), UpdatedAt: ms(r.UpdatedAt),
 	}
 	if r.LastContact != nil {
 		s.LastContactAt, s.LastContactChannel = optTime(r.LastContact.At), optString(string(r.LastContactChannel))
@@ -215,11 +218,13 @@ var identityChannels = map[string]events.Channel{
 	"wechat_openid": events.ChannelWeChat, "miniprogram_openid": events.ChannelMiniProgram, "crm": events.ChannelCRM,
 }
 
-// channelsOf lists the channels the customer is known on — those that
-// wrote a field, minted an identity or sent the latest message — in a
-// fixed order.
-func channelsOf(r merge.Record) []string {
+// channelsOf lists every channel the customer has used — those that wrote
+// a field, minted an identity or carried a message — in a fixed order.
+func channelsOf(r merge.Record, messageChannels []events.Channel) []string {
 	seen := map[events.Channel]bool{r.LastContactChannel: r.LastContactChannel != ""}
+	for _, c := range messageChannels {
+		seen[c] = true
+	}
 	for _, g := range r.Fields {
 		seen[g.Channel] = true
 	}
@@ -236,9 +241,11 @@ func channelsOf(r merge.Record) []string {
 	return out
 }
 
-func customerOf(r merge.Record) Customer {
+// customerOf is the unified view of r; messageChannels are the channels of
+// its stored messages.
+func customerOf(r merge.Record, messageChannels []events.Channel) Customer {
 	c := Customer{
-		ID: r.CustomerID, Version: r.Version, Deleted: r.Deleted(), NeedsReview: r.NeedsReview,
+		ID: r.CustomerID, Version: r.Version, Deleted: r.Deleted(), NeedsReview: r.NeedsReview, Channels: channelsOf(r, messageChannels),
 		Fields: make(map[string]Field, len(r.Fields)), Identities: make([]Identity, 0, len(r.Identities)),
 		Conflicts: make([]Conflict, 0, len(r.Conflicts)), UpdatedAt: ms(r.UpdatedAt), PolicyHash: r.PolicyHash,
 	}

@@ -129,20 +129,34 @@ func (s *server) searchCustomers(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, pageOf(recs, limit, summaryOf, func(c merge.Record) store.Cursor {
+	ids := make([]string, len(recs))
+	for i, rec := range recs {
+		ids[i] = rec.CustomerID
+	}
+	channels, err := s.cfg.Store.MessageChannels(r.Context(), ids)
+	if err != nil {
+		s.storeFailed(w, err)
+		return
+	}
+	summary := func(rec merge.Record) CustomerSummary { return summaryOf(rec, channels[rec.CustomerID]) }
+	writeJSON(w, http.StatusOK, pageOf(recs, limit, summary, func(c merge.Record) store.Cursor {
 		return store.Cursor{At: c.UpdatedAt.UnixMilli(), ID: c.CustomerID}
 	}))
 }
 
 func (s *server) customer(w http.ResponseWriter, r *http.Request) {
 	rec, ok, err := s.cfg.Store.Customer(r.Context(), r.PathValue("id"))
+	var channels map[string][]events.Channel
+	if err == nil && ok {
+		channels, err = s.cfg.Store.MessageChannels(r.Context(), []string{rec.CustomerID})
+	}
 	switch {
 	case err != nil:
 		s.storeFailed(w, err)
 	case !ok:
 		writeError(w, http.StatusNotFound, "not_found", "no customer "+r.PathValue("id"))
 	default:
-		writeJSON(w, http.StatusOK, customerOf(rec))
+		writeJSON(w, http.StatusOK, customerOf(rec, channels[rec.CustomerID]))
 	}
 }
 

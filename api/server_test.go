@@ -402,14 +402,19 @@ func TestSearchCustomers(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := decode[api.Page[api.CustomerSummary]](t, call(t, h, "GET", "/api/v1/customers?q=13800138000", ""), http.StatusOK)
-	// Known on web and CRM (fields, identities), WeChat (identity) and phone (the latest message).
+	// Every channel used: web and CRM (fields, identities), the mini-program
+	// (an earlier message), WeChat (identity) and phone (the latest message).
 	want := api.CustomerSummary{
 		ID: liNa, Version: rec.Version, Name: ptr("李娜"), Phone: ptr("+8613800138000"), Email: ptr("li.na@example.com"),
-		NeedsReview: true, OpenConflicts: 1, Channels: []string{"WEB", "WECHAT", "PHONE", "CRM"},
+		NeedsReview: true, OpenConflicts: 1, Channels: []string{"WEB", "MINIPROGRAM", "WECHAT", "PHONE", "CRM"},
 		LastContactAt: ptr(at(3*time.Hour + 4200*time.Millisecond)), LastContactChannel: ptr("PHONE"), UpdatedAt: rec.UpdatedAt,
 	}
 	if diff := cmp.Diff([]api.CustomerSummary{want}, p.Items); diff != "" {
 		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+	c := decode[api.Customer](t, call(t, h, "GET", "/api/v1/customers/"+liNa, ""), http.StatusOK)
+	if diff := cmp.Diff(want.Channels, c.Channels); diff != "" {
+		t.Errorf("the customer view's channels differ from the list's (-list +view):\n%s", diff)
 	}
 }
 

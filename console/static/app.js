@@ -426,7 +426,6 @@
     const name = c.fields.name && typeof c.fields.name.value === 'string' ? c.fields.name.value : null;
     const open = c.conflicts.filter((x) => x.status === 'OPEN');
     const closed = c.conflicts.filter((x) => x.status !== 'OPEN');
-    const channels = [...new Set([...Object.values(c.fields).map((f) => f.channel), ...timeline.items.map((m) => m.channel)])];
     const header = h('div', { class: 'customer-head' },
       h('div', {},
         h('h1', { id: 'customer-name', testid: 'customer-name' }, name || 'Unnamed customer'),
@@ -435,7 +434,7 @@
           c.last_contact_at ? [' · last contact ', timeAgo(c.last_contact_at), ' via ', channelBadge(c.last_contact_channel)] : null)),
       h('div', { class: 'badges' },
         c.needs_review ? h('span', { class: 'pill warn', testid: 'needs-review' }, 'Needs review') : null,
-        channels.sort().map((ch) => channelBadge(ch))));
+        c.channels.map((ch) => channelBadge(ch))));
     if (c.deleted) {
       pane.replaceChildren(header, h('div', { class: 'empty' }, "This customer's data was erased (privacy request)."));
       return;

@@ -27,6 +27,9 @@ type Reader interface {
 	// Timeline returns a customer's messages across channels in
 	// (OccurredAt, MessageID) order.
 	Timeline(ctx context.Context, customerID string, after *Cursor, limit int) ([]events.MessageEvent, error)
+	// MessageChannels returns, for each of the customers that has
+	// messages, the channels its messages came on, sorted.
+	MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error)
 	// Conflicts returns the conflicts with this status (every status when
 	// empty) in (DetectedAt, ID) order: the review queue, oldest first.
 	Conflicts(ctx context.Context, status events.ConflictStatus, after *Cursor, limit int) ([]Conflict, error)

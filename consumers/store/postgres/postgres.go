@@ -30,11 +30,15 @@ import (
 	"github.com/omnisync/omnisync/pkg/events"
 )
 
-//go:embed schema_v1.sql
-var schemaV1 string
+var (
+	//go:embed schema_v1.sql
+	schemaV1 string
+	//go:embed schema_v2.sql
+	schemaV2 string
+)
 
 // migrations[i] takes the schema from version i to version i+1.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // migrationLock is the advisory lock (per database) that serialises
 // processes migrating the same database.

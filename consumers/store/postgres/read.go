@@ -81,6 +81,29 @@ func (s *Store) Customer(ctx context.Context, customerID string) (merge.Record, 
 	return recs[0], true, nil
 }
 
+// MessageChannels returns the channels of each customer's messages; the
+// messages_channels index answers it without reading the messages.
+func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error) {
+	ids := make([]string, len(customerIDs))
+	for i, id := range customerIDs {
+		ids[i] = text(id)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT customer_id, channel FROM messages WHERE customer_id = ANY($1) ORDER BY 1, 2`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("reading the channels of messages: %w", err)
+	}
+	out := map[string][]events.Channel{}
+	var id, ch string
+	_, err = pgx.ForEachRow(rows, []any{&id, &ch}, func() error {
+		out[id] = append(out[id], events.Channel(ch))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the channels of messages: %w", err)
+	}
+	return out, nil
+}
+
 // Timeline returns a page of a customer's messages across channels.
 func (s *Store) Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error) {
 	if err := checkLimit(limit); err != nil {

@@ -22,13 +22,15 @@ import (
 )
 
 // migrations are the schema's versions, each applied once, in order.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 var (
 	//go:embed schema.sql
 	schemaV1 string
 	//go:embed schema_v2.sql
 	schemaV2 string
+	//go:embed schema_v3.sql
+	schemaV3 string
 )
 
 // Store is a SQLite store. It is safe for concurrent use.

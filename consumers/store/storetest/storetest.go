@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Delete", testDelete},
 		{"MessagesAndTombstones", testMessagesAndTombstones},
 		{"MessageUpsertIdempotent", testMessageIdempotent},
+		{"MessageChannels", testMessageChannels},
 		{"Search", testSearch},
 		{"Paging", testPaging},
 		{"Conflicts", testConflicts},
@@ -478,6 +479,31 @@ func testMessageIdempotent(t *testing.T, s Store) {
 	}
 	if diff := cmp.Diff([]events.MessageEvent{m1, m2}, got); diff != "" {
 		t.Errorf("timeline after re-deliveries (-want +got):\n%s", diff)
+	}
+}
+
+// MessageChannels names every channel of a customer's stored messages,
+// once, sorted, and nothing for customers without messages.
+func testMessageChannels(t *testing.T, s Store) {
+	apply(t, s, batch(nil,
+		message("cus_a", "a1", time.Hour, events.ChannelWeChat, "hi"),
+		message("cus_a", "a2", 2*time.Hour, events.ChannelPhone, "call"),
+		message("cus_a", "a3", 3*time.Hour, events.ChannelWeChat, "again"),
+		message("cus_a", "a4", 4*time.Hour, events.ChannelApp, "app"),
+		message("cus_b", "b1", time.Hour, events.ChannelWeb, "web")))
+	got, err := s.MessageChannels(ctx, []string{"cus_a", "cus_b", "cus_none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]events.Channel{
+		"cus_a": {events.ChannelApp, events.ChannelPhone, events.ChannelWeChat},
+		"cus_b": {events.ChannelWeb},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("MessageChannels (-want +got):\n%s", diff)
+	}
+	if got, err := s.MessageChannels(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("MessageChannels(nil) = %v, %v; want an empty map", got, err)
 	}
 }
 
