@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,29 +22,34 @@ import (
 // Scraped returns a Gatherer of this process's metrics (local) and those
 // of other omnisync services' /metrics endpoints (urls), so the sync
 // status of an API that runs apart from the producers and materializers
-// still reports on them. Series from several sources are kept side by
-// side (replicas of one service add up), not deduplicated.
+// still reports on them. A URL written dns+http://HOST:PORT/metrics stands
+// for every address HOST resolves to at each scrape, as a scaled service's
+// name does in Docker or a headless Service in Kubernetes. Series from
+// several sources are kept side by side (replicas of one service add up),
+// not deduplicated.
 func Scraped(local prometheus.Gatherer, urls []string) prometheus.Gatherer {
-	return scraped{local: local, urls: urls, client: &http.Client{Timeout: 3 * time.Second}}
+	return scraped{local: local, urls: urls, client: &http.Client{Timeout: 3 * time.Second}, lookup: net.DefaultResolver.LookupHost}
 }
 
 type scraped struct {
 	local  prometheus.Gatherer
 	urls   []string
 	client *http.Client
+	lookup func(ctx context.Context, host string) ([]string, error)
 }
 
 // Gather returns what every source answered and an error naming those
 // that did not.
 func (s scraped) Gather() ([]*dto.MetricFamily, error) {
-	results := make([]map[string]*dto.MetricFamily, len(s.urls))
-	errs := make([]error, len(s.urls)+1)
+	urls, resolveErrs := s.resolve()
+	results := make([]map[string]*dto.MetricFamily, len(urls))
+	errs := make([]error, len(urls)+1)
 	var wg sync.WaitGroup
-	for i, url := range s.urls {
+	for i, url := range urls {
 		wg.Go(func() { results[i], errs[i] = s.scrape(url) })
 	}
 	local, err := s.local.Gather()
-	errs[len(s.urls)] = err
+	errs[len(urls)] = err
 	wg.Wait()
 
 	merged := map[string]*dto.MetricFamily{}
@@ -64,7 +73,42 @@ func (s scraped) Gather() ([]*dto.MetricFamily, error) {
 		out = append(out, f)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out, errors.Join(errs...)
+	return out, errors.Join(append(resolveErrs, errs...)...)
+}
+
+// resolve expands every dns+ URL into one URL per address of its host.
+func (s scraped) resolve() ([]string, []error) {
+	var urls []string
+	var errs []error
+	for _, raw := range s.urls {
+		rest, ok := strings.CutPrefix(raw, "dns+")
+		if !ok {
+			urls = append(urls, raw)
+			continue
+		}
+		u, err := url.Parse(rest)
+		if err != nil || u.Hostname() == "" {
+			errs = append(errs, fmt.Errorf("scrape URL %s: want dns+http://HOST:PORT/PATH", raw))
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.client.Timeout)
+		addrs, err := s.lookup(ctx, u.Hostname())
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resolving %s: %w", raw, err))
+			continue
+		}
+		slices.Sort(addrs)
+		for _, a := range addrs {
+			v := *u
+			v.Host = a
+			if port := u.Port(); port != "" {
+				v.Host = net.JoinHostPort(a, port)
+			}
+			urls = append(urls, v.String())
+		}
+	}
+	return urls, errs
 }
 
 func (s scraped) scrape(url string) (map[string]*dto.MetricFamily, error) {

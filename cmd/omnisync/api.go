@@ -77,7 +77,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 	f.StringVar(&listen, "http", "127.0.0.1:8080", "address to serve the API and console on")
 	f.StringVar(&credentialsFile, "credentials", "", "JSON with admin_token (see README); OMNISYNC_ADMIN_TOKEN overrides")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
-	f.StringSliceVar(&scrape, "scrape", nil, "/metrics URLs of the producers and materializers to report on in /api/v1/sync/status, comma-separated")
+	f.StringSliceVar(&scrape, "scrape", nil, "/metrics URLs of the producers and materializers to report on in /api/v1/sync/status, comma-separated; dns+http://HOST:PORT/metrics scrapes every address HOST resolves to (each replica of a scaled service)")
 	addServeFlags(f, &serve)
 	return cmd
 }

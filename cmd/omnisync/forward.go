@@ -82,7 +82,7 @@ target system. /metrics, /healthz and /readyz are served on --listen.`,
 	f.DurationVar(&timeout, "target-timeout", 30*time.Second, "time limit of one request to the target")
 	f.StringVar(&group, "group", "", "consumer group, one per target system (default omnisync-forward-<host of --target>)")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
-	f.StringVar(&listen, "listen", "127.0.0.1:8095", "address serving /metrics, /healthz and /readyz")
+	f.StringVar(&listen, "listen", "127.0.0.1:8097", "address serving /metrics, /healthz and /readyz")
 	addServeFlags(f, &serve)
 	return cmd
 }
