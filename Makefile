@@ -4,7 +4,7 @@ GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 2m
 
-.PHONY: build run test bench fuzz lint kafka-up kafka-down deps chaos
+.PHONY: build run test test-shared bench fuzz lint kafka-up kafka-down deps chaos
 
 build:
 	$(GO) build -o bin/omnisync ./cmd/omnisync
@@ -18,6 +18,11 @@ run: build
 # (and stops, whatever happens), plus a short run of every fuzz target.
 test:
 	scripts/test.sh
+
+# make test while the ports a Kafka, registry or three-broker test would use
+# by habit (9092, 19092, 18081, 8081, 29092, 39092) are held by another process.
+test-shared:
+	scripts/test-shared.sh
 
 # Benchmarks, each printed beside its baseline with the ratio.
 bench:
