@@ -21,6 +21,7 @@ import (
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/schemas"
 )
 
 // startService runs one omnisync command as its own process, as
@@ -193,6 +194,13 @@ func TestServicesOnPostgres(t *testing.T) {
 		}
 		return fmt.Sprintf("%+v", status)
 	})
+	// Each service's own Kafka clients report on its /metrics.
+	for url, metric := range map[string]string{"http://" + producerAddr + "/metrics": "omnisync_kafka_produce_bytes_total",
+		"http://" + consumeAddr + "/metrics": "omnisync_kafka_fetch_bytes_total"} {
+		if v, ok := kafkaMetric(t, url, metric, schemas.CustomerEventsTopic); !ok || v <= 0 {
+			t.Errorf("%s: %s for %s is %v (found %v), want bytes", url, metric, schemas.CustomerEventsTopic, v, ok)
+		}
+	}
 	// The target system ends with every customer at the version agents see.
 	eventually(t, "the forwarder delivering the merged records", func() string {
 		var page api.Page[api.CustomerSummary]
