@@ -158,8 +158,8 @@ func TestServicesOnPostgres(t *testing.T) {
 	var queue api.Page[api.Conflict]
 	eventually(t, "the review queue in PostgreSQL", func() string {
 		agent.get(t, "/api/v1/conflicts", &queue)
-		if len(queue.Items) != 3 {
-			return fmt.Sprintf("%d open conflicts, want 3", len(queue.Items))
+		if len(queue.Items) != 4 {
+			return fmt.Sprintf("%d open conflicts, want 4", len(queue.Items))
 		}
 		return ""
 	})
