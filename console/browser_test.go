@@ -39,8 +39,7 @@ import (
 // the review queue, and watch the sync dashboard refresh.
 //
 // Screenshots go to $OMNISYNC_TEST_ARTIFACTS (default: a temporary
-// directory, logged); with OMNISYNC_UPDATE_SCREENSHOT=1 the 360 view is
-// also written to docs/console.png.
+// directory, logged).
 func TestConsoleInBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
 	artifacts := artifactsDir(t)
@@ -95,14 +94,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("open conflicts in the 360 view: %s, want 2", got)
 	}
 	b.screenshot("customer-360.png")
-	if os.Getenv("OMNISYNC_UPDATE_SCREENSHOT") == "1" {
-		docs := filepath.Join(testenv.RepoRoot(t), "docs")
-		if err := os.MkdirAll(docs, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		b.screenshotTo(filepath.Join(docs, "console.png"))
-		t.Logf("wrote %s", filepath.Join(docs, "console.png"))
-	}
 
 	// Resolve the phone conflict: take the web's number. The console asks
 	// for the agent's name once, then shows "resolving…" until the
@@ -295,15 +286,16 @@ type devServer struct {
 	http  *http.Client
 }
 
-// startDev runs `omnisync dev` on free ports in a temporary data dir and
-// waits until it is ready; the process is interrupted when the test ends.
-func startDev(t *testing.T) *devServer {
+// startDev runs `omnisync dev` with args on free ports in a temporary data
+// dir and waits until it is ready; the process is interrupted when the
+// test ends.
+func startDev(t *testing.T, args ...string) *devServer {
 	t.Helper()
 	bin := testenv.Binary(t)
 	dir := t.TempDir()
 	httpAddr := testenv.FreeAddr(t)
-	cmd := exec.Command(bin, "dev", "--data-dir", dir, "--http", httpAddr,
-		"--kafka-listen", testenv.FreeAddr(t), "--registry-listen", testenv.FreeAddr(t))
+	cmd := exec.Command(bin, append([]string{"dev", "--data-dir", dir, "--http", httpAddr,
+		"--kafka-listen", testenv.FreeAddr(t), "--registry-listen", testenv.FreeAddr(t)}, args...)...)
 	logFile, err := os.Create(filepath.Join(dir, "dev.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ start_services() {
     registry_pid=$!
     local url=""
     for _ in $(seq 150); do
-      url=$(grep -o '"addr": "http://127.0.0.1:[0-9]*"' "$services_dir/registry.log" | head -1 | cut -d'"' -f4) || true
+      url=$(grep -o '"addr": *"http://127.0.0.1:[0-9]*"' "$services_dir/registry.log" | head -1 | cut -d'"' -f4) || true
       [[ -n "$url" ]] && curl -sf "$url/subjects" >/dev/null 2>&1 && break
       kill -0 "$registry_pid" 2>/dev/null || { cat "$services_dir/registry.log" >&2; echo "services: schema registry did not start" >&2; return 1; }
       sleep 0.2

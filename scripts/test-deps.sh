@@ -6,11 +6,12 @@
 #   python3-requests         needed by confluent_kafka.schema_registry (Debian lists it only as Suggests)
 #   python3-pip              to add fastavro, which confluent_kafka's Avro serdes need and Debian does not package
 #   chromium                 headless browser for the agent console's browser test (console/browser_test.go)
+#   fonts-noto-cjk           CJK glyphs, without which headless Chromium draws Chinese text as boxes (console screenshots)
 # The Python modules land in Debian's /usr/bin/python3, not in a pyenv/venv python3 earlier on PATH.
 # Idempotent; does nothing (and no network) when everything is present.
 set -euo pipefail
 
-PACKAGES=(kcat python3-avro python3-confluent-kafka python3-requests python3-pip chromium)
+PACKAGES=(kcat python3-avro python3-confluent-kafka python3-requests python3-pip chromium fonts-noto-cjk)
 FASTAVRO=fastavro==1.13.1
 
 missing=()

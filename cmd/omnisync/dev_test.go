@@ -305,9 +305,28 @@ func TestDevEndToEnd(t *testing.T) {
 		}
 		return ""
 	})
+	// 陈静: the official account and the mini-program (one unionid), the
+	// CRM's name, the app, the web and a call, all on one customer.
+	eventually(t, "陈静 on every channel", func() string {
+		c, ok := dev.customer(t, demo.ChenJing.Name)
+		if !ok || c.ID != demo.ChenJing.ID() {
+			return fmt.Sprintf("found %v as %s, want %s", ok, c.ID, demo.ChenJing.ID())
+		}
+		var channels []string
+		for _, m := range dev.timeline(t, c.ID) {
+			if !slices.Contains(channels, m.Channel) {
+				channels = append(channels, m.Channel)
+			}
+		}
+		slices.Sort(channels)
+		if strings.Join(channels, ",") != "APP,MINIPROGRAM,PHONE,WEB,WECHAT" || c.Fields["name"].Channel != "CRM" {
+			return fmt.Sprintf("timeline channels %v, name from %s", channels, c.Fields["name"].Channel)
+		}
+		return ""
+	})
 	// WeChat and mini-program customers, found by their openids.
 	eventually(t, "WeChat and mini-program customers", func() string {
-		for _, openid := range []string{"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "oUpF8uOz2v8Q1xY7b3KcXnR5tA0e", "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS7"} {
+		for _, openid := range []string{demo.LiuYang.OpenID, demo.ChenJing.WeChat.OpenID, demo.LiuYang.MiniOpenID, demo.ChenJing.WeChat.MiniOpenID} {
 			c, ok := dev.customer(t, openid)
 			if !ok {
 				return "no customer with openid " + openid
@@ -321,8 +340,8 @@ func TestDevEndToEnd(t *testing.T) {
 	var queue api.Page[api.Conflict]
 	eventually(t, "the review queue", func() string {
 		dev.get(t, "/api/v1/conflicts", &queue)
-		if len(queue.Items) != 3 {
-			return fmt.Sprintf("%d open conflicts, want 3 (李娜's phone, Wang's e-mail, David's order number)", len(queue.Items))
+		if len(queue.Items) != 4 {
+			return fmt.Sprintf("%d open conflicts, want 4 (李娜's phone, Wang's e-mail, David's order number, 陈静's e-mail)", len(queue.Items))
 		}
 		return ""
 	})

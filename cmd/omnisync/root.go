@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
+	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
@@ -16,13 +20,18 @@ import (
 
 // globals are the flags every command shares.
 type globals struct {
-	kafka    kafka.Config
-	brokers  string
-	logLevel string
+	kafka     kafka.Config
+	brokers   string
+	logLevel  string
+	logFormat string
+
+	kafkaMetrics func() *kafka.ClientMetrics // registered once per process
 }
 
 func newRootCommand() *cobra.Command {
-	g := &globals{kafka: kafka.ConfigFromEnv()}
+	g := &globals{kafka: kafka.ConfigFromEnv(), kafkaMetrics: sync.OnceValue(func() *kafka.ClientMetrics {
+		return kafka.NewClientMetrics(prometheus.DefaultRegisterer)
+	})}
 	root := &cobra.Command{
 		Use:           "omnisync",
 		Short:         "Keep customer data in sync across customer-service channels, with Kafka as the backbone",
@@ -37,20 +46,40 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&g.kafka.TLSCertKey, "tls-cert-key", g.kafka.TLSCertKey, "client certificate and key for mutual TLS to Kafka, as cert.pem,key.pem (env OMNISYNC_KAFKA_TLS_CERT_KEY)")
 	f.StringVar(&g.kafka.Compression, "compression", g.kafka.Compression, "producer compression: none, gzip, snappy, lz4 or zstd (default "+kafka.DefaultCompression+")")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&g.logFormat, "log-format", defaultLogFormat(), "log format: json (one object a line) or console; default console when stderr is a terminal, else json")
 	root.AddCommand(newDevCommand(g), newBrokerCommand(g), newTopicsCommand(g), newRegistryCommand(g), newProduceCommand(g), newConsumeCommand(g), newAPICommand(g), newForwardCommand(g))
 	return root
 }
 
-// logger returns a console logger at the configured level.
+// logger returns a logger on stderr at the configured level and format.
 func (g *globals) logger() (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(g.logLevel)
 	if err != nil {
 		return nil, err
 	}
-	cfg := zap.NewDevelopmentConfig()
+	var cfg zap.Config
+	switch g.logFormat {
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+	case "json":
+		cfg = zap.NewProductionConfig()
+		cfg.Sampling = nil // every line, as on the console
+		cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or console", g.logFormat)
+	}
 	cfg.Level = zap.NewAtomicLevelAt(level)
 	cfg.DisableStacktrace = true
 	return cfg.Build()
+}
+
+// defaultLogFormat is console for a person at a terminal and json for a
+// log collector.
+func defaultLogFormat() string {
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return "console"
+	}
+	return "json"
 }
 
 // kafkaConfig returns the Kafka configuration the flags describe.
@@ -58,6 +87,7 @@ func (g *globals) kafkaConfig(log *zap.Logger) kafka.Config {
 	cfg := g.kafka
 	cfg.Brokers = strings.Split(g.brokers, ",")
 	cfg.Logger = log
+	cfg.Metrics = g.kafkaMetrics()
 	return cfg
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/schemas"
 )
 
 // startService runs one omnisync command as its own process, as
@@ -157,8 +158,8 @@ func TestServicesOnPostgres(t *testing.T) {
 	var queue api.Page[api.Conflict]
 	eventually(t, "the review queue in PostgreSQL", func() string {
 		agent.get(t, "/api/v1/conflicts", &queue)
-		if len(queue.Items) != 3 {
-			return fmt.Sprintf("%d open conflicts, want 3", len(queue.Items))
+		if len(queue.Items) != 4 {
+			return fmt.Sprintf("%d open conflicts, want 4", len(queue.Items))
 		}
 		return ""
 	})
@@ -193,6 +194,13 @@ func TestServicesOnPostgres(t *testing.T) {
 		}
 		return fmt.Sprintf("%+v", status)
 	})
+	// Each service's own Kafka clients report on its /metrics.
+	for url, metric := range map[string]string{"http://" + producerAddr + "/metrics": "omnisync_kafka_produce_bytes_total",
+		"http://" + consumeAddr + "/metrics": "omnisync_kafka_fetch_bytes_total"} {
+		if v, ok := kafkaMetric(t, url, metric, schemas.CustomerEventsTopic); !ok || v <= 0 {
+			t.Errorf("%s: %s for %s is %v (found %v), want bytes", url, metric, schemas.CustomerEventsTopic, v, ok)
+		}
+	}
 	// The target system ends with every customer at the version agents see.
 	eventually(t, "the forwarder delivering the merged records", func() string {
 		var page api.Page[api.CustomerSummary]

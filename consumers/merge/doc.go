@@ -1,5 +1,5 @@
-// Package merge is omnisync's merge contract (DESIGN.md section 4): it folds
-// customer events and messages into one versioned customer Record.
+// Package merge is omnisync's merge contract (docs/design.md, section 3):
+// it folds customer events and messages into one versioned customer Record.
 //
 // The package is pure: Apply and ApplyMessage read no clock, draw no random
 // numbers, do no I/O and start no goroutines. The record they return depends

@@ -268,7 +268,7 @@ func (g *generator) message(c string) *events.MessageEvent {
 // refModel is the reference implementation, for the default policy. It
 // keeps every write accepted since the last delete and computes a non-key
 // field as the newest of them; key fields, whose writes may be held back,
-// are simulated one write at a time from the rules as DESIGN.md states them.
+// are simulated one write at a time from the rules as docs/design.md states them.
 type refModel struct {
 	customer   string
 	tombstone  *merge.Stamp

@@ -121,25 +121,44 @@ type Customer struct {
 	Email  string
 	Device string
 	User   string // app user ID
+	// WeChat, for a customer who first wrote to the official account: her
+	// customer ID is derived from her unionid, the first verified identity
+	// omnisync saw of her, and the CRM writes her member profile there.
+	WeChat *Fan
+}
+
+// Fan is a WeChat user: the official account's openid, the
+// mini-program's, and the unionid both share when the push carries it.
+type Fan struct {
+	OpenID, MiniOpenID, UnionID string
 }
 
 // ID is the customer's omnisync ID.
 func (c Customer) ID() string {
+	if c.WeChat != nil {
+		return ingest.CustomerIDFor(events.Identity{Kind: "wechat_unionid", Value: c.WeChat.UnionID})
+	}
 	return ingest.CustomerIDFor(events.Identity{Kind: "crm", Value: c.CRMID})
 }
 
 // The demo customers.
 var (
-	LiNa       = Customer{CRMID: "CRM-10001", Name: "李娜", Phone: "138 0013 8000", Email: "li.na@example.com", Device: "d-ln-ios", User: "u-10001"}
-	Wang       = Customer{CRMID: "CRM-10002", Name: "Wang Xiaoming", Phone: "+86 139 0013 9000", Email: "xiaoming.wang@example.com", Device: "d-wxm-android", User: "u-10002"}
-	ZhangWei   = Customer{CRMID: "CRM-10003", Name: "张伟", Phone: "186 1234 5678", Email: "zhangwei@example.cn", Device: "d-zw-harmony", User: "u-10003"}
-	EmilyChen  = Customer{CRMID: "CRM-10004", Name: "Emily Chen", Phone: "135 5555 0101", Email: "emily.chen@example.com", Device: "d-ec-ios", User: "u-10004"}
-	DavidLi    = Customer{CRMID: "CRM-10005", Name: "David Li", Phone: "177 0000 1234", Email: "david.li@example.com", Device: "d-dl-android", User: "u-10005"}
-	Customers  = []Customer{LiNa, Wang, ZhangWei, EmilyChen, DavidLi}
-	wechatFans = []struct{ OpenID, UnionID, MiniOpenID, Name string }{
-		{"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "oTmHYjg8ZJBWQ4sHU0UJHdcLqLXk", "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS7", "刘洋"},
-		{"oUpF8uOz2v8Q1xY7b3KcXnR5tA0e", "", "", "陈静"},
-	}
+	LiNa      = Customer{CRMID: "CRM-10001", Name: "李娜", Phone: "138 0013 8000", Email: "li.na@example.com", Device: "d-ln-ios", User: "u-10001"}
+	Wang      = Customer{CRMID: "CRM-10002", Name: "Wang Xiaoming", Phone: "+86 139 0013 9000", Email: "xiaoming.wang@example.com", Device: "d-wxm-android", User: "u-10002"}
+	ZhangWei  = Customer{CRMID: "CRM-10003", Name: "张伟", Phone: "186 1234 5678", Email: "zhangwei@example.cn", Device: "d-zw-harmony", User: "u-10003"}
+	EmilyChen = Customer{CRMID: "CRM-10004", Name: "Emily Chen", Phone: "135 5555 0101", Email: "emily.chen@example.com", Device: "d-ec-ios", User: "u-10004"}
+	DavidLi   = Customer{CRMID: "CRM-10005", Name: "David Li", Phone: "177 0000 1234", Email: "david.li@example.com", Device: "d-dl-android", User: "u-10005"}
+	// ChenJing first wrote to the official account (run through a
+	// third-party platform that adds the UnionId to each push) and from the
+	// mini-program; the CRM names her, and she uses every other channel.
+	ChenJing = Customer{CRMID: "CRM-10006", Name: "陈静", Phone: "150 2468 1357", Email: "chen.jing@example.cn", Device: "d-cj-android", User: "u-10006",
+		WeChat: &Fan{OpenID: "oUpF8uOz2v8Q1xY7b3KcXnR5tA0e", MiniOpenID: "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS8", UnionID: "oTmHYjg8ZJBWQ4sHU0UJHdcLqLXm"}}
+	Customers = []Customer{LiNa, Wang, ZhangWei, EmilyChen, DavidLi, ChenJing}
+	// LiuYang is a fan with no other contact: the official account's push
+	// carries only the openid, the mini-program's also the unionid, so
+	// nothing yet says the two are one person and omnisync keeps two
+	// unnamed customers.
+	LiuYang = Fan{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", MiniOpenID: "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS7", UnionID: "oTmHYjg8ZJBWQ4sHU0UJHdcLqLXk"}
 )
 
 func (p *player) scenario(ctx context.Context, t0 time.Time) error {
@@ -192,7 +211,9 @@ func (p *player) scenario(ctx context.Context, t0 time.Time) error {
 				agentMessage("w-zw-3", at(12), "web-zw-1", "agent-03", "好的，请把公司全称和税号发给我。"),
 			})
 		},
-		func() error { return p.crm(ctx, ZhangWei, t0.Add(50*time.Minute), ZhangWei.Email, 5) },
+		func() error {
+			return p.crm(ctx, ZhangWei, t0.Add(50*time.Minute), &events.Profile{Email: ptr(ZhangWei.Email), VIPLevel: ptr[int32](5), Tags: []string{"enterprise"}})
+		},
 		func() error {
 			return p.call(ctx, ZhangWei, "call-demo-zw-1", "outbound", at(60), at(62), [][3]any{
 				{"agent", "张先生您好，您的发票已经重新开具。", 0.96},
@@ -231,17 +252,58 @@ func (p *player) scenario(ctx context.Context, t0 time.Time) error {
 				profile("w-dl-3", at(45), map[string]any{"attributes": map[string]string{"order_no": "SO-2026-1121-0011"}}),
 			})
 		},
-		// WeChat: a fan writes to the official account and then from the mini-program.
+		// 陈静 first writes to the official account and from the
+		// mini-program (the unionid in both pushes makes them one customer),
+		// the CRM writes her member profile, she chats in the app, types
+		// another e-mail on the web (the CRM outranks the web: a conflict)
+		// and calls: every channel on one customer.
 		func() error {
-			return p.wechatText(ctx, wechatFans[0].OpenID, t0.Add(80*time.Minute), "你好，我想查一下积分。")
+			return p.wechatText(ctx, ChenJing.WeChat.OpenID, ChenJing.WeChat.UnionID, t0.Add(55*time.Minute), "你好，我想查一下会员积分。")
 		},
 		func() error {
-			return p.miniText(ctx, wechatFans[0].MiniOpenID, wechatFans[0].UnionID, t0.Add(82*time.Minute), "小程序里怎么兑换优惠券？")
+			return p.miniText(ctx, ChenJing.WeChat.MiniOpenID, ChenJing.WeChat.UnionID, t0.Add(57*time.Minute), "小程序里怎么兑换优惠券？")
 		},
 		func() error {
-			return p.wechatText(ctx, wechatFans[1].OpenID, t0.Add(90*time.Minute), "Hello, do you ship to Hong Kong?")
+			// A CRM connector writes to Kafka directly: it normalises the
+			// number as the channels do.
+			phone, err := ingest.Phone("phone", ChenJing.Phone)
+			if err != nil {
+				return err
+			}
+			return p.crm(ctx, ChenJing, t0.Add(64*time.Minute), &events.Profile{Name: ptr(ChenJing.Name), Phone: &phone,
+				Email: ptr(ChenJing.Email), VIPLevel: ptr[int32](2), Tags: []string{"member"}})
+		},
+		func() error {
+			return p.app(ctx, ChenJing, []map[string]any{
+				message("a-cj-1", at(86), "app-cj-1", "inbound", "text", "兑换优惠券的时候提示积分不足，可我有 3000 积分。"),
+				agentMessage("a-cj-2", at(87), "app-cj-1", "agent-05", "陈女士您好，我帮您查一下积分明细。"),
+			})
+		},
+		func() error {
+			return p.web(ctx, ChenJing, "v-cj-5d21", []map[string]any{
+				profile("w-cj-1", at(90), map[string]any{"email": "jing.chen@example.net"}),
+				message("w-cj-2", at(91), "web-cj-1", "inbound", "text", "积分明细请发到我的新邮箱。"),
+			})
+		},
+		func() error {
+			return p.call(ctx, ChenJing, "call-demo-cj-1", "inbound", at(95), at(97), [][3]any{
+				{"agent", "您好，陈女士，请问有什么可以帮您？", 0.96},
+				{"caller", "我在小程序里兑换优惠券没有成功。", 0.91},
+				{"agent", "积分已经退回到您的账户，您可以再试一次。", 0.94},
+				{"caller", "好的，谢谢！", 0.98},
+			})
 		},
 	}
+	// 刘洋 wrote to the official account and from the mini-program early on
+	// and never since: two unnamed customers at the end of the list.
+	steps = append([]func() error{
+		func() error {
+			return p.wechatText(ctx, LiuYang.OpenID, "", t0.Add(-30*time.Minute), "你好，请问门店几点开门？")
+		},
+		func() error {
+			return p.miniText(ctx, LiuYang.MiniOpenID, LiuYang.UnionID, t0.Add(-28*time.Minute), "小程序下单可以到店自提吗？")
+		},
+	}, steps...)
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
@@ -255,21 +317,24 @@ var tricklePool = []string{
 	"能帮我改一下收货地址吗？", "Thanks, that solved it!", "退款什么时候到账？", "Can I pick it up in store?",
 }
 
-// trickle sends the nth message of the ongoing traffic.
+// trickle sends the nth message of the ongoing traffic: from named
+// customers only, by web, app, the official account and the mini-program
+// in turn.
 func (p *player) trickle(ctx context.Context, n int) error {
 	now := time.Now()
 	text := tricklePool[rand.IntN(len(tricklePool))]
 	id := "t-" + strconv.FormatInt(now.UnixNano(), 36)
 	c := Customers[rand.IntN(len(Customers))]
+	fan := ChenJing.WeChat
 	switch n % 4 {
 	case 0:
 		return p.web(ctx, c, "v-"+c.CRMID, []map[string]any{message(id, now.Format(time.RFC3339Nano), "web-live-"+c.CRMID, "inbound", "text", text)})
 	case 1:
 		return p.app(ctx, c, []map[string]any{message(id, now.Format(time.RFC3339Nano), "app-live-"+c.CRMID, "inbound", "text", text)})
 	case 2:
-		return p.wechatText(ctx, wechatFans[rand.IntN(len(wechatFans))].OpenID, now, text)
+		return p.wechatText(ctx, fan.OpenID, fan.UnionID, now, text)
 	default:
-		return p.miniText(ctx, wechatFans[0].MiniOpenID, wechatFans[0].UnionID, now, text)
+		return p.miniText(ctx, fan.MiniOpenID, fan.UnionID, now, text)
 	}
 }
 
@@ -325,22 +390,36 @@ func (p *player) call(ctx context.Context, c Customer, callID, direction, start,
 		"started_at": start, "ended_at": end, "segments": segs})
 }
 
-func (p *player) crm(ctx context.Context, c Customer, at time.Time, email string, vip int32) error {
+// crm publishes the CRM's edit of c's profile, as a CRM connector would:
+// straight to Kafka, with the CRM ID (and a WeChat customer's unionid,
+// which the membership programme bound) as verified identities.
+func (p *player) crm(ctx context.Context, c Customer, at time.Time, profile *events.Profile) error {
 	ids := []events.Identity{{Kind: "crm", Value: c.CRMID, Verified: true}}
+	if c.WeChat != nil {
+		ids = append(ids, events.Identity{Kind: "wechat_unionid", Value: c.WeChat.UnionID, Verified: true})
+	}
 	ev := &events.CustomerEvent{
 		EventID:    ingest.EventID(events.ChannelCRM, ingest.SenderKey(c.ID(), ids), "crm-edit-"+c.CRMID+"-"+strconv.FormatInt(at.Unix(), 10), at),
 		CustomerID: c.ID(), Channel: events.ChannelCRM, Source: "crm/demo", Op: events.OpUpsert,
 		OccurredAt: at.UTC(), IngestedAt: time.Now().UTC(),
 		Identities: ids,
-		Profile:    &events.Profile{Email: &email, VIPLevel: &vip, Tags: []string{"enterprise"}},
+		Profile:    profile,
 	}
 	return p.cfg.CRM.Publish(ctx, ev)
 }
 
-func (p *player) wechatText(ctx context.Context, openid string, at time.Time, text string) error {
-	body := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_omnisync_demo]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>`+
+func ptr[T any](v T) *T { return &v }
+
+// wechatText posts a text push to the official account; unionid, when
+// not empty, is added as a third-party platform adds it.
+func (p *player) wechatText(ctx context.Context, openid, unionid string, at time.Time, text string) error {
+	var union string
+	if unionid != "" {
+		union = "<UnionId><![CDATA[" + unionid + "]]></UnionId>"
+	}
+	body := fmt.Sprintf(`<xml><ToUserName><![CDATA[gh_omnisync_demo]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>%s`+
 		`<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>`,
-		openid, at.Unix(), text, at.UnixNano()/1000)
+		openid, union, at.Unix(), text, at.UnixNano()/1000)
 	envelope := func(encrypt string) []byte {
 		return []byte("<xml><ToUserName><![CDATA[gh_omnisync_demo]]></ToUserName><Encrypt><![CDATA[" + encrypt + "]]></Encrypt></xml>")
 	}

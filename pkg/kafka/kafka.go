@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 )
@@ -47,7 +46,7 @@ type Config struct {
 	Compression string // none, gzip, snappy, lz4 or zstd; default DefaultCompression
 
 	Logger  *zap.Logger    // logs the client's warnings and errors; optional
-	Metrics *kprom.Metrics // client metrics for Prometheus; optional
+	Metrics *ClientMetrics // client metrics for Prometheus; optional
 }
 
 // ConfigFromEnv reads OMNISYNC_KAFKA_BROKERS (comma-separated; default
@@ -118,7 +117,7 @@ func (cfg Config) Opts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.WithLogger(kzap.New(cfg.Logger.Named("kafka"), kzap.Level(kgo.LogLevelWarn))))
 	}
 	if cfg.Metrics != nil {
-		opts = append(opts, kgo.WithHooks(cfg.Metrics))
+		opts = append(opts, kgo.WithHooks(cfg.Metrics.hooks()))
 	}
 	if mech, err := cfg.sasl(); err != nil {
 		return nil, err
