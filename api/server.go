@@ -18,7 +18,8 @@ import (
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/httpauth"
+	"github.com/omnisync/omnisync/pkg/normalize"
 )
 
 // Publisher publishes a customer event and returns once Kafka
@@ -83,7 +84,7 @@ type server struct{ cfg Config }
 
 func (s *server) authorized(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := ingest.CheckBearer(r, s.cfg.AdminToken); err != nil {
+		if err := httpauth.CheckBearer(r, s.cfg.AdminToken); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="omnisync"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", err.Error()+" (send Authorization: Bearer <admin_token>)")
 			return
@@ -241,7 +242,7 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
 		return
 	}
-	if bad := ingest.CheckJSONText(body); bad != nil {
+	if bad := normalize.CheckJSONText(body); bad != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", bad.Error())
 		return
 	}
@@ -251,7 +252,7 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
 		return
 	}
-	if req.ResolvedBy, err = ingest.Text("resolved_by", req.ResolvedBy, 128); err != nil {
+	if req.ResolvedBy, err = normalize.Text("resolved_by", req.ResolvedBy, 128); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
@@ -310,9 +311,9 @@ func normalizedValue(field, value string) (*string, error) {
 	var err error
 	switch field {
 	case "phone":
-		value, err = ingest.Phone("value", value)
+		value, err = normalize.Phone("value", value)
 	case "email":
-		value, err = ingest.Email("value", value)
+		value, err = normalize.Email("value", value)
 	}
 	if err != nil {
 		return nil, err // names the field and the problem

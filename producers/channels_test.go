@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/app"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/phone"
@@ -39,7 +41,7 @@ func TestBearerChannelsAuthenticate(t *testing.T) {
 			t.Errorf("%s: right key refused: %v", ch.Channel(), err)
 		}
 		for _, key := range []string{"", "K", "kk"} {
-			if err := ch.Authenticate(bearer(key)); !errors.Is(err, ingest.ErrUnauthorized) {
+			if err := ch.Authenticate(bearer(key)); !errors.Is(err, httpauth.ErrUnauthorized) {
 				t.Errorf("%s: key %q: %v", ch.Channel(), key, err)
 			}
 		}
@@ -73,7 +75,7 @@ func TestWebBatch(t *testing.T) {
 		`{"visitor_id":"v","events":[{"type":"message","id":"1","occurred_at":"2026-11-22T08:00:00Z","text":"x"}],"extra":1}`: "extra",
 	} {
 		_, err := web.New(ingest.KeyCredential{}).Parse(nil, []byte(body))
-		var ve *ingest.ValidationError
+		var ve *normalize.ValidationError
 		if !errors.As(err, &ve) || ve.Field != field {
 			t.Errorf("%s: got %v, want field %s", body, err, field)
 		}
@@ -102,7 +104,7 @@ func TestAppBatch(t *testing.T) {
 		`{"device_id":"d","app_version":"1","platform":"ios","user_id":"` + strings.Repeat("u", 200) + `","events":[]}`: "user_id",
 	} {
 		_, err := app.New(ingest.KeyCredential{}).Parse(nil, []byte(body))
-		var ve *ingest.ValidationError
+		var ve *normalize.ValidationError
 		if !errors.As(err, &ve) || ve.Field != field {
 			t.Errorf("%.60s: got %v, want field %s", body, err, field)
 		}
@@ -147,7 +149,7 @@ func TestPhoneTranscript(t *testing.T) {
 		{`{"direction":"inbound",` + strings.Replace(base, `"2026-11-22T10:01:00Z"`, `"2026-11-22T09:00:00Z"`, 1) + `,"segments":[{"speaker":"agent","start_ms":0,"end_ms":1,"text":"x"}]}`, "ended_at"},
 	} {
 		_, err := phone.New(ingest.KeyCredential{}).Parse(nil, []byte(tt.body))
-		var ve *ingest.ValidationError
+		var ve *normalize.ValidationError
 		if !errors.As(err, &ve) || ve.Field != tt.field {
 			t.Errorf("%.80s: got %v, want field %s", tt.body, err, tt.field)
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/chatjson"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -42,7 +44,7 @@ func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: 
 func (c *Channel) Channel() events.Channel { return events.ChannelApp }
 
 // Authenticate checks the bearer key.
-func (c *Channel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, c.cred.Key) }
+func (c *Channel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, c.cred.Key) }
 
 // Parse parses a batch. The device (unverified) and the logged-in user
 // (verified when the backend signed it) are identities;
@@ -53,18 +55,18 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	if err := chatjson.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	device, err := ingest.ID("device_id", req.DeviceID)
+	device, err := normalize.ID("device_id", req.DeviceID)
 	if err != nil {
 		return nil, err
 	}
-	version, err := ingest.ID("app_version", req.AppVersion)
+	version, err := normalize.ID("app_version", req.AppVersion)
 	if err != nil {
 		return nil, err
 	}
 	switch req.Platform {
 	case "ios", "android", "harmony":
 	default:
-		return nil, ingest.Invalid("platform", "%q: want ios, android or harmony", req.Platform)
+		return nil, normalize.Invalid("platform", "%q: want ios, android or harmony", req.Platform)
 	}
 	ctx := chatjson.Context{
 		Identities: []events.Identity{{Kind: "device", Value: device}},

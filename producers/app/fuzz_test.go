@@ -5,11 +5,12 @@ import (
 	"os"
 	"testing"
 
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/app"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
 
-// FuzzParse: any body parses or fails with a *ingest.ValidationError, never a panic.
+// FuzzParse: any body parses or fails with a *normalize.ValidationError, never a panic.
 func FuzzParse(f *testing.F) {
 	seed, err := os.ReadFile("testdata/batch.json")
 	if err != nil {
@@ -21,7 +22,7 @@ func FuzzParse(f *testing.F) {
 	ch := app.New(ingest.KeyCredential{Key: "k"})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		_, err := ch.Parse(nil, body)
-		var ve *ingest.ValidationError
+		var ve *normalize.ValidationError
 		if err != nil && !errors.As(err, &ve) {
 			t.Fatalf("error is not a ValidationError: %v", err)
 		}

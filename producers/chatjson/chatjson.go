@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
 
@@ -80,7 +81,7 @@ type Attachment struct {
 // encoding/json would replace with U+FFFD), unknown fields and trailing
 // data are errors naming what was wrong.
 func Decode(body []byte, v any) error {
-	if invalid := ingest.CheckJSONText(body); invalid != nil {
+	if invalid := normalize.CheckJSONText(body); invalid != nil {
 		return invalid
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -90,18 +91,18 @@ func Decode(body []byte, v any) error {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &syn):
-			return ingest.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, err)
+			return normalize.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, err)
 		case errors.As(err, &typ):
-			return ingest.Invalid(typ.Field, "want %s, got JSON %s", typ.Type, typ.Value)
+			return normalize.Invalid(typ.Field, "want %s, got JSON %s", typ.Type, typ.Value)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return ingest.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+			return normalize.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
 		case errors.Is(err, io.EOF):
-			return ingest.Invalid("", "empty body")
+			return normalize.Invalid("", "empty body")
 		}
-		return ingest.Invalid("", "malformed JSON: %v", err)
+		return normalize.Invalid("", "malformed JSON: %v", err)
 	}
 	if dec.More() {
-		return ingest.Invalid("", "data after the JSON object")
+		return normalize.Invalid("", "data after the JSON object")
 	}
 	return nil
 }
@@ -132,31 +133,31 @@ type Login struct {
 // does not match, or one sent without its claim, is refused.
 func (l Login) Verify(secret string, c *Context) error {
 	if l.CustomerID != "" {
-		id, err := ingest.ID("customer_id", l.CustomerID)
+		id, err := normalize.ID("customer_id", l.CustomerID)
 		if err != nil {
 			return err
 		}
 		if !ingest.VerifyClaim(secret, "customer_id", id, l.CustomerHash) {
-			return ingest.Invalid("customer_hash", "customer_id is taken only with customer_hash, the HMAC-SHA256 of \"customer_id:<id>\" keyed with the channel's identity secret; it is missing or does not match")
+			return normalize.Invalid("customer_hash", "customer_id is taken only with customer_hash, the HMAC-SHA256 of \"customer_id:<id>\" keyed with the channel's identity secret; it is missing or does not match")
 		}
 		c.CustomerID = id
 	} else if l.CustomerHash != "" {
-		return ingest.Invalid("customer_hash", "sent without customer_id")
+		return normalize.Invalid("customer_hash", "sent without customer_id")
 	}
 	if l.UserID == "" {
 		if l.UserHash != "" {
-			return ingest.Invalid("user_hash", "sent without user_id")
+			return normalize.Invalid("user_hash", "sent without user_id")
 		}
 		return nil
 	}
-	user, err := ingest.ID("user_id", l.UserID)
+	user, err := normalize.ID("user_id", l.UserID)
 	if err != nil {
 		return err
 	}
 	verified := false
 	if l.UserHash != "" {
 		if !ingest.VerifyClaim(secret, "user_id", user, l.UserHash) {
-			return ingest.Invalid("user_hash", "does not match user_id (want the HMAC-SHA256 of \"user_id:<id>\" keyed with the channel's identity secret)")
+			return normalize.Invalid("user_hash", "does not match user_id (want the HMAC-SHA256 of \"user_id:<id>\" keyed with the channel's identity secret)")
 		}
 		verified = true
 	}
@@ -168,21 +169,21 @@ func (l Login) Verify(secret string, c *Context) error {
 // Build validates and normalises events into a batch.
 func Build(list []Event, c Context) (*ingest.Batch, error) {
 	if len(list) == 0 {
-		return nil, ingest.Invalid("events", "no events")
+		return nil, normalize.Invalid("events", "no events")
 	}
 	if len(list) > MaxEvents {
-		return nil, ingest.Invalid("events", "%d events, at most %d per batch", len(list), MaxEvents)
+		return nil, normalize.Invalid("events", "%d events, at most %d per batch", len(list), MaxEvents)
 	}
 	b := &ingest.Batch{}
 	seen := map[string]bool{}
 	for i, e := range list {
 		field := fmt.Sprintf("events[%d]", i)
-		id, err := ingest.ID(field+".id", e.ID)
+		id, err := normalize.ID(field+".id", e.ID)
 		if err != nil {
 			return nil, err
 		}
 		if seen[id] {
-			return nil, ingest.Invalid(field+".id", "%q appears twice in the batch", id)
+			return nil, normalize.Invalid(field+".id", "%q appears twice in the batch", id)
 		}
 		seen[id] = true
 		at, err := timestamp(field+".occurred_at", e.OccurredAt, c.Now)
@@ -205,7 +206,7 @@ func Build(list []Event, c Context) (*ingest.Batch, error) {
 			m.SourceMessageID, m.OccurredAt = &id, at
 			b.Messages = append(b.Messages, m)
 		default:
-			return nil, ingest.Invalid(field+".type", "%q: want profile or message", e.Type)
+			return nil, normalize.Invalid(field+".type", "%q: want profile or message", e.Type)
 		}
 	}
 	return b, nil
@@ -213,24 +214,24 @@ func Build(list []Event, c Context) (*ingest.Batch, error) {
 
 func timestamp(field, s string, now time.Time) (time.Time, error) {
 	if s == "" {
-		return time.Time{}, ingest.Invalid(field, "is required (RFC 3339, e.g. 2026-11-22T08:30:00+08:00)")
+		return time.Time{}, normalize.Invalid(field, "is required (RFC 3339, e.g. 2026-11-22T08:30:00+08:00)")
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, ingest.Invalid(field, "%q is not an RFC 3339 time", s)
+		return time.Time{}, normalize.Invalid(field, "%q is not an RFC 3339 time", s)
 	}
 	if t.After(now.Add(MaxFuture)) {
-		return time.Time{}, ingest.Invalid(field, "%s is more than %s in the future", s, MaxFuture)
+		return time.Time{}, normalize.Invalid(field, "%s is more than %s in the future", s, MaxFuture)
 	}
 	if t.Year() < 2000 {
-		return time.Time{}, ingest.Invalid(field, "%s is before 2000", s)
+		return time.Time{}, normalize.Invalid(field, "%s is before 2000", s)
 	}
 	return t.UTC().Truncate(time.Millisecond), nil
 }
 
 func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, error) {
 	if e.Profile == nil && len(e.Clear) == 0 {
-		return nil, ingest.Invalid(field+".profile", "a profile event needs profile or clear")
+		return nil, normalize.Invalid(field+".profile", "a profile event needs profile or clear")
 	}
 	ev := &events.CustomerEvent{CustomerID: c.CustomerID, Op: events.OpUpsert, Identities: append([]events.Identity(nil), c.Identities...), Clears: []string{}}
 	p := &events.Profile{Attributes: map[string]string{}}
@@ -238,14 +239,14 @@ func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, erro
 		f := field + ".profile"
 		var err error
 		if in.Name != nil {
-			name, err := ingest.Text(f+".name", *in.Name, MaxName)
+			name, err := normalize.Text(f+".name", *in.Name, MaxName)
 			if err != nil {
 				return nil, err
 			}
 			p.Name = &name
 		}
 		if in.Phone != nil {
-			phone, err := ingest.Phone(f+".phone", *in.Phone)
+			phone, err := normalize.Phone(f+".phone", *in.Phone)
 			if err != nil {
 				return nil, err
 			}
@@ -253,7 +254,7 @@ func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, erro
 			ev.Identities = append(ev.Identities, events.Identity{Kind: "phone", Value: phone})
 		}
 		if in.Email != nil {
-			email, err := ingest.Email(f+".email", *in.Email)
+			email, err := normalize.Email(f+".email", *in.Email)
 			if err != nil {
 				return nil, err
 			}
@@ -263,20 +264,20 @@ func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, erro
 		if in.Gender != nil {
 			g := events.Gender(strings.ToUpper(*in.Gender))
 			if g != events.GenderMale && g != events.GenderFemale && g != events.GenderOther && g != events.GenderUnknown {
-				return nil, ingest.Invalid(f+".gender", "%q: want male, female, other or unknown", *in.Gender)
+				return nil, normalize.Invalid(f+".gender", "%q: want male, female, other or unknown", *in.Gender)
 			}
 			p.Gender = &g
 		}
 		if in.Birthday != nil {
 			d, err := time.Parse(time.DateOnly, *in.Birthday)
 			if err != nil || d.Year() < 1900 || d.After(c.Now) {
-				return nil, ingest.Invalid(f+".birthday", "%q: want a past date as YYYY-MM-DD", *in.Birthday)
+				return nil, normalize.Invalid(f+".birthday", "%q: want a past date as YYYY-MM-DD", *in.Birthday)
 			}
 			p.Birthday = &d
 		}
 		if a := in.Address; a != nil {
 			for name, v := range map[string]*string{"country": &a.Country, "province": &a.Province, "city": &a.City, "district": &a.District, "street": &a.Street, "postal_code": &a.PostalCode} {
-				if *v, err = ingest.Text(f+".address."+name, *v, 200); err != nil {
+				if *v, err = normalize.Text(f+".address."+name, *v, 200); err != nil {
 					return nil, err
 				}
 			}
@@ -284,7 +285,7 @@ func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, erro
 		}
 		if in.VIPLevel != nil {
 			if *in.VIPLevel < 0 || *in.VIPLevel > 100 {
-				return nil, ingest.Invalid(f+".vip_level", "%d: want 0 to 100", *in.VIPLevel)
+				return nil, normalize.Invalid(f+".vip_level", "%d: want 0 to 100", *in.VIPLevel)
 			}
 			p.VIPLevel = in.VIPLevel
 		}
@@ -294,7 +295,7 @@ func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, erro
 			}
 		}
 		if in.IDNumber != nil {
-			idn, err := ingest.ID(f+".id_number", *in.IDNumber)
+			idn, err := normalize.ID(f+".id_number", *in.IDNumber)
 			if err != nil {
 				return nil, err
 			}
@@ -311,7 +312,7 @@ func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, erro
 	}
 	for j, name := range e.Clear {
 		if !clearable(name) {
-			return nil, ingest.Invalid(fmt.Sprintf("%s.clear[%d]", field, j), "%q is not a profile field (name, phone, email, gender, birthday, address, vip_level, tags, id_number or attributes.<key>)", name)
+			return nil, normalize.Invalid(fmt.Sprintf("%s.clear[%d]", field, j), "%q is not a profile field (name, phone, email, gender, birthday, address, vip_level, tags, id_number or attributes.<key>)", name)
 		}
 		ev.Clears = append(ev.Clears, name)
 	}
@@ -330,13 +331,13 @@ func clearable(name string) bool {
 
 func attributes(field string, in, out map[string]string) error {
 	if len(in) > MaxAttributes {
-		return ingest.Invalid(field, "%d attributes, at most %d", len(in), MaxAttributes)
+		return normalize.Invalid(field, "%d attributes, at most %d", len(in), MaxAttributes)
 	}
 	for k, v := range in {
 		if k == "" || len(k) > 64 || !utf8.ValidString(k) {
-			return ingest.Invalid(field, "attribute name %q must be 1 to 64 characters", k)
+			return normalize.Invalid(field, "attribute name %q must be 1 to 64 characters", k)
 		}
-		val, err := ingest.Text(field+"."+k, v, 1000)
+		val, err := normalize.Text(field+"."+k, v, 1000)
 		if err != nil {
 			return err
 		}
@@ -347,16 +348,16 @@ func attributes(field string, in, out map[string]string) error {
 
 func tags(field string, in []string) ([]string, error) {
 	if len(in) > MaxTags {
-		return nil, ingest.Invalid(field, "%d tags, at most %d", len(in), MaxTags)
+		return nil, normalize.Invalid(field, "%d tags, at most %d", len(in), MaxTags)
 	}
 	out := make([]string, 0, len(in))
 	for i, t := range in {
-		s, err := ingest.Text(fmt.Sprintf("%s[%d]", field, i), t, 64)
+		s, err := normalize.Text(fmt.Sprintf("%s[%d]", field, i), t, 64)
 		if err != nil {
 			return nil, err
 		}
 		if s == "" {
-			return nil, ingest.Invalid(fmt.Sprintf("%s[%d]", field, i), "empty tag")
+			return nil, normalize.Invalid(fmt.Sprintf("%s[%d]", field, i), "empty tag")
 		}
 		out = append(out, s)
 	}
@@ -374,12 +375,12 @@ var senderTypes = map[string]events.SenderType{
 
 func message(field string, e Event, c Context) (*events.MessageEvent, error) {
 	if e.Profile != nil || len(e.Clear) > 0 {
-		return nil, ingest.Invalid(field+".profile", "a message event cannot carry a profile")
+		return nil, normalize.Invalid(field+".profile", "a message event cannot carry a profile")
 	}
 	m := &events.MessageEvent{CustomerID: c.CustomerID, Identities: append([]events.Identity(nil), c.Identities...),
 		Attachments: []events.Attachment{}, Tags: []string{}, Metadata: map[string]string{}}
 	var err error
-	if m.ConversationID, err = ingest.Text(field+".conversation_id", e.ConversationID, 128); err != nil {
+	if m.ConversationID, err = normalize.Text(field+".conversation_id", e.ConversationID, 128); err != nil {
 		return nil, err
 	}
 	switch e.Direction {
@@ -388,17 +389,17 @@ func message(field string, e Event, c Context) (*events.MessageEvent, error) {
 	case "outbound":
 		m.Direction = events.DirectionOutbound
 	default:
-		return nil, ingest.Invalid(field+".direction", "%q: want inbound or outbound", e.Direction)
+		return nil, normalize.Invalid(field+".direction", "%q: want inbound or outbound", e.Direction)
 	}
 	m.SenderType, m.SenderID = events.SenderCustomer, c.SenderID
 	if s := e.Sender; s != nil {
 		st, ok := senderTypes[s.Type]
 		if !ok {
-			return nil, ingest.Invalid(field+".sender.type", "%q: want customer, agent, bot or system", s.Type)
+			return nil, normalize.Invalid(field+".sender.type", "%q: want customer, agent, bot or system", s.Type)
 		}
 		m.SenderType = st
 		if s.ID != "" {
-			if m.SenderID, err = ingest.ID(field+".sender.id", s.ID); err != nil {
+			if m.SenderID, err = normalize.ID(field+".sender.id", s.ID); err != nil {
 				return nil, err
 			}
 		}
@@ -408,9 +409,9 @@ func message(field string, e Event, c Context) (*events.MessageEvent, error) {
 		ct = "text"
 	}
 	if m.ContentType = contentTypes[ct]; m.ContentType == "" {
-		return nil, ingest.Invalid(field+".content_type", "%q: want text, image, voice, video, file, location, link or event", ct)
+		return nil, normalize.Invalid(field+".content_type", "%q: want text, image, voice, video, file, location, link or event", ct)
 	}
-	text, err := ingest.Text(field+".text", e.Text, MaxText)
+	text, err := normalize.Text(field+".text", e.Text, MaxText)
 	if err != nil {
 		return nil, err
 	}
@@ -418,10 +419,10 @@ func message(field string, e Event, c Context) (*events.MessageEvent, error) {
 		m.Text = &text
 	}
 	if m.ContentType == events.ContentText && text == "" {
-		return nil, ingest.Invalid(field+".text", "a text message needs text")
+		return nil, normalize.Invalid(field+".text", "a text message needs text")
 	}
 	if len(e.Attachments) > 20 {
-		return nil, ingest.Invalid(field+".attachments", "%d attachments, at most 20", len(e.Attachments))
+		return nil, normalize.Invalid(field+".attachments", "%d attachments, at most 20", len(e.Attachments))
 	}
 	for j, a := range e.Attachments {
 		f := fmt.Sprintf("%s.attachments[%d]", field, j)
@@ -430,11 +431,11 @@ func message(field string, e Event, c Context) (*events.MessageEvent, error) {
 			return nil, err
 		}
 		att := events.Attachment{URL: u, SizeBytes: a.SizeBytes}
-		if att.MIMEType, err = ingest.Text(f+".mime_type", a.MIMEType, 128); err != nil {
+		if att.MIMEType, err = normalize.Text(f+".mime_type", a.MIMEType, 128); err != nil {
 			return nil, err
 		}
 		if a.SizeBytes < 0 {
-			return nil, ingest.Invalid(f+".size_bytes", "negative size")
+			return nil, normalize.Invalid(f+".size_bytes", "negative size")
 		}
 		if a.ThumbnailURL != "" {
 			thumb, err := httpURL(f+".thumbnail_url", a.ThumbnailURL)
@@ -446,7 +447,7 @@ func message(field string, e Event, c Context) (*events.MessageEvent, error) {
 		m.Attachments = append(m.Attachments, att)
 	}
 	if m.ContentType != events.ContentText && m.ContentType != events.ContentEvent && m.ContentType != events.ContentLocation && text == "" && len(m.Attachments) == 0 {
-		return nil, ingest.Invalid(field+".attachments", "a %s message needs an attachment or text", ct)
+		return nil, normalize.Invalid(field+".attachments", "a %s message needs an attachment or text", ct)
 	}
 	if e.Tags != nil {
 		if m.Tags, err = tags(field+".tags", e.Tags); err != nil {
@@ -464,11 +465,11 @@ func message(field string, e Event, c Context) (*events.MessageEvent, error) {
 
 func httpURL(field, raw string) (string, error) {
 	if len(raw) > MaxURL {
-		return "", ingest.Invalid(field, "longer than %d characters", MaxURL)
+		return "", normalize.Invalid(field, "longer than %d characters", MaxURL)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", ingest.Invalid(field, "%q is not an http(s) URL", raw)
+		return "", normalize.Invalid(field, "%q is not an http(s) URL", raw)
 	}
 	return raw, nil
 }

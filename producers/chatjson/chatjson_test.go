@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/chatjson"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -76,7 +77,7 @@ func TestBuildInvalid(t *testing.T) {
 		{`[{"type":"message",` + ok + `,"text":"x","id":5}]`, "id", "want string"},
 	} {
 		_, err := build(t, tt.events)
-		var ve *ingest.ValidationError
+		var ve *normalize.ValidationError
 		if !errors.As(err, &ve) {
 			t.Errorf("%s: got %v, want a ValidationError", tt.events[:min(len(tt.events), 60)], err)
 			continue
@@ -90,7 +91,7 @@ func TestBuildInvalid(t *testing.T) {
 func TestTooManyEvents(t *testing.T) {
 	list := make([]chatjson.Event, chatjson.MaxEvents+1)
 	_, err := chatjson.Build(list, chatjson.Context{Now: now})
-	var ve *ingest.ValidationError
+	var ve *normalize.ValidationError
 	if !errors.As(err, &ve) || ve.Field != "events" {
 		t.Fatalf("got %v", err)
 	}

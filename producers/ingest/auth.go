@@ -1,28 +1,12 @@
 package ingest
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
-	"strings"
 
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 )
-
-// CheckBearer checks the request's "Authorization: Bearer <key>" header
-// against key in constant time.
-func CheckBearer(r *http.Request, key string) error {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return fmt.Errorf("%w: missing bearer key", ErrUnauthorized)
-	}
-	if key == "" || subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
-		return fmt.Errorf("%w: wrong bearer key", ErrUnauthorized)
-	}
-	return nil
-}
 
 // Credentials are the channels' secrets, as in omnisync dev's
 // credentials.json. They come from configuration, never from code.

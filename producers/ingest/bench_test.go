@@ -19,7 +19,9 @@ import (
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -28,11 +30,11 @@ import (
 type benchChannel struct{}
 
 func (benchChannel) Channel() events.Channel            { return events.ChannelWeb }
-func (benchChannel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, "k") }
+func (benchChannel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, "k") }
 func (benchChannel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	var lines []struct{ CustomerID, ID, Text string }
 	if err := json.Unmarshal(body, &lines); err != nil {
-		return nil, ingest.Invalid("", "%v", err)
+		return nil, normalize.Invalid("", "%v", err)
 	}
 	b := &ingest.Batch{}
 	for _, l := range lines {

@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/omnisync/omnisync/pkg/events"
@@ -16,10 +14,10 @@ type Channel interface {
 	// WeChat signature); an error means 401.
 	Authenticate(r *http.Request) error
 	// Parse turns an authenticated request's body into events. A
-	// *ValidationError means 400 and a dead letter; an error wrapping
-	// ErrUnauthorized means 401, for credentials in the body (an encrypted
-	// push's signature, a replayed nonce). Parsers must not panic on any
-	// input.
+	// *normalize.ValidationError means 400 and a dead letter; an error
+	// wrapping httpauth.ErrUnauthorized means 401, for credentials in the
+	// body (an encrypted push's signature, a replayed nonce). Parsers must
+	// not panic on any input.
 	Parse(r *http.Request, body []byte) (*Batch, error)
 }
 
@@ -48,24 +46,3 @@ type Batch struct {
 
 // Len is the number of events in the batch.
 func (b *Batch) Len() int { return len(b.Customers) + len(b.Messages) }
-
-// ErrUnauthorized is wrapped by Authenticate errors.
-var ErrUnauthorized = errors.New("unauthorized")
-
-// ValidationError is bad input: what field and why.
-type ValidationError struct {
-	Field  string // e.g. events[2].profile.phone; empty for the body as a whole
-	Reason string
-}
-
-func (e *ValidationError) Error() string {
-	if e.Field == "" {
-		return e.Reason
-	}
-	return e.Field + ": " + e.Reason
-}
-
-// Invalid returns a *ValidationError.
-func Invalid(field, format string, args ...any) *ValidationError {
-	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
-}

@@ -8,7 +8,11 @@
 // differs: a Channel that authenticates a request and parses its native
 // body into a Batch. Optional behaviour is discovered by type assertion: a
 // Handshaker answers GET verification requests (WeChat's echostr), a
-// Responder writes the channel's own success answer.
+// Responder writes the channel's own success answer. Channels check their
+// fields with package pkg/normalize (bad input is a
+// *normalize.ValidationError) and refuse credentials with errors wrapping
+// httpauth.ErrUnauthorized (package pkg/httpauth, which also checks bearer
+// keys); the agent API uses both too.
 //
 // Bad input gets a 4xx naming the field and the reason, and its raw bytes
 // (the first 64 KiB and the size of a larger input, see package deadletter)

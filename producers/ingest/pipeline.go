@@ -19,7 +19,9 @@ import (
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/redact"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -137,24 +139,24 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 				size = strconv.FormatInt(r.ContentLength, 10)
 			}
 			reason := fmt.Sprintf("body of %s bytes, at most %d allowed; the dead letter keeps its first %d bytes and its size", size, p.cfg.MaxBodyBytes, deadletter.MaxPayload)
-			p.deadLetter(w, r, name, body, &ValidationError{Reason: reason}, http.StatusRequestEntityTooLarge)
+			p.deadLetter(w, r, name, body, &normalize.ValidationError{Reason: reason}, http.StatusRequestEntityTooLarge)
 			return
 		}
 		writeError(w, http.StatusBadRequest, "bad_request", "", "reading body: "+err.Error(), "")
 		return
 	}
 	batch, err := ch.Parse(r, body)
-	if errors.Is(err, ErrUnauthorized) { // a credential only the body shows (a replayed nonce, an encrypted push's signature)
+	if errors.Is(err, httpauth.ErrUnauthorized) { // a credential only the body shows (a replayed nonce, an encrypted push's signature)
 		p.reject(name, "unauthorized")
 		log.Info("request refused", zap.Error(err))
 		writeError(w, http.StatusUnauthorized, "unauthorized", "", err.Error(), "")
 		return
 	}
-	var invalid *ValidationError
+	var invalid *normalize.ValidationError
 	if err == nil {
 		invalid = p.complete(ch, batch)
 	} else if !errors.As(err, &invalid) {
-		invalid = &ValidationError{Reason: err.Error()}
+		invalid = &normalize.ValidationError{Reason: err.Error()}
 	}
 	if invalid != nil {
 		p.reject(name, "invalid")
@@ -166,7 +168,7 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 	records, links, err := p.records(ch, batch)
 	if err != nil {
 		p.reject(name, "invalid")
-		p.deadLetter(w, r, name, body, &ValidationError{Reason: "encoding events: " + err.Error()}, http.StatusBadRequest)
+		p.deadLetter(w, r, name, body, &normalize.ValidationError{Reason: "encoding events: " + err.Error()}, http.StatusBadRequest)
 		return
 	}
 	if p.seen(batch) {
@@ -197,12 +199,12 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 
 // complete fills in what the pipeline owns: channel, source, ingestion time,
 // customer and event IDs.
-func (p *Pipeline) complete(ch Channel, b *Batch) *ValidationError {
+func (p *Pipeline) complete(ch Channel, b *Batch) *normalize.ValidationError {
 	now := p.cfg.Now().UTC().Truncate(time.Millisecond)
 	source := p.source(ch)
 	for i, ev := range b.Customers {
 		if ev.CustomerID == "" && !anchored(ev.Identities) {
-			return Invalid(fmt.Sprintf("customer_events[%d]", i), "names no customer and carries no verified or session identity")
+			return normalize.Invalid(fmt.Sprintf("customer_events[%d]", i), "names no customer and carries no verified or session identity")
 		}
 		ev.Channel, ev.Source, ev.IngestedAt = orChannel(ev.Channel, ch), orString(ev.Source, source), now
 		if ev.OccurredAt.IsZero() {
@@ -215,7 +217,7 @@ func (p *Pipeline) complete(ch Channel, b *Batch) *ValidationError {
 	}
 	for i, m := range b.Messages {
 		if m.CustomerID == "" && !anchored(m.Identities) {
-			return Invalid(fmt.Sprintf("messages[%d]", i), "names no customer and carries no verified or session identity")
+			return normalize.Invalid(fmt.Sprintf("messages[%d]", i), "names no customer and carries no verified or session identity")
 		}
 		m.Channel, m.Source, m.IngestedAt = orChannel(m.Channel, ch), orString(m.Source, source), now
 		if m.OccurredAt.IsZero() {
@@ -347,7 +349,7 @@ var keptHeaders = []string{"Content-Type", "User-Agent", "X-Request-Id", "X-Forw
 // record, so the 503 means Kafka is out of reach. For 413, body is what was
 // read before the limit; the size kept is the request's Content-Length,
 // or the limit + 1 (a lower bound) without one: the rest is never read.
-func (p *Pipeline) deadLetter(w http.ResponseWriter, r *http.Request, name string, body []byte, why *ValidationError, code int) {
+func (p *Pipeline) deadLetter(w http.ResponseWriter, r *http.Request, name string, body []byte, why *normalize.ValidationError, code int) {
 	headers := map[string]string{"method": r.Method, "path": r.URL.Path}
 	if q := r.URL.RawQuery; q != "" {
 		headers["query"] = q

@@ -19,7 +19,9 @@ import (
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -33,17 +35,17 @@ type testChannel struct{}
 
 func (testChannel) Channel() events.Channel { return events.ChannelWeb }
 
-func (testChannel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, "k") }
+func (testChannel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, "k") }
 
 func (testChannel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	var in struct{ CustomerID, Phone, MsgID, Text, Bad string }
 	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, ingest.Invalid("", "not JSON: %v", err)
+		return nil, normalize.Invalid("", "not JSON: %v", err)
 	}
 	if in.Bad != "" {
-		return nil, ingest.Invalid("bad", "%s", in.Bad)
+		return nil, normalize.Invalid("bad", "%s", in.Bad)
 	}
-	phone, err := ingest.Phone("phone", in.Phone)
+	phone, err := normalize.Phone("phone", in.Phone)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/wechat"
@@ -67,11 +68,11 @@ func Sign(token, timestamp, nonce string) string { return wechat.Sign(token, tim
 func (c *Channel) Channel() events.Channel { return events.ChannelMiniProgram }
 
 // Authenticate checks the WeChat signature and the timestamp window (see
-// wechat.VerifySignature). Errors wrap ingest.ErrUnauthorized. The body is
+// wechat.VerifySignature). Errors wrap httpauth.ErrUnauthorized. The body is
 // checked by Parse: msg_signature and the nonce.
 func (c *Channel) Authenticate(r *http.Request) error {
 	if c.cred.AppID == "" {
-		return fmt.Errorf("%w: no mini-program app ID configured", ingest.ErrUnauthorized)
+		return fmt.Errorf("%w: no mini-program app ID configured", httpauth.ErrUnauthorized)
 	}
 	if err := c.recv.KeyError(); err != nil {
 		return err

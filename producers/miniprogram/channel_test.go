@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/miniprogram"
 	"github.com/omnisync/omnisync/producers/wechat"
@@ -107,8 +108,8 @@ func TestAuthenticate(t *testing.T) {
 				case tc.wantErr == "":
 				case err == nil:
 					t.Fatalf("%s accepted, want an error containing %q", method, tc.wantErr)
-				case !errors.Is(err, ingest.ErrUnauthorized):
-					t.Errorf("%s: %v does not wrap ingest.ErrUnauthorized", method, err)
+				case !errors.Is(err, httpauth.ErrUnauthorized):
+					t.Errorf("%s: %v does not wrap httpauth.ErrUnauthorized", method, err)
 				case !strings.Contains(err.Error(), tc.wantErr):
 					t.Errorf("%s: %q does not contain %q", method, err, tc.wantErr)
 				}

@@ -38,7 +38,7 @@
 // other than user_enter_tempsession are accepted generically; an unknown
 // MsgType is refused.
 //
-// Any bad input is an *ingest.ValidationError naming the JSON key: the
+// Any bad input is an *normalize.ValidationError naming the JSON key: the
 // body not one JSON object (an XML body is told to switch the data format
 // to JSON), duplicate keys, missing ToUserName, FromUserName, CreateTime,
 // MsgType, MsgId or the type's own fields, a value of the wrong JSON type,

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
@@ -25,21 +25,21 @@ type push struct {
 func readPush(body []byte) (*push, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return nil, ingest.Invalid("", "body is empty")
+		return nil, normalize.Invalid("", "body is empty")
 	}
-	if invalid := ingest.CheckJSONText(body); invalid != nil {
+	if invalid := normalize.CheckJSONText(body); invalid != nil {
 		return nil, invalid
 	}
 	if !utf8.Valid(body) {
-		return nil, ingest.Invalid("", "body is not valid UTF-8")
+		return nil, normalize.Invalid("", "body is not valid UTF-8")
 	}
 	if trimmed[0] == '<' {
-		return nil, ingest.Invalid("", "body is XML; this endpoint takes the JSON data format (set the mini-program's message push data format to JSON)")
+		return nil, normalize.Invalid("", "body is XML; this endpoint takes the JSON data format (set the mini-program's message push data format to JSON)")
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		return nil, ingest.Invalid("", "body is not a JSON object")
+		return nil, normalize.Invalid("", "body is not a JSON object")
 	}
 	p := &push{vals: map[string]json.RawMessage{}}
 	for d.More() {
@@ -49,14 +49,14 @@ func readPush(body []byte) (*push, error) {
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return nil, ingest.Invalid("", "malformed JSON: object key expected")
+			return nil, normalize.Invalid("", "malformed JSON: object key expected")
 		}
 		if _, dup := p.vals[key]; dup {
-			return nil, ingest.Invalid(key, "appears more than once")
+			return nil, normalize.Invalid(key, "appears more than once")
 		}
 		var raw json.RawMessage
 		if err := d.Decode(&raw); err != nil {
-			return nil, ingest.Invalid(key, "malformed JSON: %v", err)
+			return nil, normalize.Invalid(key, "malformed JSON: %v", err)
 		}
 		p.vals[key] = raw
 		p.Add(key)
@@ -65,13 +65,13 @@ func readPush(body []byte) (*push, error) {
 		return nil, malformed(err)
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return nil, ingest.Invalid("", "content after the JSON object")
+		return nil, normalize.Invalid("", "content after the JSON object")
 	}
 	return p, nil
 }
 
-func malformed(err error) *ingest.ValidationError {
-	return ingest.Invalid("", "malformed JSON: %v", err)
+func malformed(err error) *normalize.ValidationError {
+	return normalize.Invalid("", "malformed JSON: %v", err)
 }
 
 // Has reports whether the key is present and not null.
@@ -90,9 +90,9 @@ func (p *push) Text(name string, max int) (string, error) {
 	raw := p.vals[name]
 	var s string
 	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		return "", ingest.Invalid(name, "must be a string")
+		return "", normalize.Invalid(name, "must be a string")
 	}
-	return ingest.Text(name, s, max)
+	return normalize.Text(name, s, max)
 }
 
 // Quote shortens a value quoted in an error message (truncate).
@@ -106,7 +106,7 @@ func (p *push) Seconds(name string) (int64, error) {
 	}
 	sec, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, ingest.Invalid(name, "%s is not Unix seconds", truncate(s))
+		return 0, normalize.Invalid(name, "%s is not Unix seconds", truncate(s))
 	}
 	return sec, nil
 }
@@ -124,15 +124,15 @@ func (p *push) MsgID(name string) (string, error) {
 // the key in snake_case (SessionFrom → session_from). A key is not a path:
 // its dots become '_' too.
 func (p *push) Extra(name string) (key, value string, err error) {
-	v, err := ingest.Text(name, p.scalar(name), wxpush.MaxExtraRunes)
+	v, err := normalize.Text(name, p.scalar(name), wxpush.MaxExtraRunes)
 	if err != nil || v == "" {
 		return "", "", err
 	}
 	if name == "" {
-		return "", "", ingest.Invalid("", "a key is empty")
+		return "", "", normalize.Invalid("", "a key is empty")
 	}
 	if utf8.RuneCountInString(name) > wxpush.MaxKeyRunes {
-		return "", "", ingest.Invalid(truncate(name), "key longer than %d characters", wxpush.MaxKeyRunes)
+		return "", "", normalize.Invalid(truncate(name), "key longer than %d characters", wxpush.MaxKeyRunes)
 	}
 	return wxpush.MetadataKey(strings.ReplaceAll(name, ".", "_")), v, nil
 }
@@ -143,18 +143,18 @@ func (p *push) Extra(name string) (key, value string, err error) {
 func (p *push) integer(name string) (string, error) {
 	p.MarkRead(name)
 	if !p.Has(name) {
-		return "", ingest.Invalid(name, "is required")
+		return "", normalize.Invalid(name, "is required")
 	}
 	raw := p.vals[name]
 	s := string(raw)
 	if raw[0] == '"' {
 		if json.Unmarshal(raw, &s) != nil {
-			return "", ingest.Invalid(name, "must be an integer")
+			return "", normalize.Invalid(name, "must be an integer")
 		}
 		s = strings.TrimSpace(s)
 	}
 	if s == "" || len(s) > 64 || strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
-		return "", ingest.Invalid(name, "%s is not a non-negative integer", truncate(string(raw)))
+		return "", normalize.Invalid(name, "%s is not a non-negative integer", truncate(string(raw)))
 	}
 	if t := strings.TrimLeft(s, "0"); t != "" {
 		s = t

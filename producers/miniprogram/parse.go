@@ -27,8 +27,8 @@ var mapping = wxpush.Mapping{
 // Parse turns one push into one inbound message from the customer: the
 // body in plain-text mode, the decrypted Encrypt key in safe mode, both
 // read by readPush. A replayed nonce or an encrypted push that does not
-// verify or decrypt is an error wrapping ingest.ErrUnauthorized; any bad
-// input is a *ingest.ValidationError whose Field names the JSON key (empty
+// verify or decrypt is an error wrapping httpauth.ErrUnauthorized; any bad
+// input is a *normalize.ValidationError whose Field names the JSON key (empty
 // for the body as a whole).
 func (c *Channel) Parse(r *http.Request, body []byte) (*ingest.Batch, error) {
 	msg, err := c.recv.Open(r, body, c.now(), encryptKey)

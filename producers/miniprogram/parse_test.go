@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
 	"github.com/omnisync/omnisync/producers/miniprogram"
@@ -327,9 +328,9 @@ func TestParseInvalid(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted: %+v", b.Messages[0])
 			}
-			var invalid *ingest.ValidationError
+			var invalid *normalize.ValidationError
 			if !errors.As(err, &invalid) {
-				t.Fatalf("error %v (%T) is not a *ingest.ValidationError", err, err)
+				t.Fatalf("error %v (%T) is not a *normalize.ValidationError", err, err)
 			}
 			if invalid.Field != tc.wantField {
 				t.Errorf("field = %q, want %q (%v)", invalid.Field, tc.wantField, err)

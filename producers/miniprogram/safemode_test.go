@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
@@ -42,8 +43,8 @@ func TestSafeModeDecryptedChecked(t *testing.T) {
 	cred := pusher.Cred
 	cred.EncodingAESKey = wxpushtest.TestKey
 	_, err = wxpushtest.Serve(pusher.New(cred), pusher.Request(testToken, "n", enc, b), b)
-	var invalid *ingest.ValidationError
+	var invalid *normalize.ValidationError
 	if !errors.As(err, &invalid) || invalid.Field != "Content" {
-		t.Fatalf("got %v, want a *ingest.ValidationError on Content", err)
+		t.Fatalf("got %v, want a *normalize.ValidationError on Content", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/chatjson"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -58,7 +60,7 @@ func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: 
 func (c *Channel) Channel() events.Channel { return events.ChannelPhone }
 
 // Authenticate checks the bearer key.
-func (c *Channel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, c.cred.Key) }
+func (c *Channel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, c.cred.Key) }
 
 // Parse parses a transcript.
 func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
@@ -66,16 +68,16 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	if err := chatjson.Decode(body, &t); err != nil {
 		return nil, err
 	}
-	callID, err := ingest.ID("call_id", t.CallID)
+	callID, err := normalize.ID("call_id", t.CallID)
 	if err != nil {
 		return nil, err
 	}
-	agent, err := ingest.Text("agent_id", t.AgentID, 128)
+	agent, err := normalize.Text("agent_id", t.AgentID, 128)
 	if err != nil {
 		return nil, err
 	}
 	if t.CustomerID != "" {
-		if t.CustomerID, err = ingest.ID("customer_id", t.CustomerID); err != nil {
+		if t.CustomerID, err = normalize.ID("customer_id", t.CustomerID); err != nil {
 			return nil, err
 		}
 	}
@@ -84,12 +86,12 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	switch t.Direction {
 	case "inbound":
 		direction = events.DirectionInbound
-		customerNumber, err = ingest.Phone("caller", t.Caller)
+		customerNumber, err = normalize.Phone("caller", t.Caller)
 	case "outbound":
 		direction = events.DirectionOutbound
-		customerNumber, err = ingest.Phone("callee", t.Callee)
+		customerNumber, err = normalize.Phone("callee", t.Callee)
 	default:
-		return nil, ingest.Invalid("direction", "%q: want inbound or outbound", t.Direction)
+		return nil, normalize.Invalid("direction", "%q: want inbound or outbound", t.Direction)
 	}
 	if err != nil {
 		return nil, err
@@ -103,13 +105,13 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 		return nil, err
 	}
 	if ended.Before(started) {
-		return nil, ingest.Invalid("ended_at", "before started_at")
+		return nil, normalize.Invalid("ended_at", "before started_at")
 	}
 	if len(t.Segments) == 0 {
-		return nil, ingest.Invalid("segments", "no segments")
+		return nil, normalize.Invalid("segments", "no segments")
 	}
 	if len(t.Segments) > MaxSegments {
-		return nil, ingest.Invalid("segments", "%d segments, at most %d", len(t.Segments), MaxSegments)
+		return nil, normalize.Invalid("segments", "%d segments, at most %d", len(t.Segments), MaxSegments)
 	}
 	duration := ended.Sub(started).Milliseconds()
 	b := &ingest.Batch{}
@@ -117,19 +119,19 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	for i, s := range t.Segments {
 		f := fmt.Sprintf("segments[%d]", i)
 		if s.StartMS < 0 || s.EndMS < s.StartMS {
-			return nil, ingest.Invalid(f+".end_ms", "want 0 <= start_ms <= end_ms, got %d..%d", s.StartMS, s.EndMS)
+			return nil, normalize.Invalid(f+".end_ms", "want 0 <= start_ms <= end_ms, got %d..%d", s.StartMS, s.EndMS)
 		}
 		if s.StartMS < prevStart {
-			return nil, ingest.Invalid(f+".start_ms", "segments must be in order of start_ms")
+			return nil, normalize.Invalid(f+".start_ms", "segments must be in order of start_ms")
 		}
 		if s.EndMS > duration+1000 {
-			return nil, ingest.Invalid(f+".end_ms", "%d ms is after the call ended (%d ms)", s.EndMS, duration)
+			return nil, normalize.Invalid(f+".end_ms", "%d ms is after the call ended (%d ms)", s.EndMS, duration)
 		}
 		prevStart = s.StartMS
 		if s.Confidence < 0 || s.Confidence > 1 {
-			return nil, ingest.Invalid(f+".confidence", "%v: want 0 to 1", s.Confidence)
+			return nil, normalize.Invalid(f+".confidence", "%v: want 0 to 1", s.Confidence)
 		}
-		text, err := ingest.Text(f+".text", s.Text, 4000)
+		text, err := normalize.Text(f+".text", s.Text, 4000)
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +145,7 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 		case "callee":
 			customerSide = t.Direction == "outbound"
 		default:
-			return nil, ingest.Invalid(f+".speaker", "%q: want caller, callee, agent or customer", s.Speaker)
+			return nil, normalize.Invalid(f+".speaker", "%q: want caller, callee, agent or customer", s.Speaker)
 		}
 		dir := events.DirectionOutbound
 		if customerSide {
@@ -167,10 +169,10 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 func callTime(field, s string, now time.Time) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, ingest.Invalid(field, "%q is not an RFC 3339 time", s)
+		return time.Time{}, normalize.Invalid(field, "%q is not an RFC 3339 time", s)
 	}
 	if t.After(now.Add(time.Hour)) || t.Year() < 2000 {
-		return time.Time{}, ingest.Invalid(field, "%s is not a plausible call time", s)
+		return time.Time{}, normalize.Invalid(field, "%s is not a plausible call time", s)
 	}
 	return t.UTC().Truncate(time.Millisecond), nil
 }

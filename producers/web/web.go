@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/chatjson"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -42,7 +44,7 @@ func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: 
 func (c *Channel) Channel() events.Channel { return events.ChannelWeb }
 
 // Authenticate checks the bearer key.
-func (c *Channel) Authenticate(r *http.Request) error { return ingest.CheckBearer(r, c.cred.Key) }
+func (c *Channel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, c.cred.Key) }
 
 // Parse parses a batch.
 func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
@@ -50,7 +52,7 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	if err := chatjson.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	visitor, err := ingest.ID("visitor_id", req.VisitorID)
+	visitor, err := normalize.ID("visitor_id", req.VisitorID)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
@@ -71,11 +72,11 @@ func ReplayWindow(maxSkew time.Duration) time.Duration {
 func (c *Channel) Channel() events.Channel { return events.ChannelWeChat }
 
 // Authenticate checks the WeChat signature and the timestamp window (see
-// VerifySignature). Errors wrap ingest.ErrUnauthorized. The body is
+// VerifySignature). Errors wrap httpauth.ErrUnauthorized. The body is
 // checked by Parse: msg_signature and the nonce.
 func (c *Channel) Authenticate(r *http.Request) error {
 	if c.cred.AppID == "" {
-		return fmt.Errorf("%w: no WeChat app ID configured", ingest.ErrUnauthorized)
+		return fmt.Errorf("%w: no WeChat app ID configured", httpauth.ErrUnauthorized)
 	}
 	if err := c.recv.KeyError(); err != nil {
 		return err

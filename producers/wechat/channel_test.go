@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/wechat"
 )
@@ -44,8 +45,8 @@ func TestAuthenticate(t *testing.T) {
 				if (err != nil) != tc.wantErr {
 					t.Fatalf("%s: err = %v, want error %v", method, err, tc.wantErr)
 				}
-				if err != nil && !errors.Is(err, ingest.ErrUnauthorized) {
-					t.Errorf("%s: %v does not wrap ingest.ErrUnauthorized", method, err)
+				if err != nil && !errors.Is(err, httpauth.ErrUnauthorized) {
+					t.Errorf("%s: %v does not wrap httpauth.ErrUnauthorized", method, err)
 				}
 			}
 		})

@@ -71,7 +71,7 @@
 //
 // # Validation
 //
-// Any bad input is an *ingest.ValidationError naming the XML element:
+// Any bad input is an *normalize.ValidationError naming the XML element:
 // missing ToUserName, FromUserName, CreateTime, MsgType, MsgId or the type's
 // own fields; a CreateTime before 2012 or more than a day ahead; text over
 // its bound (16384 characters for content, 4096 for URLs, 1024 for short

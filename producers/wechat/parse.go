@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
@@ -32,8 +33,8 @@ var mapping = wxpush.Mapping{
 // Parse turns one push into one inbound message from the customer: the
 // body in plain-text mode, the decrypted Encrypt element in safe mode. A
 // replayed nonce or an encrypted push that does not verify or decrypt is
-// an error wrapping ingest.ErrUnauthorized; any bad input is a
-// *ingest.ValidationError whose Field names the XML element (empty for the
+// an error wrapping httpauth.ErrUnauthorized; any bad input is a
+// *normalize.ValidationError whose Field names the XML element (empty for the
 // document as a whole).
 func (c *Channel) Parse(r *http.Request, body []byte) (*ingest.Batch, error) {
 	msg, err := c.recv.Open(r, body, c.now(), encryptElement)
@@ -99,14 +100,14 @@ func videoMessage(f wxpush.Fields, m *events.MessageEvent) error {
 func locationMessage(f wxpush.Fields, m *events.MessageEvent) error {
 	lat, ok, err := float(f, "Location_X", 90)
 	if err == nil && !ok {
-		err = ingest.Invalid("Location_X", "is required")
+		err = normalize.Invalid("Location_X", "is required")
 	}
 	if err != nil {
 		return err
 	}
 	lon, ok, err := float(f, "Location_Y", 180)
 	if err == nil && !ok {
-		err = ingest.Invalid("Location_Y", "is required")
+		err = normalize.Invalid("Location_Y", "is required")
 	}
 	if err != nil {
 		return err
@@ -171,21 +172,21 @@ func eventMessage(f wxpush.Fields, m *events.MessageEvent) error {
 	case "location":
 		lat, ok, err := float(f, "Latitude", 90)
 		if err == nil && !ok {
-			err = ingest.Invalid("Latitude", "is required")
+			err = normalize.Invalid("Latitude", "is required")
 		}
 		if err != nil {
 			return err
 		}
 		lon, ok, err := float(f, "Longitude", 180)
 		if err == nil && !ok {
-			err = ingest.Invalid("Longitude", "is required")
+			err = normalize.Invalid("Longitude", "is required")
 		}
 		if err != nil {
 			return err
 		}
 		prec, _, err := float(f, "Precision", 1e7)
 		if err == nil && prec < 0 {
-			err = ingest.Invalid("Precision", "must not be negative")
+			err = normalize.Invalid("Precision", "must not be negative")
 		}
 		if err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
 	"github.com/omnisync/omnisync/producers/wechat"
@@ -489,9 +490,9 @@ func TestParseInvalid(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted: %+v", b.Messages[0])
 			}
-			var invalid *ingest.ValidationError
+			var invalid *normalize.ValidationError
 			if !errors.As(err, &invalid) {
-				t.Fatalf("error %v (%T) is not a *ingest.ValidationError", err, err)
+				t.Fatalf("error %v (%T) is not a *normalize.ValidationError", err, err)
 			}
 			if invalid.Field != tc.wantField {
 				t.Errorf("field = %q, want %q (%v)", invalid.Field, tc.wantField, err)
@@ -509,7 +510,7 @@ func TestParseInvalid(t *testing.T) {
 func TestNoEntityExpansion(t *testing.T) {
 	// Without the DOCTYPE, the reference alone is an undefined entity.
 	_, err := newChannel().Parse(nil, []byte(push(base("<Content>", "&xxe;</Content>")...)))
-	var invalid *ingest.ValidationError
+	var invalid *normalize.ValidationError
 	if !errors.As(err, &invalid) || !strings.Contains(invalid.Reason, "xxe") {
 		t.Fatalf("&xxe; without a declaration: %v, want a malformed-XML error naming it", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
@@ -74,9 +75,9 @@ func TestSafeModeWithoutKey(t *testing.T) {
 	enc := c.Encrypt(pusher.Push("x"))
 	body := envelope(testAccount, enc)
 	_, err = wxpushtest.Serve(pusher.New(pusher.Cred), pusher.Request(testToken, "n", enc, body), body)
-	var invalid *ingest.ValidationError
+	var invalid *normalize.ValidationError
 	if !errors.As(err, &invalid) || invalid.Field != "Encrypt" || !strings.Contains(invalid.Reason, "encoding_aes_key") {
-		t.Fatalf("got %v, want a *ingest.ValidationError on Encrypt telling to configure encoding_aes_key", err)
+		t.Fatalf("got %v, want a *normalize.ValidationError on Encrypt telling to configure encoding_aes_key", err)
 	}
 }
 
@@ -92,8 +93,8 @@ func TestSafeModeDecryptedChecked(t *testing.T) {
 	cred := pusher.Cred
 	cred.EncodingAESKey = wxpushtest.TestKey
 	_, err = wxpushtest.Serve(pusher.New(cred), pusher.Request(testToken, "n", enc, body), body)
-	var invalid *ingest.ValidationError
+	var invalid *normalize.ValidationError
 	if !errors.As(err, &invalid) || invalid.Field != "Content" {
-		t.Fatalf("got %v, want a *ingest.ValidationError on Content", err)
+		t.Fatalf("got %v, want a *normalize.ValidationError on Content", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 )
 
 // DefaultMaxClockSkew is how far a request's timestamp query parameter may
@@ -39,35 +39,35 @@ func Sign(token, timestamp, nonce string) string {
 // mode the signature covers only token, timestamp and nonce, not the body,
 // so the window bounds how long a captured URL can be reused (a replay
 // inside it carries the same source IDs and is absorbed downstream).
-// Every error wraps ingest.ErrUnauthorized; an empty token refuses
+// Every error wraps httpauth.ErrUnauthorized; an empty token refuses
 // everything.
 func VerifySignature(r *http.Request, token string, now time.Time, maxSkew time.Duration) error {
 	if token == "" {
-		return fmt.Errorf("%w: no WeChat token configured", ingest.ErrUnauthorized)
+		return fmt.Errorf("%w: no WeChat token configured", httpauth.ErrUnauthorized)
 	}
 	q := r.URL.Query()
 	sig, ts, nonce := q.Get("signature"), q.Get("timestamp"), q.Get("nonce")
 	switch {
 	case sig == "":
-		return fmt.Errorf("%w: missing signature query parameter", ingest.ErrUnauthorized)
+		return fmt.Errorf("%w: missing signature query parameter", httpauth.ErrUnauthorized)
 	case ts == "":
-		return fmt.Errorf("%w: missing timestamp query parameter", ingest.ErrUnauthorized)
+		return fmt.Errorf("%w: missing timestamp query parameter", httpauth.ErrUnauthorized)
 	case nonce == "":
-		return fmt.Errorf("%w: missing nonce query parameter", ingest.ErrUnauthorized)
+		return fmt.Errorf("%w: missing nonce query parameter", httpauth.ErrUnauthorized)
 	}
 	want := Sign(token, ts, nonce)
 	if subtle.ConstantTimeCompare([]byte(strings.ToLower(sig)), []byte(want)) != 1 {
-		return fmt.Errorf("%w: WeChat signature does not match", ingest.ErrUnauthorized)
+		return fmt.Errorf("%w: WeChat signature does not match", httpauth.ErrUnauthorized)
 	}
 	if maxSkew <= 0 {
 		return nil
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: timestamp %q is not Unix seconds", ingest.ErrUnauthorized, ts)
+		return fmt.Errorf("%w: timestamp %q is not Unix seconds", httpauth.ErrUnauthorized, ts)
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > maxSkew || d < -maxSkew {
-		return fmt.Errorf("%w: timestamp %d is %s off the clock, at most %s allowed", ingest.ErrUnauthorized, sec, d.Abs().Truncate(time.Second), maxSkew)
+		return fmt.Errorf("%w: timestamp %d is %s off the clock, at most %s allowed", httpauth.ErrUnauthorized, sec, d.Abs().Truncate(time.Second), maxSkew)
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/producers/wechat"
 )
 
@@ -115,8 +115,8 @@ func TestVerifySignature(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted, want an error containing %q", tc.wantErr)
 			}
-			if !errors.Is(err, ingest.ErrUnauthorized) {
-				t.Errorf("error %v does not wrap ingest.ErrUnauthorized", err)
+			if !errors.Is(err, httpauth.ErrUnauthorized) {
+				t.Errorf("error %v does not wrap httpauth.ErrUnauthorized", err)
 			}
 			if !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("error %q does not contain %q", err, tc.wantErr)

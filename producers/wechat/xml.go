@@ -8,7 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
@@ -39,10 +39,10 @@ type push struct {
 // (&#xD800;) into U+FFFD, so each text's raw bytes are checked too.
 func readPush(body []byte) (*push, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, ingest.Invalid("", "body is empty")
+		return nil, normalize.Invalid("", "body is empty")
 	}
 	if t := bytes.TrimSpace(body); t[0] == '{' || t[0] == '[' {
-		return nil, ingest.Invalid("", "body is JSON; the official-account push is XML (for the mini-program's JSON push use /ingest/miniprogram)")
+		return nil, normalize.Invalid("", "body is JSON; the official-account push is XML (for the mini-program's JSON push use /ingest/miniprogram)")
 	}
 	p := &push{leaves: map[string]string{}, parents: map[string]bool{}, body: body}
 	d := xml.NewDecoder(bytes.NewReader(body))
@@ -60,10 +60,10 @@ func readPush(body []byte) (*push, error) {
 			return nil, noDirectives()
 		case xml.StartElement:
 			if done {
-				return nil, ingest.Invalid("", "content after </xml>")
+				return nil, normalize.Invalid("", "content after </xml>")
 			}
 			if t.Name.Local != "xml" {
-				return nil, ingest.Invalid("", "root element is <%s>, want <xml>", t.Name.Local)
+				return nil, normalize.Invalid("", "root element is <%s>, want <xml>", t.Name.Local)
 			}
 			if err := p.readRoot(d); err != nil {
 				return nil, err
@@ -71,15 +71,15 @@ func readPush(body []byte) (*push, error) {
 			done = true
 		case xml.CharData:
 			if len(bytes.TrimSpace(t)) != 0 {
-				return nil, ingest.Invalid("", "text outside <xml>")
+				return nil, normalize.Invalid("", "text outside <xml>")
 			}
 		}
 	}
 	if !done {
-		return nil, ingest.Invalid("", "no <xml> element")
+		return nil, normalize.Invalid("", "no <xml> element")
 	}
 	if !utf8.Valid(body) { // outside any element's text: a comment, an attribute
-		return nil, ingest.Invalid("", "body is not valid UTF-8")
+		return nil, normalize.Invalid("", "body is not valid UTF-8")
 	}
 	return p, nil
 }
@@ -98,12 +98,12 @@ func (p *push) readRoot(d *xml.Decoder) error {
 			return noDirectives()
 		case xml.CharData:
 			if len(bytes.TrimSpace(t)) != 0 {
-				return ingest.Invalid("", "text directly inside <xml>")
+				return normalize.Invalid("", "text directly inside <xml>")
 			}
 		case xml.StartElement:
 			name := t.Name.Local
 			if seen[name] {
-				return ingest.Invalid(name, "appears more than once")
+				return normalize.Invalid(name, "appears more than once")
 			}
 			seen[name] = true
 			text, nested, err := p.readElement(d, name, 1)
@@ -128,7 +128,7 @@ func (p *push) readElement(d *xml.Decoder, path string, depth int) (text string,
 		start := d.InputOffset()
 		tok, err := d.Token()
 		if err != nil {
-			return "", false, ingest.Invalid(path, "malformed XML: %v", err)
+			return "", false, normalize.Invalid(path, "malformed XML: %v", err)
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
@@ -142,7 +142,7 @@ func (p *push) readElement(d *xml.Decoder, path string, depth int) (text string,
 			return "", false, noDirectives()
 		case xml.StartElement:
 			if depth >= maxDepth {
-				return "", false, ingest.Invalid(path, "elements nested more than %d deep", maxDepth)
+				return "", false, normalize.Invalid(path, "elements nested more than %d deep", maxDepth)
 			}
 			nested = true
 			child := path + "." + t.Name.Local
@@ -171,7 +171,7 @@ func checkText(path string, raw []byte) error {
 		for r, size := utf8.DecodeRune(raw); r != utf8.RuneError || size != 1; r, size = utf8.DecodeRune(raw[i:]) {
 			i += size
 		}
-		return ingest.Invalid(path, "not valid UTF-8 (byte 0x%02x)", raw[i])
+		return normalize.Invalid(path, "not valid UTF-8 (byte 0x%02x)", raw[i])
 	}
 	if bytes.HasPrefix(raw, []byte("<![CDATA[")) {
 		return nil
@@ -192,7 +192,7 @@ func checkText(path string, raw []byte) error {
 			n, err = strconv.ParseUint(hex, 16, 32)
 		}
 		if err == nil && !isXMLChar(rune(n)) {
-			return ingest.Invalid(path, "character reference &#%s; is not a character (U+%04X)", ref, n)
+			return normalize.Invalid(path, "character reference &#%s; is not a character (U+%04X)", ref, n)
 		}
 		rest = rest[end+1:]
 	}
@@ -206,12 +206,12 @@ func isXMLChar(r rune) bool {
 		r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= utf8.MaxRune
 }
 
-func malformed(err error) *ingest.ValidationError {
-	return ingest.Invalid("", "malformed XML: %v", err)
+func malformed(err error) *normalize.ValidationError {
+	return normalize.Invalid("", "malformed XML: %v", err)
 }
 
-func noDirectives() *ingest.ValidationError {
-	return ingest.Invalid("", "DOCTYPE and entity declarations are not allowed")
+func noDirectives() *normalize.ValidationError {
+	return normalize.Invalid("", "DOCTYPE and entity declarations are not allowed")
 }
 
 // Has reports whether the element is present, empty or not.
@@ -225,9 +225,9 @@ func (p *push) Has(name string) bool {
 func (p *push) Text(name string, max int) (string, error) {
 	p.MarkRead(name)
 	if p.parents[name] {
-		return "", ingest.Invalid(name, "must be text, not nested elements")
+		return "", normalize.Invalid(name, "must be text, not nested elements")
 	}
-	return ingest.Text(name, p.leaves[name], max)
+	return normalize.Text(name, p.leaves[name], max)
 }
 
 // Quote returns s: an element's text is bounded where it is read.
@@ -241,24 +241,24 @@ func (p *push) Seconds(name string) (int64, error) {
 	}
 	sec, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
-		return 0, ingest.Invalid(name, "%q is not Unix seconds", s)
+		return 0, normalize.Invalid(name, "%q is not Unix seconds", s)
 	}
 	return sec, nil
 }
 
-// MsgID reads the message ID, an identifier (ingest.ID).
+// MsgID reads the message ID, an identifier (normalize.ID).
 func (p *push) MsgID(name string) (string, error) { return wxpush.ID(p, name) }
 
 // Extra returns an unread element's text and its metadata key, its path
 // in snake_case (bizmsgmenuid, MenuId → menu_id, ScanCodeInfo.ScanType →
 // scan_code_info.scan_type).
 func (p *push) Extra(path string) (key, value string, err error) {
-	v, err := ingest.Text(path, p.leaves[path], wxpush.MaxExtraRunes)
+	v, err := normalize.Text(path, p.leaves[path], wxpush.MaxExtraRunes)
 	if err != nil || v == "" {
 		return "", "", err
 	}
 	if len(path) > wxpush.MaxKeyRunes {
-		return "", "", ingest.Invalid(path, "element name longer than %d characters", wxpush.MaxKeyRunes)
+		return "", "", normalize.Invalid(path, "element name longer than %d characters", wxpush.MaxKeyRunes)
 	}
 	return wxpush.MetadataKey(path), v, nil
 }
@@ -272,7 +272,7 @@ func float(f wxpush.Fields, name string, limit float64) (v float64, ok bool, err
 	}
 	v, err = strconv.ParseFloat(s, 64)
 	if err != nil || v != v || v < -limit || v > limit { // v != v: NaN
-		return 0, false, ingest.Invalid(name, "%q is not a number between %g and %g", s, -limit, limit)
+		return 0, false, normalize.Invalid(name, "%q is not a number between %g and %g", s, -limit, limit)
 	}
 	return v, true, nil
 }

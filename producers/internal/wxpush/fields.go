@@ -6,25 +6,25 @@ import (
 	"strings"
 
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/normalize"
 )
 
 // Required reads text that must not be empty.
 func Required(f Fields, name string, max int) (string, error) {
 	s, err := f.Text(name, max)
 	if err == nil && s == "" {
-		err = ingest.Invalid(name, "is required")
+		err = normalize.Invalid(name, "is required")
 	}
 	return s, err
 }
 
-// ID reads a required identifier (ingest.ID).
+// ID reads a required identifier (normalize.ID).
 func ID(f Fields, name string) (string, error) {
 	s, err := f.Text(name, MaxShortRunes)
 	if err != nil {
 		return "", err
 	}
-	return ingest.ID(name, s)
+	return normalize.ID(name, s)
 }
 
 // HTTPURL reads an http or https URL: an agent's console renders it as a
@@ -36,13 +36,13 @@ func HTTPURL(f Fields, name string, required bool) (string, error) {
 	}
 	if s == "" {
 		if required {
-			return "", ingest.Invalid(name, "is required")
+			return "", normalize.Invalid(name, "is required")
 		}
 		return "", nil
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", ingest.Invalid(name, "%q is not an http or https URL", f.Quote(s))
+		return "", normalize.Invalid(name, "%q is not an http or https URL", f.Quote(s))
 	}
 	return s, nil
 }
@@ -55,7 +55,7 @@ func EventName(f Fields, name string) (string, error) {
 		return "", err
 	}
 	if !isEventName(s) {
-		return "", ingest.Invalid(name, "%q is not an event name (letters, digits, _)", s)
+		return "", normalize.Invalid(name, "%q is not an event name (letters, digits, _)", s)
 	}
 	return s, nil
 }

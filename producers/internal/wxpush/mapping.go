@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
 
@@ -37,7 +38,7 @@ type Fields interface {
 	Has(name string) bool
 	// Text returns the trimmed text of an optional field, at most max
 	// characters, "" when absent, and marks the field read. A field that
-	// is not text is a *ingest.ValidationError.
+	// is not text is a *normalize.ValidationError.
 	Text(name string, max int) (string, error)
 	// Quote returns a value as an error message quotes it (%q).
 	Quote(s string) string
@@ -45,7 +46,7 @@ type Fields interface {
 
 // Push is a decoded push as Mapping reads it: its fields, and what its
 // format decides about CreateTime, MsgId and the fields no mapping read.
-// Errors are *ingest.ValidationError.
+// Errors are *normalize.ValidationError.
 type Push interface {
 	Fields
 	// Seconds reads a required field of Unix seconds and marks it read.
@@ -88,7 +89,7 @@ type Recipient struct {
 
 // Parse turns a push into a batch of one inbound message from the
 // customer, its CreateTime checked against now. Bad input is a
-// *ingest.ValidationError whose Field names the push's field.
+// *normalize.ValidationError whose Field names the push's field.
 func (mp *Mapping) Parse(p Push, to Recipient, now time.Time) (*ingest.Batch, error) {
 	m, err := mp.message(p, to, now)
 	if err != nil {
@@ -104,16 +105,16 @@ func (mp *Mapping) message(p Push, to Recipient, now time.Time) (*events.Message
 	}
 	if msgType == "" {
 		if p.Has("Encrypt") {
-			return nil, ingest.Invalid("Encrypt", "the push is encrypted (safe mode) but this %s has no encoding_aes_key configured; configure the key, or set the message encryption mode to plain text or compatible", mp.Owner)
+			return nil, normalize.Invalid("Encrypt", "the push is encrypted (safe mode) but this %s has no encoding_aes_key configured; configure the key, or set the message encryption mode to plain text or compatible", mp.Owner)
 		}
-		return nil, ingest.Invalid("MsgType", "is required")
+		return nil, normalize.Invalid("MsgType", "is required")
 	}
 	recipient, err := ID(p, "ToUserName")
 	if err != nil {
 		return nil, err
 	}
 	if to.ID != "" && recipient != to.ID {
-		return nil, ingest.Invalid("ToUserName", "the push is addressed to %q, not to this %s (%s)", recipient, mp.Owner, to.ID)
+		return nil, normalize.Invalid("ToUserName", "the push is addressed to %q, not to this %s (%s)", recipient, mp.Owner, to.ID)
 	}
 	openid, err := ID(p, "FromUserName")
 	if err != nil {
@@ -165,7 +166,7 @@ func (mp *Mapping) typ(kind, msgType string) (Type, error) {
 		}
 		names[i] = t.MsgType
 	}
-	return Type{}, ingest.Invalid("MsgType", "%q is not a message type of the %s (%s)", msgType, mp.Push, strings.Join(names, ", "))
+	return Type{}, normalize.Invalid("MsgType", "%q is not a message type of the %s (%s)", msgType, mp.Push, strings.Join(names, ", "))
 }
 
 // createTime reads CreateTime, Unix seconds.
@@ -176,10 +177,10 @@ func createTime(p Push, now time.Time) (time.Time, error) {
 	}
 	t := time.Unix(sec, 0).UTC()
 	if t.Before(earliestCreateTime) {
-		return time.Time{}, ingest.Invalid("CreateTime", "%d is before %d", sec, earliestCreateTime.Year())
+		return time.Time{}, normalize.Invalid("CreateTime", "%d is before %d", sec, earliestCreateTime.Year())
 	}
 	if t.After(now.Add(maxCreateTimeAhead)) {
-		return time.Time{}, ingest.Invalid("CreateTime", "%d is more than %s ahead of the clock", sec, maxCreateTimeAhead)
+		return time.Time{}, normalize.Invalid("CreateTime", "%d is more than %s ahead of the clock", sec, maxCreateTimeAhead)
 	}
 	return t, nil
 }
@@ -198,7 +199,7 @@ func unionID(f Fields, m *events.MessageEvent) error {
 			return err
 		}
 		if v != "" {
-			if _, err := ingest.ID(name, v); err != nil {
+			if _, err := normalize.ID(name, v); err != nil {
 				return err
 			}
 			m.Identities = append(m.Identities, events.Identity{Kind: "wechat_unionid", Value: v, Verified: true})
@@ -226,7 +227,7 @@ func (mp *Mapping) extras(p Push, md map[string]string) error {
 			continue
 		}
 		if n++; n > maxExtras {
-			return ingest.Invalid(name, "more than %d unrecognised %ss", maxExtras, mp.Field)
+			return normalize.Invalid(name, "more than %d unrecognised %ss", maxExtras, mp.Field)
 		}
 		if _, ok := md[key]; !ok {
 			md[key] = v

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
@@ -35,7 +35,7 @@ func (f *fields) Has(name string) bool { _, ok := f.vals[name]; return ok }
 
 func (f *fields) Text(name string, max int) (string, error) {
 	f.MarkRead(name)
-	return ingest.Text(name, f.vals[name], max)
+	return normalize.Text(name, f.vals[name], max)
 }
 
 func (f *fields) Quote(s string) string { return s }
@@ -51,7 +51,7 @@ func (f *fields) Seconds(name string) (int64, error) {
 func (f *fields) MsgID(name string) (string, error) { return wxpush.ID(f, name) }
 
 func (f *fields) Extra(name string) (key, value string, err error) {
-	v, err := ingest.Text(name, f.vals[name], wxpush.MaxExtraRunes)
+	v, err := normalize.Text(name, f.vals[name], wxpush.MaxExtraRunes)
 	return wxpush.MetadataKey(name), v, err
 }
 
@@ -157,9 +157,9 @@ func TestParseInvalid(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := testMapping.Parse(newFields(tc.kv...), to, now)
-			var invalid *ingest.ValidationError
+			var invalid *normalize.ValidationError
 			if !errors.As(err, &invalid) {
-				t.Fatalf("Parse = %v, %v; want a *ingest.ValidationError", b, err)
+				t.Fatalf("Parse = %v, %v; want a *normalize.ValidationError", b, err)
 			}
 			if b != nil {
 				t.Error("a batch with an error")

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 )
 
 // MaxNonces bounds the pushes a channel remembers at once: 200,000 within
@@ -46,7 +46,7 @@ func NewNonces(window time.Duration, limit int) *Nonces {
 }
 
 // Check takes the push of the signed URL (timestamp, nonce) with body at
-// now, or refuses it with an error wrapping ingest.ErrUnauthorized.
+// now, or refuses it with an error wrapping httpauth.ErrUnauthorized.
 func (ns *Nonces) Check(now time.Time, timestamp, nonce string, body []byte) error {
 	sum := sha256.Sum256(body)
 	sec, err := strconv.ParseInt(timestamp, 10, 64)
@@ -61,10 +61,10 @@ func (ns *Nonces) Check(now time.Time, timestamp, nonce string, body []byte) err
 		if prev == sum {
 			return nil // WeChat re-sending the same push
 		}
-		return fmt.Errorf("%w: timestamp %s and nonce %s were already used with another body (a replayed URL)", ingest.ErrUnauthorized, timestamp, nonce)
+		return fmt.Errorf("%w: timestamp %s and nonce %s were already used with another body (a replayed URL)", httpauth.ErrUnauthorized, timestamp, nonce)
 	}
 	if ns.n >= ns.max {
-		return fmt.Errorf("%w: %d pushes taken within %ds; refusing more until they leave the replay window rather than forgetting their nonces", ingest.ErrUnauthorized, ns.n, ns.window)
+		return fmt.Errorf("%w: %d pushes taken within %ds; refusing more until they leave the replay window rather than forgetting their nonces", httpauth.ErrUnauthorized, ns.n, ns.window)
 	}
 	m := ns.bySecond[sec]
 	if m == nil {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/pkg/httpauth"
 )
 
 var t0 = time.Unix(1763800060, 0)
@@ -27,7 +27,7 @@ func TestNoncesRetryAndReplay(t *testing.T) {
 	}
 	// The same URL with another body: a replay.
 	err := ns.Check(t0.Add(time.Minute), ts(t0), "n1", []byte("push B"))
-	if !errors.Is(err, ingest.ErrUnauthorized) {
+	if !errors.Is(err, httpauth.ErrUnauthorized) {
 		t.Fatalf("replay with another body: %v, want an ErrUnauthorized", err)
 	}
 	// Another nonce, or the same nonce with another timestamp, is another URL.
@@ -78,7 +78,7 @@ func TestNoncesFullRefusesRatherThanForgets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := ns.Check(t0, ts(t0), "new", []byte("x")); !errors.Is(err, ingest.ErrUnauthorized) {
+	if err := ns.Check(t0, ts(t0), "new", []byte("x")); !errors.Is(err, httpauth.ErrUnauthorized) {
 		t.Fatalf("a fourth push with room for three: %v", err)
 	}
 	// Nothing was forgotten to make room: the first is still guarded, and

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -39,10 +40,10 @@ func NewReceiver(cred ingest.WeChatCredential, window time.Duration) *Receiver {
 
 // KeyError says why every push is refused when the configured
 // EncodingAESKey is unusable; nil otherwise. It wraps
-// ingest.ErrUnauthorized.
+// httpauth.ErrUnauthorized.
 func (rc *Receiver) KeyError() error {
 	if rc.keyErr != nil {
-		return fmt.Errorf("%w: encoding_aes_key: %v", ingest.ErrUnauthorized, rc.keyErr)
+		return fmt.Errorf("%w: encoding_aes_key: %v", httpauth.ErrUnauthorized, rc.keyErr)
 	}
 	return nil
 }
@@ -50,7 +51,7 @@ func (rc *Receiver) KeyError() error {
 // Open returns the push to parse from a request whose signature was
 // verified (Authenticate): the body itself in plain-text mode, the
 // decrypted message in safe mode. Every error wraps
-// ingest.ErrUnauthorized.
+// httpauth.ErrUnauthorized.
 //
 // Without an EncodingAESKey, any push is read as plain text (compatible
 // mode's plain copy; its Encrypt is ignored). With one, the request must
@@ -73,28 +74,28 @@ func (rc *Receiver) Open(r *http.Request, body []byte, now time.Time, envelope E
 		return nil, err
 	}
 	if !strings.EqualFold(q.Get("encrypt_type"), "aes") {
-		return nil, fmt.Errorf("%w: plain-text push refused: an EncodingAESKey is configured, so pushes must be encrypted (encrypt_type=aes; safe or compatible mode)", ingest.ErrUnauthorized)
+		return nil, fmt.Errorf("%w: plain-text push refused: an EncodingAESKey is configured, so pushes must be encrypted (encrypt_type=aes; safe or compatible mode)", httpauth.ErrUnauthorized)
 	}
 	sig := q.Get("msg_signature")
 	if sig == "" {
-		return nil, fmt.Errorf("%w: missing msg_signature query parameter", ingest.ErrUnauthorized)
+		return nil, fmt.Errorf("%w: missing msg_signature query parameter", httpauth.ErrUnauthorized)
 	}
 	encrypt, err := envelope(body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading the encrypted push: %v", ingest.ErrUnauthorized, err)
+		return nil, fmt.Errorf("%w: reading the encrypted push: %v", httpauth.ErrUnauthorized, err)
 	}
 	if encrypt == "" {
-		return nil, fmt.Errorf("%w: the encrypted push has no Encrypt field", ingest.ErrUnauthorized)
+		return nil, fmt.Errorf("%w: the encrypted push has no Encrypt field", httpauth.ErrUnauthorized)
 	}
 	if !wxcrypt.VerifyMsgSignature(sig, rc.token, ts, nonce, encrypt) {
-		return nil, fmt.Errorf("%w: msg_signature does not match", ingest.ErrUnauthorized)
+		return nil, fmt.Errorf("%w: msg_signature does not match", httpauth.ErrUnauthorized)
 	}
 	if err := rc.nonces.Check(now, ts, nonce, body); err != nil {
 		return nil, err
 	}
 	msg, err := rc.cipher.Decrypt(encrypt)
 	if err != nil {
-		return nil, fmt.Errorf("%w: decrypting the push: %v", ingest.ErrUnauthorized, err)
+		return nil, fmt.Errorf("%w: decrypting the push: %v", httpauth.ErrUnauthorized, err)
 	}
 	return msg, nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/omnisync/omnisync/pkg/httpauth"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/wechat"
@@ -61,8 +63,8 @@ func (p Pusher) keyed(key string) ingest.Channel {
 // SafeMode checks a channel with an EncodingAESKey: an encrypted push is
 // read as its plain text would be; everything that does not verify or
 // decrypt, and every plain-text push, is refused with an error wrapping
-// ingest.ErrUnauthorized (401); a decrypted push that is bad input is a
-// *ingest.ValidationError, as in plain-text mode.
+// httpauth.ErrUnauthorized (401); a decrypted push that is bad input is a
+// *normalize.ValidationError, as in plain-text mode.
 func SafeMode(t *testing.T, p Pusher) {
 	plainCh := p.New(p.Cred)
 	ch := p.keyed(TestKey)
@@ -120,8 +122,8 @@ func SafeMode(t *testing.T, p Pusher) {
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := Serve(ch, tc.r, tc.body)
-			if !errors.Is(err, ingest.ErrUnauthorized) {
-				t.Fatalf("got %v, %v; want an error wrapping ingest.ErrUnauthorized", b, err)
+			if !errors.Is(err, httpauth.ErrUnauthorized) {
+				t.Fatalf("got %v, %v; want an error wrapping httpauth.ErrUnauthorized", b, err)
 			}
 			if !strings.Contains(err.Error(), tc.wantIn) {
 				t.Errorf("error %q does not contain %q", err, tc.wantIn)
@@ -132,16 +134,16 @@ func SafeMode(t *testing.T, p Pusher) {
 		enc := c.Encrypt([]byte("  "))
 		body := p.Envelope("gh_x", enc)
 		_, err := Serve(ch, p.Request(p.Cred.Token, "n-bad", enc, body), body)
-		var invalid *ingest.ValidationError
+		var invalid *normalize.ValidationError
 		if !errors.As(err, &invalid) || !strings.Contains(invalid.Reason, "empty") {
-			t.Fatalf("an encrypted empty push: %v, want a *ingest.ValidationError saying the body is empty", err)
+			t.Fatalf("an encrypted empty push: %v, want a *normalize.ValidationError saying the body is empty", err)
 		}
 	})
 	t.Run("unusable key refuses everything, handshake included", func(t *testing.T) {
 		bad := p.keyed("too-short")
 		r := p.Request(p.Cred.Token, "n-key", "", nil)
 		r.Method = http.MethodGet
-		if err := bad.Authenticate(r); !errors.Is(err, ingest.ErrUnauthorized) || !strings.Contains(err.Error(), "encoding_aes_key") {
+		if err := bad.Authenticate(r); !errors.Is(err, httpauth.ErrUnauthorized) || !strings.Contains(err.Error(), "encoding_aes_key") {
 			t.Fatalf("Authenticate with an unusable key: %v", err)
 		}
 	})
@@ -165,7 +167,7 @@ func SafeMode(t *testing.T, p Pusher) {
 // Replay checks the nonce rule in plain-text mode and safe mode: a
 // re-send of the same push under the same URL is read again (the pipeline
 // absorbs it), the URL with another body is refused with an error
-// wrapping ingest.ErrUnauthorized.
+// wrapping httpauth.ErrUnauthorized.
 func Replay(t *testing.T, p Pusher) {
 	c, err := wxcrypt.New(TestKey, p.Cred.AppID)
 	if err != nil {
@@ -202,13 +204,13 @@ func Replay(t *testing.T, p Pusher) {
 			if mode.name == "safe mode" { // the attacker keeps the captured URL, msg_signature included
 				_, forged = mode.seal(forged)
 			}
-			if b, err := Serve(mode.ch, r, forged); !errors.Is(err, ingest.ErrUnauthorized) {
-				t.Fatalf("captured URL with another body: %v, %v; want an error wrapping ingest.ErrUnauthorized", b, err)
+			if b, err := Serve(mode.ch, r, forged); !errors.Is(err, httpauth.ErrUnauthorized) {
+				t.Fatalf("captured URL with another body: %v, %v; want an error wrapping httpauth.ErrUnauthorized", b, err)
 			}
 			// Even a body signed anew (only the token's holder can) may not
 			// reuse a nonce and timestamp already taken.
 			enc3, body3 := mode.seal(p.Push("signed anew"))
-			if b, err := Serve(mode.ch, p.Request(p.Cred.Token, "n-replay", enc3, body3), body3); !errors.Is(err, ingest.ErrUnauthorized) || !strings.Contains(err.Error(), "already used") {
+			if b, err := Serve(mode.ch, p.Request(p.Cred.Token, "n-replay", enc3, body3), body3); !errors.Is(err, httpauth.ErrUnauthorized) || !strings.Contains(err.Error(), "already used") {
 				t.Fatalf("a nonce reused for another, validly signed body: %v, %v; want it refused as a replay", b, err)
 			}
 			enc2, body2 := mode.seal(p.Push("next"))

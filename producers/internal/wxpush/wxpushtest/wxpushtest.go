@@ -17,6 +17,7 @@ import (
 
 	"github.com/omnisync/omnisync/pkg/avro"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -72,7 +73,7 @@ func (a *AvroCodec) RoundTrip(t testing.TB, m *events.MessageEvent) {
 }
 
 // FuzzParse fuzzes a push channel's Parse from the seed bodies: it never
-// panics, every error is a *ingest.ValidationError, and what it accepts is
+// panics, every error is a *normalize.ValidationError, and what it accepts is
 // one deterministic, well-formed message that fits the Avro schema.
 func FuzzParse(f *testing.F, ch ingest.Channel, path string, seeds ...string) {
 	for _, s := range seeds {
@@ -83,8 +84,8 @@ func FuzzParse(f *testing.F, ch ingest.Channel, path string, seeds ...string) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		b, err := ch.Parse(r, body)
 		if err != nil {
-			if _, ok := err.(*ingest.ValidationError); !ok {
-				t.Fatalf("error %v is a %T, not a *ingest.ValidationError", err, err)
+			if _, ok := err.(*normalize.ValidationError); !ok {
+				t.Fatalf("error %v is a %T, not a *normalize.ValidationError", err, err)
 			}
 			if b != nil {
 				t.Fatal("a batch with an error")

@@ -1,12 +1,36 @@
-package ingest
+// Package normalize checks and normalises the input fields the channel
+// producers and the API take: phone numbers to E.164, e-mail addresses to
+// lower case, free text and identifiers, and JSON text that encoding/json
+// would alter without a word. Bad input is a *ValidationError naming the
+// field and the reason.
+package normalize
 
 import (
+	"fmt"
 	"net/mail"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 )
+
+// ValidationError is bad input: what field and why.
+type ValidationError struct {
+	Field  string // e.g. events[2].profile.phone; empty for the body as a whole
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
+// Invalid returns a *ValidationError.
+func Invalid(field, format string, args ...any) *ValidationError {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
 
 // DefaultRegion is the region phone numbers without a country code are
 // read in: mainland China.
