@@ -3,8 +3,8 @@ package miniprogram_test
 import (
 	"testing"
 
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
-	"github.com/omnisync/omnisync/producers/miniprogram"
 )
 
 func FuzzParse(f *testing.F) {
@@ -15,5 +15,5 @@ func FuzzParse(f *testing.F) {
 	for _, tc := range badCases {
 		seeds = append(seeds, tc.json)
 	}
-	wxpushtest.FuzzParse(f, newChannel(miniprogram.AccountID(testAccount)), "/ingest/miniprogram", seeds...)
+	wxpushtest.FuzzParse(f, newChannel(wxpush.AccountID(testAccount)), "/ingest/miniprogram", seeds...)
 }

@@ -1,10 +1,7 @@
 package miniprogram
 
 import (
-	"net/http"
-
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
@@ -22,24 +19,6 @@ var mapping = wxpush.Mapping{
 		{MsgType: "miniprogrampage", Map: pageMessage},
 		{MsgType: "event", Map: eventMessage},
 	},
-}
-
-// Parse turns one push into one inbound message from the customer: the
-// body in plain-text mode, the decrypted Encrypt key in safe mode, both
-// read by readPush. A replayed nonce or an encrypted push that does not
-// verify or decrypt is an error wrapping httpauth.ErrUnauthorized; any bad
-// input is a *normalize.ValidationError whose Field names the JSON key (empty
-// for the body as a whole).
-func (c *Channel) Parse(r *http.Request, body []byte) (*ingest.Batch, error) {
-	msg, err := c.recv.Open(r, body, c.now(), encryptKey)
-	if err != nil {
-		return nil, err
-	}
-	p, err := readPush(msg)
-	if err != nil {
-		return nil, err
-	}
-	return mapping.Parse(p, wxpush.Recipient{AppID: c.cred.AppID, ID: c.account}, c.now())
 }
 
 // encryptKey reads a safe-mode body's Encrypt key.

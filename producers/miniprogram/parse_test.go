@@ -15,10 +15,29 @@ import (
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
 	"github.com/omnisync/omnisync/producers/miniprogram"
 )
 
+const (
+	testToken   = "miniToken2026"
+	testAppID   = "wx5b7c9d1e3f5a7b9c"
+	testAccount = "gh_7c2f1e9d3a4b"
+	testOpenID  = "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS7"
+)
+
+// testNow is the clock of every test: a minute after the pushes' CreateTime.
+var testNow = time.Unix(1763800060, 0)
+
+func clock() time.Time { return testNow }
+
+func newChannel(opts ...wxpush.Option) *wxpush.Channel {
+	return miniprogram.New(ingest.WeChatCredential{AppID: testAppID, Token: testToken},
+		append([]wxpush.Option{wxpush.Clock(clock)}, opts...)...)
+}
+
+// createTime is the CreateTime of the test pushes, a minute before testNow.
 const createTime = 1763800000
 
 var occurred = time.Unix(createTime, 0).UTC()
@@ -138,7 +157,7 @@ var parseCases = []struct {
 }
 
 func TestParse(t *testing.T) {
-	ch := newChannel(miniprogram.AccountID(testAccount))
+	ch := newChannel(wxpush.AccountID(testAccount))
 	codec := wxpushtest.NewAvroCodec(t)
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +180,7 @@ func TestParse(t *testing.T) {
 // same message ID.
 func TestParseResend(t *testing.T) {
 	ch := newChannel()
-	later := newChannel(miniprogram.Clock(func() time.Time { return testNow.Add(15 * time.Second) }))
+	later := newChannel(wxpush.Clock(func() time.Time { return testNow.Add(15 * time.Second) }))
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			first, err := ch.Parse(nil, []byte(tc.json))
@@ -321,7 +340,7 @@ var badCases = []struct {
 }
 
 func TestParseInvalid(t *testing.T) {
-	ch := newChannel(miniprogram.AccountID(testAccount))
+	ch := newChannel(wxpush.AccountID(testAccount))
 	for _, tc := range badCases {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := ch.Parse(nil, []byte(tc.json))

@@ -7,6 +7,7 @@ import (
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
 	"github.com/omnisync/omnisync/producers/miniprogram"
 )
@@ -18,7 +19,7 @@ func envelope(toUser, encrypt string) []byte {
 
 var pusher = wxpushtest.Pusher{
 	New: func(cred ingest.WeChatCredential) ingest.Channel {
-		return miniprogram.New(cred, miniprogram.Clock(clock))
+		return miniprogram.New(cred, wxpush.Clock(clock))
 	},
 	Cred:     ingest.WeChatCredential{AppID: testAppID, Token: testToken},
 	Path:     "/ingest/miniprogram",

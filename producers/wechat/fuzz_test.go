@@ -3,8 +3,8 @@ package wechat_test
 import (
 	"testing"
 
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
-	"github.com/omnisync/omnisync/producers/wechat"
 )
 
 func FuzzParse(f *testing.F) {
@@ -15,5 +15,5 @@ func FuzzParse(f *testing.F) {
 	for _, tc := range badCases {
 		seeds = append(seeds, tc.xml)
 	}
-	wxpushtest.FuzzParse(f, newChannel(wechat.AccountID(testAccount)), "/ingest/wechat", seeds...)
+	wxpushtest.FuzzParse(f, newChannel(wxpush.AccountID(testAccount)), "/ingest/wechat", seeds...)
 }

@@ -1,12 +1,10 @@
 package wechat
 
 import (
-	"net/http"
 	"strings"
 
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/normalize"
-	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
@@ -28,24 +26,6 @@ var mapping = wxpush.Mapping{
 		{MsgType: "link", Map: linkMessage},
 		{MsgType: "event", Map: eventMessage},
 	},
-}
-
-// Parse turns one push into one inbound message from the customer: the
-// body in plain-text mode, the decrypted Encrypt element in safe mode. A
-// replayed nonce or an encrypted push that does not verify or decrypt is
-// an error wrapping httpauth.ErrUnauthorized; any bad input is a
-// *normalize.ValidationError whose Field names the XML element (empty for the
-// document as a whole).
-func (c *Channel) Parse(r *http.Request, body []byte) (*ingest.Batch, error) {
-	msg, err := c.recv.Open(r, body, c.now(), encryptElement)
-	if err != nil {
-		return nil, err
-	}
-	p, err := readPush(msg)
-	if err != nil {
-		return nil, err
-	}
-	return mapping.Parse(p, wxpush.Recipient{AppID: c.cred.AppID, ID: c.account}, c.now())
 }
 
 // encryptElement reads a safe-mode body's Encrypt element.
@@ -194,14 +174,4 @@ func eventMessage(f wxpush.Fields, m *events.MessageEvent) error {
 		m.Location = &events.Location{Latitude: lat, Longitude: lon, PrecisionM: prec}
 	}
 	return nil
-}
-
-// EventSourceID is the source ID of a WeChat event push, which has no
-// MsgId: FromUserName, CreateTime, Event and, when present, the event's key
-// (EventKey, or a mini-program's SessionFrom), each path-escaped and joined
-// with "/", e.g. "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o/1700000000/subscribe/qrscene_42".
-// WeChat's re-sends of a push carry the same values and so map to the
-// same ID; it cannot collide with a MsgId, which has no "/".
-func EventSourceID(openid string, createTime int64, event, key string) string {
-	return wxpush.EventSourceID(openid, createTime, event, key)
 }

@@ -15,18 +15,31 @@ import (
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
 	"github.com/omnisync/omnisync/producers/wechat"
 )
+
+const (
+	testToken   = "omnisyncToken2026"
+	testAppID   = "wx8f3a2b1c4d5e6f70"
+	testAccount = "gh_3d8a9f3a2b1c"
+	testOpenID  = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+)
+
+// testNow is the clock of every test: a minute after the pushes' CreateTime.
+var testNow = time.Unix(1763800060, 0)
+
+func clock() time.Time { return testNow }
 
 // createTime is the CreateTime of the test pushes, a minute before testNow.
 const createTime = 1763800000
 
 var occurred = time.Unix(createTime, 0).UTC()
 
-func newChannel(opts ...wechat.Option) *wechat.Channel {
+func newChannel(opts ...wxpush.Option) *wxpush.Channel {
 	return wechat.New(ingest.WeChatCredential{AppID: testAppID, Token: testToken},
-		append([]wechat.Option{wechat.Clock(clock)}, opts...)...)
+		append([]wxpush.Option{wxpush.Clock(clock)}, opts...)...)
 }
 
 func ptr(s string) *string { return &s }
@@ -266,7 +279,7 @@ var parseCases = []struct {
 }
 
 func TestParse(t *testing.T) {
-	ch := newChannel(wechat.AccountID(testAccount))
+	ch := newChannel(wxpush.AccountID(testAccount))
 	codec := wxpushtest.NewAvroCodec(t)
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -290,7 +303,7 @@ func TestParse(t *testing.T) {
 // so the pipeline derives the same message ID.
 func TestParseResend(t *testing.T) {
 	ch := newChannel()
-	later := newChannel(wechat.Clock(func() time.Time { return testNow.Add(15 * time.Second) }))
+	later := newChannel(wxpush.Clock(func() time.Time { return testNow.Add(15 * time.Second) }))
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			first, err := ch.Parse(nil, []byte(tc.xml))
@@ -483,7 +496,7 @@ func manyElements(n int) []string {
 }
 
 func TestParseInvalid(t *testing.T) {
-	ch := newChannel(wechat.AccountID(testAccount))
+	ch := newChannel(wxpush.AccountID(testAccount))
 	for _, tc := range badCases {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := ch.Parse(nil, []byte(tc.xml))

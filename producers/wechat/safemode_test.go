@@ -8,6 +8,7 @@ import (
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
 	"github.com/omnisync/omnisync/producers/wechat"
 )
@@ -20,7 +21,7 @@ func envelope(toUser, encrypt string, extra ...string) []byte {
 
 var pusher = wxpushtest.Pusher{
 	New: func(cred ingest.WeChatCredential) ingest.Channel {
-		return wechat.New(cred, wechat.Clock(clock))
+		return wechat.New(cred, wxpush.Clock(clock))
 	},
 	Cred:     ingest.WeChatCredential{AppID: testAppID, Token: testToken},
 	Path:     "/ingest/wechat",

@@ -16,7 +16,7 @@ import (
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
-	"github.com/omnisync/omnisync/producers/wechat"
+	"github.com/omnisync/omnisync/producers/internal/wxpush"
 )
 
 // TestKey is the EncodingAESKey of the tests, 43 characters as WeChat's
@@ -38,7 +38,7 @@ type Pusher struct {
 // safe mode (encrypt non-empty) with encrypt_type=aes and msg_signature.
 func (p Pusher) Request(token, nonce, encrypt string, body []byte) *http.Request {
 	ts := strconv.FormatInt(p.Now.Unix(), 10)
-	q := url.Values{"signature": {wechat.Sign(token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}, "openid": {"o"}}
+	q := url.Values{"signature": {wxpush.Sign(token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}, "openid": {"o"}}
 	if encrypt != "" {
 		q.Set("encrypt_type", "aes")
 		q.Set("msg_signature", wxcrypt.MsgSignature(token, ts, nonce, encrypt))

@@ -1,4 +1,4 @@
-package wechat
+package wxpush
 
 import (
 	"crypto/sha1"
