@@ -2,9 +2,14 @@
 // customer-service message push (小程序 客服消息推送) in the JSON data
 // format, served at /ingest/miniprogram by the ingest pipeline.
 //
+// The package holds what is the mini-program's own: its JSON reader and
+// its message types. The push protocol is the official account's, in
+// package producers/internal/wxpush, whose Channel New returns with this
+// package's format.
+//
 // Authentication is the official account's (package wechat): signature,
-// timestamp and nonce query parameters, Sign(token, timestamp, nonce),
-// compared in constant time, with the timestamp within MaxClockSkew
+// timestamp and nonce query parameters, wxpush.Sign(token, timestamp, nonce),
+// compared in constant time, with the timestamp within wxpush.MaxClockSkew
 // (default 5 minutes) of the clock; a signed GET is the server
 // verification and Handshake echoes echostr. The replay check is the
 // same: a signed URL taken once may come again only with the same body
@@ -33,7 +38,7 @@
 // Metadata always holds msg_type and to_user_name; any key no mapping
 // reads is kept in metadata under its snake_case name. The source message
 // ID is MsgId (read as digits, never as a float: it exceeds 2^53), or for
-// events, which have none, wechat.EventSourceID(FromUserName, CreateTime,
+// events, which have none, wxpush.EventSourceID(FromUserName, CreateTime,
 // Event, SessionFrom); a re-sent push gets the same message ID. Event types
 // other than user_enter_tempsession are accepted generically; an unknown
 // MsgType is refused.

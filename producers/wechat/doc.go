@@ -2,12 +2,18 @@
 // the XML message push, in plain-text mode or safe mode (安全模式,
 // encrypted), served at /ingest/wechat by the ingest pipeline.
 //
+// The package holds what is the official account's own: its XML reader
+// and its message types. The push protocol it shares with the mini-program
+// (signatures, the timestamp window, the replay check, safe mode, the
+// handshake and the answer) is package producers/internal/wxpush, whose
+// Channel New returns with this package's format.
+//
 // # Authentication
 //
 // Every request, GET or POST, carries signature, timestamp and nonce query
 // parameters; signature is Sign(token, timestamp, nonce), the hex SHA-1 of
 // the three sorted and concatenated. It is compared in constant time. The
-// timestamp must also be within MaxClockSkew (default 5 minutes) of the
+// timestamp must also be within wxpush.MaxClockSkew (default 5 minutes) of the
 // clock. A signed GET is the server verification: Handshake echoes echostr
 // verbatim, in either mode.
 //
@@ -23,7 +29,7 @@
 // old ones leave the window, rather than forgetting a nonce. The memory is
 // per process: behind a load balancer, a replay to another instance is
 // not caught, which safe mode makes moot (the body is signed). With
-// MaxClockSkew(0) the check remembers URLs for 5 minutes only.
+// wxpush.MaxClockSkew(0) the check remembers URLs for 5 minutes only.
 //
 // Safe mode is on when the credential has an EncodingAESKey (43
 // characters, see package wxcrypt): then a push must carry
@@ -63,7 +69,7 @@
 // the account downloads with its access token.
 //
 // The source message ID is MsgId; events have none, so theirs is
-// EventSourceID (FromUserName, CreateTime, Event, EventKey), as WeChat
+// wxpush.EventSourceID (FromUserName, CreateTime, Event, EventKey), as WeChat
 // advises for deduplicating events. A re-sent push therefore gets the same
 // message ID. Event types beyond subscribe, unsubscribe, SCAN, CLICK, VIEW
 // and LOCATION are accepted generically; an unknown MsgType is refused.

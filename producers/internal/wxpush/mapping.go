@@ -1,9 +1,13 @@
-// Package wxpush maps a WeChat message push to an inbound message: what
-// the official account's XML push (package wechat) and the mini-program's
-// JSON push (package miniprogram) have in common. A channel decodes its
-// format into a Push and lists its message types in a Mapping;
-// Mapping.Parse reads the fields every push has, maps the message type and
-// keeps every field no mapping read in metadata.
+// Package wxpush is the WeChat message push protocol the official
+// account's XML push (package wechat) and the mini-program's JSON push
+// (package miniprogram) share: Channel, the ingest.Channel both run, with
+// the signature check (Sign, VerifySignature, the timestamp window), the
+// replay check (Nonces), safe mode (Receiver), the echostr handshake and
+// the "success" answer; and the mapping of a push to an inbound message.
+// A channel supplies only its Format: how it decodes its body into a Push
+// and the message types it lists in a Mapping; Mapping.Parse reads the
+// fields every push has, maps the message type and keeps every field no
+// mapping read in metadata.
 package wxpush
 
 import (
