@@ -2,18 +2,12 @@ package miniprogram_test
 
 import (
 	"encoding/json"
-	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
@@ -156,49 +150,17 @@ var parseCases = []struct {
 			func(m *events.MessageEvent) { m.Text = ptr("hi") })},
 }
 
+// TestParse: each push maps to its message; WeChat re-sends an unanswered
+// push as it was, and the re-send parses to the identical batch and message ID.
 func TestParse(t *testing.T) {
-	ch := newChannel(wxpush.AccountID(testAccount))
-	codec := wxpushtest.NewAvroCodec(t)
-	for _, tc := range parseCases {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := ch.Parse(httptest.NewRequest(http.MethodPost, "/ingest/miniprogram", nil), []byte(tc.json))
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if len(b.Customers) != 0 || len(b.Messages) != 1 {
-				t.Fatalf("batch has %d customer events and %d messages, want 0 and 1", len(b.Customers), len(b.Messages))
-			}
-			if diff := cmp.Diff(tc.want, b.Messages[0]); diff != "" {
-				t.Errorf("message (-want +got):\n%s", diff)
-			}
-			codec.RoundTrip(t, b.Messages[0])
-		})
+	p := wxpushtest.Parser{
+		Ch:    newChannel(wxpush.AccountID(testAccount)),
+		Later: newChannel(wxpush.AccountID(testAccount), wxpush.Clock(func() time.Time { return testNow.Add(15 * time.Second) })),
+		Path:  "/ingest/miniprogram",
+		Codec: wxpushtest.NewAvroCodec(t),
 	}
-}
-
-// TestParseResend: a re-sent push parses to the identical batch and the
-// same message ID.
-func TestParseResend(t *testing.T) {
-	ch := newChannel()
-	later := newChannel(wxpush.Clock(func() time.Time { return testNow.Add(15 * time.Second) }))
 	for _, tc := range parseCases {
-		t.Run(tc.name, func(t *testing.T) {
-			first, err := ch.Parse(nil, []byte(tc.json))
-			if err != nil {
-				t.Fatal(err)
-			}
-			again, err := later.Parse(nil, []byte(tc.json))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(first, again); diff != "" {
-				t.Errorf("re-send parsed differently (-first +again):\n%s", diff)
-			}
-			a, b := first.Messages[0], again.Messages[0]
-			if ingest.EventID(events.ChannelMiniProgram, ingest.SenderKey(a.CustomerID, a.Identities), *a.SourceMessageID, a.OccurredAt) != ingest.EventID(events.ChannelMiniProgram, ingest.SenderKey(b.CustomerID, b.Identities), *b.SourceMessageID, b.OccurredAt) {
-				t.Error("re-send gets another message ID")
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { p.Parse(t, tc.json, tc.want) })
 	}
 }
 
@@ -342,21 +304,6 @@ var badCases = []struct {
 func TestParseInvalid(t *testing.T) {
 	ch := newChannel(wxpush.AccountID(testAccount))
 	for _, tc := range badCases {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := ch.Parse(nil, []byte(tc.json))
-			if err == nil {
-				t.Fatalf("accepted: %+v", b.Messages[0])
-			}
-			var invalid *normalize.ValidationError
-			if !errors.As(err, &invalid) {
-				t.Fatalf("error %v (%T) is not a *normalize.ValidationError", err, err)
-			}
-			if invalid.Field != tc.wantField {
-				t.Errorf("field = %q, want %q (%v)", invalid.Field, tc.wantField, err)
-			}
-			if !strings.Contains(invalid.Reason, tc.wantIn) {
-				t.Errorf("reason %q does not contain %q", invalid.Reason, tc.wantIn)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wxpushtest.Invalid(t, ch, tc.json, tc.wantField, tc.wantIn) })
 	}
 }

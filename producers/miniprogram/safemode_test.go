@@ -1,11 +1,8 @@
 package miniprogram_test
 
 import (
-	"errors"
 	"testing"
 
-	"github.com/omnisync/omnisync/pkg/normalize"
-	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/internal/wxpush"
 	"github.com/omnisync/omnisync/producers/internal/wxpush/wxpushtest"
@@ -35,17 +32,5 @@ func TestReplay(t *testing.T) { wxpushtest.Replay(t, pusher) }
 // The decrypted push is read by the same reader as a plain one: its
 // checks (duplicate keys here) name the key.
 func TestSafeModeDecryptedChecked(t *testing.T) {
-	c, err := wxcrypt.New(wxpushtest.TestKey, testAppID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := c.Encrypt([]byte(`{"ToUserName":"gh_x","Content":"a","Content":"b"}`))
-	b := envelope(testAccount, enc)
-	cred := pusher.Cred
-	cred.EncodingAESKey = wxpushtest.TestKey
-	_, err = wxpushtest.Serve(pusher.New(cred), pusher.Request(testToken, "n", enc, b), b)
-	var invalid *normalize.ValidationError
-	if !errors.As(err, &invalid) || invalid.Field != "Content" {
-		t.Fatalf("got %v, want a *normalize.ValidationError on Content", err)
-	}
+	wxpushtest.DecryptedChecked(t, pusher, []byte(`{"ToUserName":"gh_x","Content":"a","Content":"b"}`), "Content")
 }

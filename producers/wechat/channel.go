@@ -9,18 +9,9 @@ import (
 // package doc.
 var format = wxpush.Format{
 	Mapping:  &mapping,
-	Read:     read,
+	Read:     wxpush.Reader(readPush),
 	Envelope: encryptElement,
 	App:      "WeChat",
-}
-
-// read is readPush as a wxpush.Push.
-func read(body []byte) (wxpush.Push, error) {
-	p, err := readPush(body)
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // New returns the channel of the official account cred names, served at

@@ -2,15 +2,11 @@ package wechat_test
 
 import (
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/normalize"
@@ -278,53 +274,17 @@ var parseCases = []struct {
 			func(m *events.MessageEvent) { m.Text = ptr("hi") })},
 }
 
+// TestParse: each push maps to its message; WeChat re-sends an unanswered
+// push as it was, and the re-send parses to the identical batch and message ID.
 func TestParse(t *testing.T) {
-	ch := newChannel(wxpush.AccountID(testAccount))
-	codec := wxpushtest.NewAvroCodec(t)
-	for _, tc := range parseCases {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := ch.Parse(httptest.NewRequest(http.MethodPost, "/ingest/wechat", nil), []byte(tc.xml))
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if len(b.Customers) != 0 || len(b.Messages) != 1 {
-				t.Fatalf("batch has %d customer events and %d messages, want 0 and 1", len(b.Customers), len(b.Messages))
-			}
-			if diff := cmp.Diff(tc.want, b.Messages[0]); diff != "" {
-				t.Errorf("message (-want +got):\n%s", diff)
-			}
-			codec.RoundTrip(t, b.Messages[0])
-		})
+	p := wxpushtest.Parser{
+		Ch:    newChannel(wxpush.AccountID(testAccount)),
+		Later: newChannel(wxpush.AccountID(testAccount), wxpush.Clock(func() time.Time { return testNow.Add(15 * time.Second) })),
+		Path:  "/ingest/wechat",
+		Codec: wxpushtest.NewAvroCodec(t),
 	}
-}
-
-// TestParseResend: WeChat re-sends an unanswered push as it was; the
-// re-send must parse to the identical batch, source message ID included,
-// so the pipeline derives the same message ID.
-func TestParseResend(t *testing.T) {
-	ch := newChannel()
-	later := newChannel(wxpush.Clock(func() time.Time { return testNow.Add(15 * time.Second) }))
 	for _, tc := range parseCases {
-		t.Run(tc.name, func(t *testing.T) {
-			first, err := ch.Parse(nil, []byte(tc.xml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			again, err := later.Parse(nil, []byte(tc.xml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(first, again); diff != "" {
-				t.Errorf("re-send parsed differently (-first +again):\n%s", diff)
-			}
-			a, b := first.Messages[0], again.Messages[0]
-			if a.SourceMessageID == nil || *a.SourceMessageID == "" {
-				t.Fatal("no source message ID")
-			}
-			if ingest.EventID(events.ChannelWeChat, ingest.SenderKey(a.CustomerID, a.Identities), *a.SourceMessageID, a.OccurredAt) != ingest.EventID(events.ChannelWeChat, ingest.SenderKey(b.CustomerID, b.Identities), *b.SourceMessageID, b.OccurredAt) {
-				t.Error("re-send gets another message ID")
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { p.Parse(t, tc.xml, tc.want) })
 	}
 }
 
@@ -498,22 +458,7 @@ func manyElements(n int) []string {
 func TestParseInvalid(t *testing.T) {
 	ch := newChannel(wxpush.AccountID(testAccount))
 	for _, tc := range badCases {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := ch.Parse(nil, []byte(tc.xml))
-			if err == nil {
-				t.Fatalf("accepted: %+v", b.Messages[0])
-			}
-			var invalid *normalize.ValidationError
-			if !errors.As(err, &invalid) {
-				t.Fatalf("error %v (%T) is not a *normalize.ValidationError", err, err)
-			}
-			if invalid.Field != tc.wantField {
-				t.Errorf("field = %q, want %q (%v)", invalid.Field, tc.wantField, err)
-			}
-			if !strings.Contains(invalid.Reason, tc.wantIn) {
-				t.Errorf("reason %q does not contain %q", invalid.Reason, tc.wantIn)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wxpushtest.Invalid(t, ch, tc.xml, tc.wantField, tc.wantIn) })
 	}
 }
 

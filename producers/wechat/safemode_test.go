@@ -85,17 +85,5 @@ func TestSafeModeWithoutKey(t *testing.T) {
 // The decrypted push goes through the same checks as a plain one: a
 // surrogate character reference is refused naming the element.
 func TestSafeModeDecryptedChecked(t *testing.T) {
-	c, err := wxcrypt.New(wxpushtest.TestKey, testAppID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := c.Encrypt([]byte(push(base("<Content>", "a&#xD800;b</Content>")...)))
-	body := envelope(testAccount, enc)
-	cred := pusher.Cred
-	cred.EncodingAESKey = wxpushtest.TestKey
-	_, err = wxpushtest.Serve(pusher.New(cred), pusher.Request(testToken, "n", enc, body), body)
-	var invalid *normalize.ValidationError
-	if !errors.As(err, &invalid) || invalid.Field != "Content" {
-		t.Fatalf("got %v, want a *normalize.ValidationError on Content", err)
-	}
+	wxpushtest.DecryptedChecked(t, pusher, []byte(push(base("<Content>", "a&#xD800;b</Content>")...)), "Content")
 }

@@ -23,6 +23,18 @@ type Format struct {
 	App string
 }
 
+// Reader adapts a format's reader that returns its own push type to
+// Format.Read.
+func Reader[P Push](read func(body []byte) (P, error)) func(body []byte) (Push, error) {
+	return func(body []byte) (Push, error) {
+		p, err := read(body)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+}
+
 // Channel is a WeChat message push channel, in plain-text or safe
 // (encrypted) mode: the official account's (package wechat) and the
 // mini-program's (package miniprogram), which differ only in their Format.

@@ -234,3 +234,21 @@ func withQuery(r *http.Request, key, value string) *http.Request {
 	r.URL.RawQuery = q.Encode()
 	return r
 }
+
+// DecryptedChecked checks that a safe-mode push goes through the same
+// checks as a plain one once decrypted: plain, encrypted, is refused as
+// bad input naming field.
+func DecryptedChecked(t *testing.T, p Pusher, plain []byte, field string) {
+	t.Helper()
+	c, err := wxcrypt.New(TestKey, p.Cred.AppID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := c.Encrypt(plain)
+	body := p.Envelope("gh_x", enc)
+	_, err = Serve(p.keyed(TestKey), p.Request(p.Cred.Token, "n", enc, body), body)
+	var invalid *normalize.ValidationError
+	if !errors.As(err, &invalid) || invalid.Field != field {
+		t.Fatalf("got %v, want a *normalize.ValidationError on %s", err, field)
+	}
+}

@@ -1,5 +1,6 @@
 // Package wxpushtest holds the checks the WeChat push channels' tests
-// share: what Parse accepts fits the Avro schema, and fuzzing Parse.
+// share: what Parse makes of a push (Parser, Invalid) and that it fits the
+// Avro schema, fuzzing Parse, safe mode and the replay check (Pusher).
 package wxpushtest
 
 import (
