@@ -155,3 +155,29 @@ func TestPhoneTranscript(t *testing.T) {
 		}
 	}
 }
+
+// FuzzBearerChannelsParse: any body parses or fails with a
+// *normalize.ValidationError, never a panic, on the web, app and phone
+// channels alike.
+func FuzzBearerChannelsParse(f *testing.F) {
+	for _, path := range []string{"web/testdata/batch.json", "app/testdata/batch.json", "phone/testdata/transcript.json"} {
+		seed, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(seed)
+	}
+	f.Add([]byte("{}"))
+	f.Add([]byte(`{"events":[{"type":"message"}]}`))
+	cred := ingest.KeyCredential{Key: "k"}
+	channels := []ingest.Channel{web.New(cred), app.New(cred), phone.New(cred)}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, ch := range channels {
+			_, err := ch.Parse(nil, body)
+			var ve *normalize.ValidationError
+			if err != nil && !errors.As(err, &ve) {
+				t.Fatalf("%s: error is not a ValidationError: %v", ch.Channel(), err)
+			}
+		}
+	})
+}

@@ -4,11 +4,9 @@
 package app
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/chatjson"
 	"github.com/omnisync/omnisync/producers/ingest"
@@ -29,32 +27,16 @@ type Request struct {
 	Events       []chatjson.Event `json:"events"`
 }
 
-// Channel is the mobile app channel.
-type Channel struct {
-	cred ingest.KeyCredential
-	now  func() time.Time
+// New returns the channel, authenticating with cred's bearer key.
+func New(cred ingest.KeyCredential) *chatjson.KeyChannel[Request] {
+	return chatjson.NewKeyChannel(events.ChannelApp, cred, parse)
 }
 
-var _ ingest.Channel = (*Channel)(nil)
-
-// New returns the channel, authenticating with cred's bearer key.
-func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: time.Now} }
-
-// Channel names the channel.
-func (c *Channel) Channel() events.Channel { return events.ChannelApp }
-
-// Authenticate checks the bearer key.
-func (c *Channel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, c.cred.Key) }
-
-// Parse parses a batch. The device (unverified) and the logged-in user
-// (verified when the backend signed it) are identities;
-// the app version and platform go into every message's metadata and, as
-// last_app_version and last_platform, every profile update's attributes.
-func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
-	var req Request
-	if err := chatjson.Decode(body, &req); err != nil {
-		return nil, err
-	}
+// parse checks a batch. The device (unverified) and the logged-in user
+// (verified when the backend signed it) are identities; the app version
+// and platform go into every message's metadata and, as last_app_version
+// and last_platform, every profile update's attributes.
+func parse(req *Request, identitySecret string, now time.Time) (*ingest.Batch, error) {
 	device, err := normalize.ID("device_id", req.DeviceID)
 	if err != nil {
 		return nil, err
@@ -73,10 +55,10 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 		SenderID:   device,
 		Metadata:   map[string]string{"app_version": version, "platform": req.Platform},
 		Attributes: map[string]string{"last_app_version": version, "last_platform": req.Platform},
-		Now:        c.now(),
+		Now:        now,
 	}
 	login := chatjson.Login{UserID: req.UserID, UserHash: req.UserHash, CustomerID: req.CustomerID, CustomerHash: req.CustomerHash}
-	if err := login.Verify(c.cred.IdentitySecret, &ctx); err != nil {
+	if err := login.Verify(identitySecret, &ctx); err != nil {
 		return nil, err
 	}
 	return chatjson.Build(req.Events, ctx)

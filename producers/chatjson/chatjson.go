@@ -1,6 +1,8 @@
 // Package chatjson parses the JSON event batches the web widget and the
 // mobile SDK send: profile updates and chat messages. The web and app
-// channels differ only in the envelope around the events.
+// channels differ only in the envelope around the events. KeyChannel is
+// the channel the web, app and phone channels run: a bearer key and a
+// strictly decoded JSON body, which each channel's Parser checks.
 package chatjson
 
 import (

@@ -6,12 +6,10 @@ package phone
 
 import (
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/chatjson"
 	"github.com/omnisync/omnisync/producers/ingest"
@@ -45,29 +43,13 @@ type Segment struct {
 	Confidence float32 `json:"confidence"`
 }
 
-// Channel is the phone channel.
-type Channel struct {
-	cred ingest.KeyCredential
-	now  func() time.Time
+// New returns the channel, authenticating with cred's bearer key.
+func New(cred ingest.KeyCredential) *chatjson.KeyChannel[Transcript] {
+	return chatjson.NewKeyChannel(events.ChannelPhone, cred, parse)
 }
 
-var _ ingest.Channel = (*Channel)(nil)
-
-// New returns the channel, authenticating with cred's bearer key.
-func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: time.Now} }
-
-// Channel names the channel.
-func (c *Channel) Channel() events.Channel { return events.ChannelPhone }
-
-// Authenticate checks the bearer key.
-func (c *Channel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, c.cred.Key) }
-
-// Parse parses a transcript.
-func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
-	var t Transcript
-	if err := chatjson.Decode(body, &t); err != nil {
-		return nil, err
-	}
+// parse checks a transcript; the phone channel verifies no logins.
+func parse(t *Transcript, _ string, now time.Time) (*ingest.Batch, error) {
 	callID, err := normalize.ID("call_id", t.CallID)
 	if err != nil {
 		return nil, err
@@ -96,11 +78,11 @@ func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	started, err := callTime("started_at", t.StartedAt, c.now())
+	started, err := callTime("started_at", t.StartedAt, now)
 	if err != nil {
 		return nil, err
 	}
-	ended, err := callTime("ended_at", t.EndedAt, c.now())
+	ended, err := callTime("ended_at", t.EndedAt, now)
 	if err != nil {
 		return nil, err
 	}

@@ -4,11 +4,9 @@
 package web
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/producers/chatjson"
 	"github.com/omnisync/omnisync/producers/ingest"
@@ -29,36 +27,21 @@ type Request struct {
 	Events       []chatjson.Event `json:"events"`
 }
 
-// Channel is the web widget channel.
-type Channel struct {
-	cred ingest.KeyCredential
-	now  func() time.Time
+// New returns the channel, authenticating with cred's bearer key.
+func New(cred ingest.KeyCredential) *chatjson.KeyChannel[Request] {
+	return chatjson.NewKeyChannel(events.ChannelWeb, cred, parse)
 }
 
-var _ ingest.Channel = (*Channel)(nil)
-
-// New returns the channel, authenticating with cred's bearer key.
-func New(cred ingest.KeyCredential) *Channel { return &Channel{cred: cred, now: time.Now} }
-
-// Channel names the channel.
-func (c *Channel) Channel() events.Channel { return events.ChannelWeb }
-
-// Authenticate checks the bearer key.
-func (c *Channel) Authenticate(r *http.Request) error { return httpauth.CheckBearer(r, c.cred.Key) }
-
-// Parse parses a batch.
-func (c *Channel) Parse(_ *http.Request, body []byte) (*ingest.Batch, error) {
-	var req Request
-	if err := chatjson.Decode(body, &req); err != nil {
-		return nil, err
-	}
+// parse checks a batch: the visitor is an unverified session identity,
+// the logged-in user (verified when the backend signed it) another.
+func parse(req *Request, identitySecret string, now time.Time) (*ingest.Batch, error) {
 	visitor, err := normalize.ID("visitor_id", req.VisitorID)
 	if err != nil {
 		return nil, err
 	}
-	ctx := chatjson.Context{Identities: []events.Identity{{Kind: "web_visitor", Value: visitor}}, SenderID: visitor, Now: c.now()}
+	ctx := chatjson.Context{Identities: []events.Identity{{Kind: "web_visitor", Value: visitor}}, SenderID: visitor, Now: now}
 	login := chatjson.Login{UserID: req.UserID, UserHash: req.UserHash, CustomerID: req.CustomerID, CustomerHash: req.CustomerHash}
-	if err := login.Verify(c.cred.IdentitySecret, &ctx); err != nil {
+	if err := login.Verify(identitySecret, &ctx); err != nil {
 		return nil, err
 	}
 	return chatjson.Build(req.Events, ctx)
