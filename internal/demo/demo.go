@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/wechat"
@@ -266,7 +267,7 @@ func (p *player) scenario(ctx context.Context, t0 time.Time) error {
 		func() error {
 			// A CRM connector writes to Kafka directly: it normalises the
 			// number as the channels do.
-			phone, err := ingest.Phone("phone", ChenJing.Phone)
+			phone, err := normalize.Phone("phone", ChenJing.Phone)
 			if err != nil {
 				return err
 			}
