@@ -25,16 +25,13 @@ type KafkaCluster struct {
 	env         []string
 }
 
-// ThreeNodeKafka starts a real three-node cluster (replication factor 3,
-// min.insync.replicas 2); see KafkaNodes.
-func ThreeNodeKafka(t *testing.T) *KafkaCluster { return KafkaNodes(t, 3) }
-
 // portClash matches kafka.sh's failures that mean another program took a
 // port between kafka.sh's probe and the broker's bind.
 var portClash = regexp.MustCompile(`already in use|BindException|Address already in use`)
 
 // KafkaNodes starts a real cluster of n (1 or 3) nodes for the test with
-// scripts/kafka.sh on free client and controller ports it picks (and
+// scripts/kafka.sh (three nodes: replication factor 3, min.insync.replicas
+// 2) on free client and controller ports it picks (and
 // reserves for the cluster's life, so a stopped cluster keeps them), in a
 // directory of its own, and removes it when the test ends. When a port
 // turns out taken between the probe and the bind (another test process),
