@@ -31,13 +31,12 @@ var portClash = regexp.MustCompile(`already in use|BindException|Address already
 
 // KafkaNodes starts a real cluster of n (1 or 3) nodes for the test with
 // scripts/kafka.sh (three nodes: replication factor 3, min.insync.replicas
-// 2) on free client and controller ports it picks (and
-// reserves for the cluster's life, so a stopped cluster keeps them), in a
-// directory of its own, and removes it when the test ends. When a port
-// turns out taken between the probe and the bind (another test process),
-// it tries again on other ports. It runs only when
-// OMNISYNC_TEST_KAFKA_FAULTS=1 (make test sets it): JVMs are heavy for a
-// plain go test.
+// 2), in a directory of its own, and removes it when the test ends.
+// kafka.sh picks free client and controller ports and reserves them for
+// the cluster's life, so a stopped cluster keeps them; when a port turns
+// out taken between the probe and the bind (another program), KafkaNodes
+// tries other ports. It runs only when OMNISYNC_TEST_KAFKA_FAULTS=1 (make
+// test sets it): JVMs are heavy for a plain go test.
 func KafkaNodes(t *testing.T, n int) *KafkaCluster {
 	t.Helper()
 	if os.Getenv("OMNISYNC_TEST_KAFKA_FAULTS") != "1" {

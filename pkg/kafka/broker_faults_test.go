@@ -38,15 +38,20 @@ func TestBrokerFaults(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		const window = 15 * time.Second
 		var kills []time.Time
+		var events timeline
 		for i := range 2 {
 			victim := pickVictim(t, adm, cl, topic, i == 0)
 			kills = append(kills, time.Now())
+			events.add("node %d killed", victim)
 			c.StopNode(t, int(victim), true)
 			time.Sleep(window)
+			events.add("node %d restarting", victim)
 			c.StartNode(t, int(victim))
+			events.add("node %d serving again", victim)
 			time.Sleep(5 * time.Second)
 		}
 		results := l.stop()
+		events.logSlowest(t, results, 5)
 
 		for i, at := range kills {
 			in := between(results, at, at.Add(window))
@@ -156,6 +161,36 @@ func pickVictim(t *testing.T, adm *kadm.Client, cl *kgo.Client, topic string, co
 	}
 	t.Fatalf("no broker to kill: active controller %d, partition leaders %v", active, leads)
 	return 0
+}
+
+// timeline is what a test did when, to place the slowest records.
+type timeline []struct {
+	at   time.Time
+	what string
+}
+
+func (tl *timeline) add(format string, args ...any) {
+	*tl = append(*tl, struct {
+		at   time.Time
+		what string
+	}{time.Now(), fmt.Sprintf(format, args...)})
+}
+
+// logSlowest logs the n slowest acknowledged records, each placed after
+// the latest event before it started.
+func (tl timeline) logSlowest(t *testing.T, results []result, n int) {
+	t.Helper()
+	acked := slices.DeleteFunc(slices.Clone(results), func(r result) bool { return r.err != nil })
+	slices.SortFunc(acked, func(a, b result) int { return int(b.latency - a.latency) })
+	for _, r := range acked[:min(n, len(acked))] {
+		place := "before any fault"
+		for _, e := range tl {
+			if !e.at.After(r.start) {
+				place = fmt.Sprintf("%v after %s", r.start.Sub(e.at).Round(time.Millisecond), e.what)
+			}
+		}
+		t.Logf("slow: %s took %v, sent %s", r.value, r.latency.Round(time.Millisecond), place)
+	}
 }
 
 // result is one record's fate: acknowledged (err nil) within its deadline
