@@ -321,6 +321,7 @@ reserve_free_ports() {
   mkdir -p "$PORTS_DIR"
   exec 8>"$PORTS_DIR.lock"
   flock -w 60 8 || die "timed out waiting for the lock on $PORTS_DIR"
+  release_ports  # a previous cluster's in DIR
   local p i n taken
   for ((i = 0; i < 200; i++)); do
     p=$((21000 + RANDOM % 7800)) taken=0
