@@ -186,6 +186,52 @@ func TestComposeServices(t *testing.T) {
 	}
 }
 
+// kafkaSHFailoverSettings returns the broker settings between the
+// "failover settings" markers of scripts/kafka.sh, which the test clusters
+// run with.
+func kafkaSHFailoverSettings(t *testing.T) map[string]string {
+	t.Helper()
+	script := string(readFile(t, "../scripts/kafka.sh"))
+	_, rest, ok := strings.Cut(script, "# failover settings: begin\n")
+	block, _, ok2 := strings.Cut(rest, "# failover settings: end\n")
+	if !ok || !ok2 {
+		t.Fatal("scripts/kafka.sh has no '# failover settings: begin' ... 'end' block")
+	}
+	settings := map[string]string{}
+	for line := range strings.Lines(block) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("scripts/kafka.sh failover settings: %q is no key=value", line)
+		}
+		settings[k] = v
+	}
+	if len(settings) == 0 {
+		t.Fatal("scripts/kafka.sh's failover settings block is empty")
+	}
+	return settings
+}
+
+// The production brokers fail over as the tested ones do: the settings
+// TestBrokerFaults (pkg/kafka) runs with are the compose brokers' too.
+func TestComposeKafkaFailoverSettingsMatchKafkaSH(t *testing.T) {
+	c := loadCompose(t)
+	settings := kafkaSHFailoverSettings(t)
+	for _, name := range []string{"kafka-1", "kafka-2", "kafka-3"} {
+		env := c.Services[name].Environment
+		for k, v := range settings {
+			// The apache/kafka image maps KAFKA_A_B to a.b.
+			envName := "KAFKA_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
+			if env[envName] != v {
+				t.Errorf("%s: %s=%q, but scripts/kafka.sh sets %s=%s", name, envName, env[envName], k, v)
+			}
+		}
+	}
+}
+
 func TestComposeKafkaCluster(t *testing.T) {
 	c := loadCompose(t)
 	ids := map[string]bool{}

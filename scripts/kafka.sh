@@ -14,7 +14,8 @@
 # stdout carries only the result (OMNISYNC_TEST_KAFKA=host:port,... for `up`); progress goes to stderr.
 # Environment: OMNISYNC_CACHE (jar cache root), OMNISYNC_KAFKA_DIR (default DIR), KAFKA_PORT (first client
 # port, default 19092, or `free` for free ports in 21000-28999; node i listens on KAFKA_PORT+i-1 and its
-# controller on KAFKA_PORT+100+i-1),
+# controller on KAFKA_PORT+100+i-1; free ports stay reserved for DIR in ${TMPDIR:-/tmp}/omnisync-kafka-ports
+# until `down --clean`, so that no other kafka.sh takes them while the cluster is stopped),
 # KAFKA_HEAP_OPTS (default -Xms128m -Xmx512m), KAFKA_JVM_OPTS (GC/JIT flags), KAFKA_UP_TIMEOUT (s, default 90).
 # `up --secure` listens on free ports it picks in 21000-28999 (KAFKA_PORT, when set, instead) and prints
 # OMNISYNC_TEST_KAFKA_SECURE=host:port, OMNISYNC_TEST_KAFKA_SECURE_CA=PEM file, ..._USER=, ..._PASSWORD=,
@@ -34,6 +35,7 @@ read -ra HEAP <<<"${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 read -ra JVM_OPTS <<<"${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1}"
 UP_TIMEOUT="${KAFKA_UP_TIMEOUT:-90}"
 STOP_TIMEOUT=30
+PORTS_DIR="${TMPDIR:-/tmp}/omnisync-kafka-ports"  # one file per reserved base port, holding its DIR
 STARTED=()   # nodes started by this run (stopped again if startup fails)
 SECURE=0     # 1: the cluster in DIR was made by `up --secure` (set from cluster.env)
 
@@ -210,6 +212,25 @@ auto.create.topics.enable=false
 log.segment.bytes=16777216
 num.network.threads=2
 num.io.threads=4
+$(failover_settings)
+EOF
+}
+
+# Broker settings for a broker that dies without a word (kill -9, host lost), the same in
+# docker-compose.yml's brokers (deploy/deploy_test.go checks). Failover time is mostly the broker
+# session: until the controller fences the dead broker, its partitions have no leader and every
+# acks=all produce whose ISR holds it waits. The KRaft quorum timeouts stay at Kafka's defaults
+# (fetch 2 s, election 1 s): shorter ones made restarted nodes miss elections on a loaded 2-core host.
+failover_settings() {
+  cat <<'EOF'
+# failover settings: begin
+# fence a dead broker after 3 s without a heartbeat (default 9 s): its leaders move and ISRs shrink
+broker.session.timeout.ms=3000
+# heartbeat six times per session (default 2 s), so one slow heartbeat does not fence a live broker
+broker.heartbeat.interval.ms=500
+# a follower that stopped fetching leaves the ISR after 10 s (default 30 s), should fencing not come
+replica.lag.time.max.ms=10000
+# failover settings: end
 EOF
 }
 
@@ -225,7 +246,7 @@ start_node() {
   node_pid "$n" >/dev/null && { log "node $n already running"; return; }
   check_ports "$n"
   # setsid: the broker must outlive this script and its terminal; 9>&-: it must not hold the lock.
-  setsid "${BROKER_JAVA[@]}" kafka.Kafka "$d/server.properties" >>"$d/kafka.log" 2>&1 </dev/null 9>&- &
+  setsid "${BROKER_JAVA[@]}" kafka.Kafka "$d/server.properties" >>"$d/kafka.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$d/kafka.pid"
   STARTED+=("$n")
   log "started node $n (pid $!, log $d/kafka.log)"
@@ -292,19 +313,66 @@ SCRAM_USER="admin"
 mtls_port() { echo $((BASE_PORT + 200)); }
 
 # Port P for clients, with P+100 for the controller and P+200 for mutual TLS, all free now (for NODES
-# nodes: P..P+NODES-1 and P+100..P+100+NODES-1).
-free_base_port() {
+# nodes: P..P+NODES-1 and P+100..P+100+NODES-1) and reserved by no other DIR; reserves them for DIR
+# (which must exist) and sets BASE_PORT. The reservation is what keeps a stopped cluster's ports from
+# another kafka.sh run; a clash with a program that picks its ports otherwise is still possible, so
+# callers retry `up` when a port turns out taken.
+reserve_free_ports() {
+  mkdir -p "$PORTS_DIR"
+  exec 8>"$PORTS_DIR.lock"
+  flock -w 60 8 || die "timed out waiting for the lock on $PORTS_DIR"
+  release_ports  # a previous cluster's in DIR
   local p i n taken
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 200; i++)); do
     p=$((21000 + RANDOM % 7800)) taken=0
+    reserved_near "$p" && continue
     for ((n = 0; n < ${NODES:-1}; n++)); do
       port_open $((p + n)) || port_open $((p + 100 + n)) || continue
       taken=1
     done
-    ((taken)) || port_open $((p + 200)) || { echo "$p"; return; }
+    ((taken)) || port_open $((p + 200)) && continue
+    echo "$DIR" >"$PORTS_DIR/$p"
+    exec 8>&-
+    BASE_PORT=$p
+    return
   done
+  exec 8>&-
   die "found no free ports P, P+100, P+200 in 21000-28999"
 }
+
+# True when a live reservation (another DIR's) lies within 300 ports of P. A reservation is stale when
+# its DIR is gone, or when none of its nodes has run for 30 minutes.
+reserved_near() {
+  local p=$1 f r owner
+  for f in "$PORTS_DIR"/*; do
+    [[ -f $f ]] || continue
+    r=${f##*/} owner=$(cat "$f" 2>/dev/null) || continue
+    if [[ ! -d $owner ]] || { ! dir_has_live_node "$owner" && [[ -n $(find "$f" -mmin +30) ]]; }; then
+      rm -f "$f"
+      continue
+    fi
+    ((p - r < 300 && r - p < 300)) && return 0
+  done
+  return 1
+}
+
+dir_has_live_node() {
+  local f
+  for f in "$1"/node-*/kafka.pid; do
+    [[ -f $f ]] && alive "$(cat "$f")" && return 0
+  done
+  return 1
+}
+
+# Drops DIR's port reservation (down --clean); touch_ports keeps it fresh while the cluster is used.
+release_ports() {
+  local f
+  for f in "$PORTS_DIR"/*; do
+    [[ -f $f && $(cat "$f" 2>/dev/null) == "$DIR" ]] && rm -f "$f"
+  done
+  return 0
+}
+touch_ports() { [[ ! -f "$PORTS_DIR/$BASE_PORT" ]] || touch "$PORTS_DIR/$BASE_PORT"; }
 
 # Writes the CA (ca.pem: what clients trust), the broker's PEM keystore, a client certificate for mutual TLS
 # (client.crt, client.key), and the admin user's client settings for the Kafka CLI tools (client.properties).
@@ -382,10 +450,10 @@ up_secure() {
     return
   fi
   NODES=1 SECURE=1
-  if [[ -z ${KAFKA_PORT:-} || $KAFKA_PORT == free ]]; then BASE_PORT=$(free_base_port); fi
+  fresh_dir
+  if [[ -z ${KAFKA_PORT:-} || $KAFKA_PORT == free ]]; then reserve_free_ports; fi
   check_ports 1
   ! port_open "$(mtls_port)" || die "port $(mtls_port) (mutual TLS) is already in use (KAFKA_PORT moves the ports)"
-  fresh_dir
   # Alphanumeric: the password sits inside --add-scram's [name=...,password=...] and JAAS quotes.
   SCRAM_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
   secure_files
@@ -441,9 +509,9 @@ up() {
 
   # Fresh cluster: data of a previous, stopped cluster in DIR is discarded.
   NODES=$nodes
-  if [[ ${KAFKA_PORT:-} == free ]]; then BASE_PORT=$(free_base_port); fi
-  for ((i = 1; i <= NODES; i++)); do check_ports "$i"; done
   fresh_dir
+  if [[ ${KAFKA_PORT:-} == free ]]; then reserve_free_ports; fi
+  for ((i = 1; i <= NODES; i++)); do check_ports "$i"; done
   printf 'NODES=%s\nBASE_PORT=%s\nCLUSTER_ID=%s\n' "$NODES" "$BASE_PORT" "$CLUSTER_ID" >"$DIR/cluster.env"
 
   # Format every node's storage, in parallel. Static quorum (controller.quorum.voters),
@@ -479,6 +547,7 @@ down() {
   if ((clean)) && [[ -d "$DIR" ]]; then
     [[ -f "$DIR/.omnisync-kafka" ]] || die "refusing to delete $DIR: not made by kafka.sh"
     rm -rf "$DIR"
+    release_ports
     log "removed $DIR"
   fi
 }
@@ -496,6 +565,7 @@ node_cmd() {
   done
   use_dir
   load_cluster
+  touch_ports
   ((n >= 1 && n <= NODES)) || die "node $n does not exist (cluster has $NODES)"
   if [[ $cmd == stop-node ]]; then
     local pid
@@ -530,6 +600,7 @@ all_cmd() {
   done
   use_dir
   load_cluster
+  touch_ports
   if [[ $cmd == stop-all ]]; then
     local nodes; mapfile -t nodes < <(running_nodes)
     ((${#nodes[@]})) || { log "no node is running"; return; }

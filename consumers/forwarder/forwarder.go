@@ -294,7 +294,7 @@ func (f *Forwarder) deadLetter(ctx context.Context, rec *kgo.Record, why *perman
 		return fmt.Errorf("encoding a dead letter: %w", err)
 	}
 	if err := f.retry(ctx, "writing a dead letter", func() error {
-		return f.cl.ProduceSync(ctx, dl).FirstErr()
+		return kafka.ProduceAndWait(ctx, f.cl, dl)
 	}); err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 // when two are down, and every record it was told is stored is readable once
 // the brokers are back.
 func TestAcksAllAcrossBrokerFailures(t *testing.T) {
-	c := testenv.ThreeNodeKafka(t)
+	c := testenv.KafkaNodes(t, 3)
 	ctx := context.Background()
 	cl := newClient(t, c.Kafka, kgo.RequestRetries(3))
 	adm := kadm.NewClient(cl)

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
@@ -112,6 +113,31 @@ func (cfg Config) Opts() ([]kgo.Opt, error) {
 		// No RecordDeliveryTimeout: franz-go measures it from the record's
 		// timestamp, so it would fail records stamped in the past. Callers
 		// bound a produce with the context they pass instead.
+
+		// Failover: when a broker dies, its partitions move once the
+		// controller fences it (3 s broker session, scripts/kafka.sh and
+		// docker-compose.yml); these let a client find the new leaders
+		// well inside a 10 s request budget.
+		// Re-read metadata at most every 500 ms (default 5 s) while a
+		// leader is gone, so a moved leader is found within a second.
+		kgo.MetadataMinAge(500 * time.Millisecond),
+		// Re-read it every minute anyway (default 5 min): a new or
+		// returned broker gets its share of traffic soon.
+		kgo.MetadataMaxAge(time.Minute),
+		// Retry after 100 ms, doubling to at most 1 s (default 250 ms to
+		// 2.5 s), so no retry sleeps through most of the budget.
+		kgo.RetryBackoffFn(retryBackoff),
+		// A broker waits at most 5 s (default 10 s) for the in-sync
+		// replicas of acks=all: longer than the 3 s fencing of a dead
+		// follower, shorter than the budget, so a retry fits in it.
+		kgo.ProduceRequestTimeout(5 * time.Second),
+		// Give up on an answer 3 s after the request's own timeout
+		// (default 10 s): a broker whose host vanished without closing the
+		// connection is left after ~8 s, not 20.
+		kgo.RequestTimeoutOverhead(3 * time.Second),
+		// Connecting to a dead host fails after 3 s (default 10 s) and the
+		// client tries another broker.
+		kgo.DialTimeout(3 * time.Second),
 	}
 	if cfg.Logger != nil {
 		opts = append(opts, kgo.WithLogger(kzap.New(cfg.Logger.Named("kafka"), kzap.Level(kgo.LogLevelWarn))))
@@ -132,6 +158,14 @@ func (cfg Config) Opts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
 	return opts, nil
+}
+
+// retryBackoff is 100 ms doubling per try up to 1 s, each with ±20 % jitter
+// so that clients that failed together do not retry together.
+func retryBackoff(tries int) time.Duration {
+	d := 100 * time.Millisecond << min(max(tries-1, 0), 4)
+	d = min(d, time.Second)
+	return d - d/5 + rand.N(2*d/5+1)
 }
 
 func parseCompression(name string) (kgo.CompressionCodec, error) {

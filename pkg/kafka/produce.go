@@ -18,6 +18,12 @@ import (
 // caller's re-send. When the client's buffer is full (Kafka unreachable for
 // long), records are refused at once (kgo.ErrMaxBuffered) instead of
 // queued, so memory stays bounded. It returns the first record's error.
+//
+// franz-go v1.22.2 (#1484, in the v1.22.3 we pin) fixed that loss: a sent
+// batch failed by its context now bumps the producer epoch instead of
+// letting the next batch reuse its sequence numbers and be acknowledged
+// unwritten; we keep the background context anyway, so an acknowledgement
+// never depends on that fix and a record is never half-cancelled.
 func ProduceAndWait(ctx context.Context, cl *kgo.Client, records ...*kgo.Record) error {
 	if len(records) == 0 {
 		return nil

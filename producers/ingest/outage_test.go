@@ -33,7 +33,7 @@ func TestBrokerOutageAnswers503AndLosesNothing(t *testing.T) {
 		outage(t, testenv.Kafka{Backend: "embedded", Brokers: []string{addr}}, func() { broker.Close() }, start)
 	})
 	t.Run("real Kafka", func(t *testing.T) {
-		c := testenv.KafkaNodes(t, 1, 39092)
+		c := testenv.KafkaNodes(t, 1)
 		outage(t, c.Kafka, func() { c.StopNode(t, 1, true) }, func() { c.StartNode(t, 1) })
 	})
 }
