@@ -13,9 +13,10 @@
 // go to the dead-letter topic with the reason and their
 // topic/partition/offset, and processing moves on.
 //
-// Membership is dynamic: a member that stops (Run returns) leaves the group
-// at once, so the others take its partitions over in a rebalance, and a
-// member that vanishes without leaving is evicted after SessionTimeout.
+// Membership is dynamic (see kafka.GroupOpts): a member that stops (Run
+// returns) leaves the group at once, so the others take its partitions
+// over in a rebalance; one that vanishes without leaving is evicted after
+// kafka.GroupSessionTimeout.
 package materializer
 
 import (
@@ -60,19 +61,6 @@ type Config struct {
 	Metrics  *Metrics // optional
 }
 
-// Group membership timing. A member that dies without leaving the group
-// is evicted SessionTimeout after its last heartbeat (6 s is the brokers'
-// default group.min.session.timeout.ms); members learn of a rebalance at
-// their next heartbeat, so HeartbeatInterval bounds how long the others
-// take to join one. RebalanceTimeout is how long a rebalance waits for a
-// member to finish its batch (poll blocks rebalancing until the batch is
-// in the store) before it is dropped from the group.
-const (
-	SessionTimeout    = 6 * time.Second
-	HeartbeatInterval = 500 * time.Millisecond
-	RebalanceTimeout  = 30 * time.Second
-)
-
 // Materializer is one member of a consumer group.
 type Materializer struct {
 	cfg Config
@@ -94,7 +82,7 @@ func New(cfg Config) (*Materializer, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	m := &Materializer{cfg: cfg}
-	cl, err := kafka.NewClient(cfg.Kafka,
+	cl, err := kafka.NewClient(cfg.Kafka, append(kafka.GroupOpts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -110,10 +98,7 @@ func New(cfg Config) (*Materializer, error) {
 		// only with the store's offsets for all that was polled from it.
 		kgo.OnPartitionsRevoked(m.revoked),
 		kgo.OnPartitionsLost(m.revoked),
-		kgo.SessionTimeout(SessionTimeout),
-		kgo.HeartbeatInterval(HeartbeatInterval),
-		kgo.RebalanceTimeout(RebalanceTimeout),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}

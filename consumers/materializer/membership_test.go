@@ -134,7 +134,7 @@ func TestMembershipRecovery(t *testing.T) {
 	t.Run("all brokers return", func(t *testing.T) {
 		b = startMember(t, r, group, storeB, 200)
 		until("two members owning all partitions again", 120*time.Second, both(a, b))
-		c.StopAll(t, true)
+		c.StopAll(t, false)
 		down := time.Now()
 		time.Sleep(20 * time.Second)
 		c.StartAll(t)

@@ -1,0 +1,39 @@
+package kafka
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/omnisync/omnisync/pkg/retry"
+)
+
+// Consumer-group timing of every omnisync group member (materializer,
+// forwarder). Membership is dynamic: a member that closes its client
+// leaves the group at once, so the others take its partitions over in a
+// rebalance; one that vanishes without leaving is evicted GroupSessionTimeout
+// after its last heartbeat (6 s is the brokers' default
+// group.min.session.timeout.ms). Members learn of a rebalance at their
+// next heartbeat, so GroupHeartbeatInterval bounds how long they take to
+// join one. GroupRebalanceTimeout is how long a rebalance waits for a
+// member to finish its batch (polls block rebalancing until the batch is
+// stored) before the member is dropped from the group.
+const (
+	GroupSessionTimeout    = 6 * time.Second
+	GroupHeartbeatInterval = 500 * time.Millisecond
+	GroupRebalanceTimeout  = 30 * time.Second
+)
+
+// GroupOpts are the client options of a consumer-group member: the timing
+// above, and the client's own retries (joins, heartbeats, metadata, fetch
+// and produce requests) backing off with the project's retry policy,
+// capped at 2 s, so a member rejoins within seconds of the brokers'
+// return.
+func GroupOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SessionTimeout(GroupSessionTimeout),
+		kgo.HeartbeatInterval(GroupHeartbeatInterval),
+		kgo.RebalanceTimeout(GroupRebalanceTimeout),
+		kgo.RetryBackoffFn(retry.Wait),
+	}
+}
