@@ -149,8 +149,8 @@ func TestMembershipRecovery(t *testing.T) {
 		ownedAll := applied + until("members owning all partitions", 60*time.Second, func() bool { return all(a, b) })
 		t.Logf("after the brokers served again: a chunk produced in %s, applied on every partition %s after their return; owners reported for all partitions after %s (a %d, b %d)",
 			produced.Round(time.Millisecond), applied.Round(time.Millisecond), ownedAll.Round(time.Millisecond), len(a.metrics.Lag()), len(b.metrics.Lag()))
-		if applied > 15*time.Second {
-			t.Errorf("consumption resumed on every partition %s after the brokers' return, want at most 15s", applied.Round(time.Millisecond))
+		if applied > 10*time.Second {
+			t.Errorf("consumption resumed on every partition %s after the brokers' return, want at most 10s", applied.Round(time.Millisecond))
 		}
 	})
 }
