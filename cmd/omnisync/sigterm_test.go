@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/store/postgres"
+	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// Two `omnisync consume` processes of one group into PostgreSQL; one gets
+// SIGTERM. It must leave the group on its way out (the command waits for
+// the materializer before it exits), so the coordinator hands all
+// partitions to the other at once instead of after the session timeout.
+func TestConsumeSIGTERMHandsOverWithinSeconds(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
+		ctx := context.Background()
+		cl, err := kafka.NewClient(k.Config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		if _, err := kafka.Provision(ctx, adm, kafka.Layout{Partitions: 6}.Topics()); err != nil {
+			t.Fatal(err)
+		}
+		_, registryURL := testenv.Registry(t)
+
+		// The group starts where the topics end now: the members read no
+		// other test's records.
+		group := testenv.UniqueName(t, "sigterm")
+		ends := map[string]map[int32]int64{}
+		partitions := 0
+		for topic, parts := range testenv.EndOffsets(t, cl, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic) {
+			ends[topic] = map[int32]int64{}
+			for p, o := range parts {
+				ends[topic][p] = o.EpochOffset().Offset
+				partitions++
+			}
+		}
+		st, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Apply(ctx, &materializer.Batch{Group: group, Offsets: ends}); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+
+		dir := t.TempDir()
+		env := []string{"OMNISYNC_KAFKA_BROKERS=" + k.Brokers[0]}
+		member := func(name string) *os.Process {
+			addr := testenv.FreeAddr(t)
+			return startService(t, dir, name, addr, true, env, "consume", "--group", group, "--store", dsn,
+				"--registry", registryURL, "--listen", addr).Process
+		}
+		// assigned is the coordinator's view: each member's partitions.
+		assigned := func() (state string, members map[string]map[string][]int32) {
+			described, err := adm.DescribeGroups(ctx, group)
+			if err != nil {
+				return err.Error(), nil
+			}
+			g := described[group]
+			members = map[string]map[string][]int32{}
+			for _, m := range g.Members {
+				members[m.MemberID] = map[string][]int32{}
+				if c, ok := m.Assigned.AsConsumer(); ok {
+					for _, tp := range c.Topics {
+						members[m.MemberID][tp.Topic] = tp.Partitions
+					}
+				}
+			}
+			return g.State, members
+		}
+		owning := func(members map[string]map[string][]int32) int {
+			n := 0
+			for _, topics := range members {
+				for _, ps := range topics {
+					n += len(ps)
+				}
+			}
+			return n
+		}
+		waitFor := func(what string, timeout time.Duration, cond func(state string, members map[string]map[string][]int32) bool) time.Duration {
+			t.Helper()
+			start := time.Now()
+			for {
+				state, members := assigned()
+				if cond(state, members) {
+					return time.Since(start)
+				}
+				if time.Since(start) > timeout {
+					t.Fatalf("%s: not within %s; group %s, members %v", what, timeout, state, members)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+
+		member("consume-a")
+		b := member("consume-b")
+		waitFor("two members owning every partition", 90*time.Second, func(state string, members map[string]map[string][]int32) bool {
+			return state == "Stable" && len(members) == 2 && owning(members) == partitions
+		})
+		_, members := assigned()
+		for id, topics := range members {
+			events, messages := slices.Clone(topics[schemas.CustomerEventsTopic]), slices.Clone(topics[schemas.CustomerMessagesTopic])
+			slices.Sort(events)
+			slices.Sort(messages)
+			if !slices.Equal(events, messages) {
+				t.Errorf("member %s owns events partitions %v but messages partitions %v", id, events, messages)
+			}
+		}
+
+		start := time.Now()
+		if err := b.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan *os.ProcessState, 1)
+		go func() { ps, _ := b.Wait(); exited <- ps }()
+		waitFor("the other member owning every partition", 60*time.Second, func(state string, members map[string]map[string][]int32) bool {
+			return state == "Stable" && len(members) == 1 && owning(members) == partitions
+		})
+		took := time.Since(start)
+		var ps *os.ProcessState
+		select {
+		case ps = <-exited:
+		case <-time.After(30 * time.Second):
+			t.Fatal("consume-b still runs 30 s after SIGTERM")
+		}
+		t.Logf("SIGTERM to consume-b: the other member owned all %d partitions %s later (consume-b exited: %v)",
+			partitions, took.Round(time.Millisecond), ps)
+		if ps != nil && !ps.Success() {
+			b, _ := os.ReadFile(filepath.Join(dir, "consume-b.log"))
+			t.Errorf("consume-b exited with %v after SIGTERM; its log:\n%s", ps, b)
+		}
+		if took > 5*time.Second {
+			t.Errorf("the other member owned every partition %s after SIGTERM, want at most 5s (the session timeout is %s: did the member leave the group?)",
+				took.Round(time.Millisecond), kafka.GroupSessionTimeout)
+		}
+	})
+}
