@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -147,6 +151,60 @@ func TestConsumeSIGTERMHandsOverWithinSeconds(t *testing.T) {
 		if took > 5*time.Second {
 			t.Errorf("the other member owned every partition %s after SIGTERM, want at most 5s (the session timeout is %s: did the member leave the group?)",
 				took.Round(time.Millisecond), kafka.GroupSessionTimeout)
+		}
+	})
+}
+
+// While its PostgreSQL store is cut off, `omnisync consume --listen`
+// answers /readyz with 503 naming the store as unavailable, and 200 again
+// within seconds of its return.
+func TestConsumeReadyzNamesStoreOutage(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy := testenv.StartOutageProxy(t, u.Host)
+		proxied := *u
+		proxied.Host = proxy.Addr()
+		_, registryURL := testenv.Registry(t)
+		addr := testenv.FreeAddr(t)
+		startService(t, t.TempDir(), "consume", addr, true, []string{"OMNISYNC_KAFKA_BROKERS=" + k.Brokers[0]},
+			"consume", "--group", testenv.UniqueName(t, "readyz"), "--store", proxied.String(), "--registry", registryURL, "--listen", addr)
+		readyz := func() (int, string) {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		until := func(what string, cond func(int, string) bool) time.Duration {
+			t.Helper()
+			start := time.Now()
+			for {
+				code, body := readyz()
+				if cond(code, body) {
+					return time.Since(start)
+				}
+				if time.Since(start) > 30*time.Second {
+					t.Fatalf("%s: not within 30s; /readyz %d %s", what, code, body)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+
+		proxy.SetDown(true)
+		until("/readyz answering 503 naming the store", func(code int, body string) bool {
+			return code == http.StatusServiceUnavailable && strings.Contains(body, `"store":"store unavailable: `)
+		})
+		proxy.SetDown(false)
+		took := until("/readyz answering 200", func(code int, _ string) bool { return code == http.StatusOK })
+		t.Logf("store back: /readyz answered 200 %s later", took.Round(time.Millisecond))
+		if took > 5*time.Second {
+			t.Errorf("/readyz answered 200 %s after the store's return, want at most 5s", took.Round(time.Millisecond))
 		}
 	})
 }

@@ -2,12 +2,9 @@ package materializer_test
 
 import (
 	"context"
-	"io"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,79 +17,6 @@ import (
 	"github.com/omnisync/omnisync/internal/testenv"
 )
 
-// outageProxy forwards TCP connections to a server; while down it cuts
-// every connection and closes new ones at once, as a restarting or
-// unreachable PostgreSQL does.
-type outageProxy struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-}
-
-func startOutageProxy(t *testing.T, target string) *outageProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &outageProxy{l: l, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { l.Close(); p.setDown(true) })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *outageProxy) serve(c net.Conn) {
-	if !p.track(c) {
-		c.Close()
-		return
-	}
-	s, err := net.Dial("tcp", p.target)
-	if err != nil || !p.track(s) {
-		c.Close()
-		if s != nil {
-			s.Close()
-		}
-		return
-	}
-	go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
-	_, _ = io.Copy(c, s)
-	s.Close()
-	c.Close()
-}
-
-// track adds a connection unless the proxy is down.
-func (p *outageProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.down {
-		return false
-	}
-	p.conns[c] = true
-	return true
-}
-
-func (p *outageProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
 // A member whose PostgreSQL store goes away keeps retrying, says the store
 // is unavailable (StoreErr, omnisync_materializer_store_up 0) and applies
 // everything produced meanwhile within 5 s of the store's return.
@@ -104,9 +28,9 @@ func TestStoreOutageResumesWithinSeconds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		proxy := startOutageProxy(t, u.Host)
+		proxy := testenv.StartOutageProxy(t, u.Host)
 		proxied := *u
-		proxied.Host = proxy.l.Addr().String()
+		proxied.Host = proxy.Addr()
 		ctx := context.Background()
 		direct, err := postgres.Open(ctx, dsn) // the test's own view, not through the proxy
 		if err != nil {
@@ -161,7 +85,7 @@ func TestStoreOutageResumesWithinSeconds(t *testing.T) {
 			t.Fatalf("store_up %v while the store answers, want 1", up)
 		}
 
-		proxy.setDown(true)
+		proxy.SetDown(true)
 		r.produce(t, stream[200:]...)
 		ends := r.endOffsets(t)
 		deadline := time.Now().Add(30 * time.Second)
@@ -176,7 +100,7 @@ func TestStoreOutageResumesWithinSeconds(t *testing.T) {
 		}
 		time.Sleep(8 * time.Second) // long enough for the backoff to reach its cap
 
-		proxy.setDown(false)
+		proxy.SetDown(false)
 		back := time.Now()
 		waitCaughtUp(t, direct, group, ends, 60*time.Second)
 		resumed := time.Since(back)
