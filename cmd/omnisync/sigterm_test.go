@@ -26,6 +26,7 @@ import (
 // SIGTERM. It must leave the group on its way out (the command waits for
 // the materializer before it exits), so the coordinator hands all
 // partitions to the other at once instead of after the session timeout.
+// A member killed with SIGKILL is evicted after the session timeout.
 func TestConsumeSIGTERMHandsOverWithinSeconds(t *testing.T) {
 	dsn := testenv.Postgres(t)
 	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
@@ -126,31 +127,50 @@ func TestConsumeSIGTERMHandsOverWithinSeconds(t *testing.T) {
 			}
 		}
 
-		start := time.Now()
-		if err := b.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
+		// SIGTERM: the member leaves. Then a third member joins and is
+		// killed (SIGKILL): it cannot leave, and the coordinator evicts it
+		// after the session timeout.
+		stop := func(p *os.Process, name string, sig syscall.Signal) (time.Duration, *os.ProcessState) {
+			t.Helper()
+			signal := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}[sig]
+			start := time.Now()
+			if err := p.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan *os.ProcessState, 1)
+			go func() { ps, _ := p.Wait(); exited <- ps }()
+			waitFor("the other member owning every partition after "+signal+" to "+name, 60*time.Second,
+				func(state string, members map[string]map[string][]int32) bool {
+					return state == "Stable" && len(members) == 1 && owning(members) == partitions
+				})
+			took := time.Since(start)
+			select {
+			case ps := <-exited:
+				t.Logf("%s to %s: the other member owned all %d partitions %s later (%s exited: %v)",
+					signal, name, partitions, took.Round(time.Millisecond), name, ps)
+				return took, ps
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s still runs 30 s after %s", name, signal)
+			}
+			return 0, nil
 		}
-		exited := make(chan *os.ProcessState, 1)
-		go func() { ps, _ := b.Wait(); exited <- ps }()
-		waitFor("the other member owning every partition", 60*time.Second, func(state string, members map[string]map[string][]int32) bool {
-			return state == "Stable" && len(members) == 1 && owning(members) == partitions
-		})
-		took := time.Since(start)
-		var ps *os.ProcessState
-		select {
-		case ps = <-exited:
-		case <-time.After(30 * time.Second):
-			t.Fatal("consume-b still runs 30 s after SIGTERM")
-		}
-		t.Logf("SIGTERM to consume-b: the other member owned all %d partitions %s later (consume-b exited: %v)",
-			partitions, took.Round(time.Millisecond), ps)
-		if ps != nil && !ps.Success() {
+		took, ps := stop(b, "consume-b", syscall.SIGTERM)
+		if !ps.Success() {
 			b, _ := os.ReadFile(filepath.Join(dir, "consume-b.log"))
 			t.Errorf("consume-b exited with %v after SIGTERM; its log:\n%s", ps, b)
 		}
 		if took > 5*time.Second {
 			t.Errorf("the other member owned every partition %s after SIGTERM, want at most 5s (the session timeout is %s: did the member leave the group?)",
 				took.Round(time.Millisecond), kafka.GroupSessionTimeout)
+		}
+
+		c := member("consume-c")
+		waitFor("two members owning every partition again", 90*time.Second, func(state string, members map[string]map[string][]int32) bool {
+			return state == "Stable" && len(members) == 2 && owning(members) == partitions
+		})
+		took, _ = stop(c, "consume-c", syscall.SIGKILL)
+		if limit := kafka.GroupSessionTimeout + 5*time.Second; took > limit {
+			t.Errorf("the other member owned every partition %s after SIGKILL, want at most %s (session timeout + 5s)", took.Round(time.Millisecond), limit)
 		}
 	})
 }
