@@ -119,8 +119,9 @@ func (f *Forwarder) Ping(ctx context.Context) error { return f.cl.Ping(ctx) }
 // Run forwards until ctx ends; it returns nil after a clean shutdown.
 func (f *Forwarder) Run(ctx context.Context) error {
 	defer func() {
-		f.cl.AllowRebalance() // a poll may have blocked rebalancing; leaving the group needs it
-		f.cl.Close()
+		if err := kafka.CloseMember(f.cl); err != nil {
+			f.cfg.Logger.Warn("leaving the consumer group", zap.Error(err))
+		}
 	}()
 	for {
 		fs := f.cl.PollRecords(ctx, f.cfg.MaxBatch)

@@ -151,8 +151,9 @@ func (m *Materializer) revoked(_ context.Context, _ *kgo.Client, parts map[strin
 // the store was built with another policy, and nil after a clean shutdown.
 func (m *Materializer) Run(ctx context.Context) error {
 	defer func() {
-		m.cl.AllowRebalance() // a poll may have blocked rebalancing; leaving the group needs it
-		m.cl.Close()
+		if err := kafka.CloseMember(m.cl); err != nil {
+			m.cfg.Logger.Warn("leaving the consumer group", zap.Error(err))
+		}
 	}()
 	hash, err := m.cfg.Store.PolicyHash(ctx)
 	if err != nil {

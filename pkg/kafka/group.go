@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -22,6 +23,10 @@ const (
 	GroupSessionTimeout    = 6 * time.Second
 	GroupHeartbeatInterval = 500 * time.Millisecond
 	GroupRebalanceTimeout  = 30 * time.Second
+	// GroupLeaveTimeout bounds the wait for LeaveGroup on shutdown, so a
+	// member stops even while the brokers are unreachable (the
+	// coordinator then evicts it after the session timeout).
+	GroupLeaveTimeout = 5 * time.Second
 )
 
 // GroupOpts are the client options of a consumer-group member: the timing
@@ -36,4 +41,16 @@ func GroupOpts() []kgo.Opt {
 		kgo.RebalanceTimeout(GroupRebalanceTimeout),
 		kgo.RetryBackoffFn(retry.Wait),
 	}
+}
+
+// CloseMember leaves cl's group, waiting at most GroupLeaveTimeout, and
+// closes cl. It allows a rebalance first: a poll with BlockRebalanceOnPoll
+// may have blocked it, and leaving needs it. The error is the leave's.
+func CloseMember(cl *kgo.Client) error {
+	cl.AllowRebalance()
+	ctx, cancel := context.WithTimeout(context.Background(), GroupLeaveTimeout)
+	defer cancel()
+	err := cl.LeaveGroupContext(ctx)
+	cl.Close()
+	return err
 }
