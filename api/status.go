@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -82,6 +83,11 @@ type GroupStatus struct {
 	LagByPartition []PartitionLag     `json:"lag_by_partition"`
 	DeadLetters    float64            `json:"dead_letters"`
 	Conflicts      map[string]float64 `json:"conflicts"`
+	// StoreUp is whether the group's store answers its members, from
+	// omnisync_materializer_store_up of this process's and the scraped
+	// members: false while any member's store operations fail (it makes
+	// no progress); null when no member reports it.
+	StoreUp *bool `json:"store_up"`
 }
 
 // PartitionLag is the lag of one partition.
@@ -199,6 +205,21 @@ func (s *Status) Report(ctx context.Context) SyncStatus {
 		g.DeadLetters = cur.total("omnisync_materializer_dead_letters_total", only)
 		for _, action := range []string{"opened", "resolved"} {
 			g.Conflicts[action] = d.counter("omnisync_materializer_conflicts_total", map[string]string{"group": name, "action": action}, nil)
+		}
+	}
+	for _, name := range cur.labelValues("omnisync_materializer_store_up", "group") {
+		up, down := 0, 0
+		cur.each("omnisync_materializer_store_up", map[string]string{"group": name}, func(_ map[string]string, m *dto.Metric) {
+			if m.GetGauge().GetValue() >= 1 {
+				up++
+			} else {
+				down++
+			}
+		})
+		ok := down == 0
+		group(name).StoreUp = &ok
+		if !ok {
+			out.Errors = append(out.Errors, fmt.Sprintf("consumer group %s: store unavailable to %d of %d members", name, down, up+down))
 		}
 	}
 	if s.admin != nil {

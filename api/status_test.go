@@ -291,3 +291,32 @@ func TestStatusLag(t *testing.T) {
 		}
 	})
 }
+
+// The store state of each group comes from its members'
+// omnisync_materializer_store_up; a group whose store is down is also
+// named in errors.
+func TestStatusReportsStoreState(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := &capture{Registerer: reg, byName: map[string]prometheus.Collector{}}
+	materializer.NewMetrics(c, "up")
+	gauge, ok := c.byName["omnisync_materializer_store_up"].(*prometheus.GaugeVec)
+	if !ok {
+		t.Fatalf("no gauge vector omnisync_materializer_store_up registered (have %v)", c.byName)
+	}
+	gauge.WithLabelValues("up").Set(1)
+	gauge.WithLabelValues("down").Set(0)
+	got := NewStatus(reg, nil, nil).Report(context.Background())
+	state := map[string]*bool{}
+	for _, g := range got.Groups {
+		state[g.Group] = g.StoreUp
+	}
+	if s := state["up"]; s == nil || !*s {
+		t.Errorf("group up: store_up %v, want true", s)
+	}
+	if s := state["down"]; s == nil || *s {
+		t.Errorf("group down: store_up %v, want false", s)
+	}
+	if want := "consumer group down: store unavailable to 1 of 1 members"; len(got.Errors) != 1 || got.Errors[0] != want {
+		t.Errorf("errors %q, want [%q]", got.Errors, want)
+	}
+}

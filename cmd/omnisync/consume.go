@@ -61,13 +61,21 @@ spread the partitions.`,
 				return err
 			}
 			log.Info("materializer starting", zap.String("group", group), zap.String("store", redactDSN(storeURL)), zap.String("policy_hash", policy.Hash()))
+			// On the way out: the materializer leaves its group and closes
+			// its Kafka client, then the server stops, then the store
+			// closes (deferred above).
 			if listen == "" {
 				return m.Run(ctx)
 			}
 			mux := http.NewServeMux()
 			api.MountHealth(mux, api.Check{Name: "store", Func: func(ctx context.Context) error {
-				_, err := store.Offsets(ctx, group)
-				return err
+				if err := m.StoreErr(); err != nil {
+					return err // the materializer is retrying the store
+				}
+				if _, err := store.Offsets(ctx, group); err != nil {
+					return fmt.Errorf("store unavailable: %w", err)
+				}
+				return nil
 			}})
 			mux.Handle("/metrics", promhttp.Handler())
 			return serveUntilDone(ctx, listen, mux, serve, log, m.Run)

@@ -79,10 +79,11 @@ func newDevCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			mux, runDirectory, directoryReady, err := newProducerMux(ctx, kcfg, serde, creds, []string{"all"}, prometheus.DefaultRegisterer, log)
+			mux, runDirectory, directoryReady, closeProducer, err := newProducerMux(ctx, kcfg, serde, creds, []string{"all"}, prometheus.DefaultRegisterer, log)
 			if err != nil {
 				return err
 			}
+			defer closeProducer()
 			storePath := filepath.Join(dataDir, "omnisync.db")
 			store, err := sqlite.Open(ctx, storePath)
 			if err != nil {

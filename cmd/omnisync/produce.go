@@ -45,10 +45,11 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 			if err != nil {
 				return err
 			}
-			mux, run, ready, err := newProducerMux(ctx, g.kafkaConfig(log), serde, creds, strings.Split(channel, ","), prometheus.DefaultRegisterer, log)
+			mux, run, ready, closeProducer, err := newProducerMux(ctx, g.kafkaConfig(log), serde, creds, strings.Split(channel, ","), prometheus.DefaultRegisterer, log)
 			if err != nil {
 				return err
 			}
+			defer closeProducer() // after the server: its ingest handlers produce with it
 			api.MountHealth(mux, ready)
 			mux.Handle("/metrics", promhttp.Handler())
 			return serveUntilDone(ctx, listen, mux, serve, log, run)
@@ -65,23 +66,24 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 
 // newProducerMux builds the ingest pipeline and mounts the channels; run
 // follows the identity directory until ctx ends; ready passes once the
-// directory has caught up.
+// directory has caught up; closeProducer closes the pipeline's Kafka client
+// once the server no longer takes requests.
 func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, creds ingest.Credentials, channels []string,
-	reg prometheus.Registerer, log *zap.Logger) (mux *http.ServeMux, run func(context.Context) error, ready api.Check, err error) {
+	reg prometheus.Registerer, log *zap.Logger) (mux *http.ServeMux, run func(context.Context) error, ready api.Check, closeProducer func(), err error) {
 	cl, err := kafka.NewClient(kcfg)
 	if err != nil {
-		return nil, nil, ready, err
+		return nil, nil, ready, nil, err
 	}
 	dir, err := ingest.NewDirectory(kcfg, serde, log.Named("identities"))
 	if err != nil {
 		cl.Close()
-		return nil, nil, ready, err
+		return nil, nil, ready, nil, err
 	}
 	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: log.Named("ingest"), Metrics: ingest.NewMetrics(reg)})
 	mux = http.NewServeMux()
 	if err := producers.Mount(mux, p, creds, channels...); err != nil {
 		cl.Close()
-		return nil, nil, ready, err
+		return nil, nil, ready, nil, err
 	}
 	ready = api.Check{Name: "identity directory", Func: func(context.Context) error {
 		select {
@@ -91,9 +93,5 @@ func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, 
 			return errors.New("loading the identities topic")
 		}
 	}}
-	run = func(ctx context.Context) error {
-		defer cl.Close()
-		return dir.Run(ctx)
-	}
-	return mux, run, ready, nil
+	return mux, dir.Run, ready, cl.Close, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/omnisync/omnisync/pkg/httpserve"
 )
@@ -22,7 +23,7 @@ func addServeFlags(f *pflag.FlagSet, o *httpserve.Options) {
 }
 
 // serveUntilDone serves h on listen and runs background work until ctx
-// ends, then shuts the server down gracefully.
+// ends or something fails; see runUntilDone.
 func serveUntilDone(ctx context.Context, listen string, h http.Handler, opts httpserve.Options, log *zap.Logger, background ...func(context.Context) error) error {
 	srv, err := httpserve.Start(listen, h, opts)
 	if err != nil {
@@ -31,28 +32,26 @@ func serveUntilDone(ctx context.Context, listen string, h http.Handler, opts htt
 	return runUntilDone(ctx, srv, log, background...)
 }
 
-// runUntilDone runs background work beside a started server until ctx ends
-// or either fails, then shuts the server down gracefully.
+// runUntilDone runs background work beside a started server until ctx
+// ends or the server or any work fails. Then it cancels the work, waits
+// for all of it to return (a materializer leaves its group and closes its
+// Kafka client on the way out), and only then shuts the server down
+// gracefully: the server's handlers may still read what the work used.
+// The caller closes what both used (store, Kafka client, broker) after it
+// returns, in reverse order of opening. It returns the first failure.
 func runUntilDone(ctx context.Context, srv *httpserve.Server, log *zap.Logger, background ...func(context.Context) error) error {
-	errs := make(chan error, len(background))
+	g, gctx := errgroup.WithContext(ctx)
 	for _, fn := range background {
-		go func() {
-			if err := fn(ctx); err != nil {
-				errs <- err
-			}
-		}()
+		g.Go(func() error { return fn(gctx) })
 	}
+	g.Go(func() error { return untilFailed(srv)(gctx) })
 	log.Info("listening", zap.String("addr", srv.URL()))
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-srv.Err():
-	case runErr = <-errs:
-	}
+	err := g.Wait()
+	log.Info("background work stopped; shutting the server down", zap.Error(err))
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdown)
-	return runErr
+	return err
 }
 
 // shutdownNow shuts srv down, waiting up to 5 s for requests being served.
@@ -62,7 +61,8 @@ func shutdownNow(srv *httpserve.Server) {
 	_ = srv.Shutdown(ctx)
 }
 
-// untilFailed is background work that ends with srv's failure.
+// untilFailed is background work that ends with srv's failure, or with
+// nil when ctx ends.
 func untilFailed(srv *httpserve.Server) func(context.Context) error {
 	return func(ctx context.Context) error {
 		select {

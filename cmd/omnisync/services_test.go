@@ -26,8 +26,9 @@ import (
 
 // startService runs one omnisync command as its own process, as
 // docker-compose.yml does, and waits until it listens on addr (and, when
-// ready is set, until addr answers /readyz).
-func startService(t *testing.T, logDir, name, addr string, ready bool, env []string, args ...string) {
+// ready is set, until addr answers /readyz). The process gets SIGINT when
+// the test ends, unless the test waited for it before.
+func startService(t *testing.T, logDir, name, addr string, ready bool, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	log, err := os.Create(filepath.Join(logDir, name+".log"))
 	if err != nil {
@@ -63,7 +64,7 @@ func startService(t *testing.T, logDir, name, addr string, ready bool, env []str
 			ok = true
 		}
 		if ok {
-			return
+			return cmd
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(log.Name())

@@ -7,7 +7,9 @@
 // rebalance re-sends records, never skips them; the record's version (also
 // in the Idempotency-Key header, customer_id:version) lets the target drop
 // what it already has. Network errors, 5xx, 408 and 429 are retried with
-// exponential backoff and full jitter for as long as it takes; any other
+// the project's policy (package retry: exponential backoff capped at 2 s,
+// full jitter), waiting at least a Retry-After the target sends (up to 5
+// minutes), for as long as it takes; any other
 // answer (a 4xx: the target will never take this record) sends the record
 // to the dead-letter topic with the status and the target's reason, and
 // the forwarder moves on. Records that cannot be decoded go there too.
@@ -23,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,6 +39,7 @@ import (
 	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/retry"
 	"github.com/omnisync/omnisync/schemas"
 )
 
@@ -59,9 +61,6 @@ type Config struct {
 	Topic string
 	// DeadLetterTopic defaults to schemas.DeadLetterTopic.
 	DeadLetterTopic string
-	// MinBackoff and MaxBackoff bound the retry backoff; defaults 100 ms
-	// and 30 s. A Retry-After of up to 5 minutes is honoured.
-	MinBackoff, MaxBackoff time.Duration
 	// MaxBatch is the most records polled at once; default 500.
 	MaxBatch int
 	Logger   *zap.Logger
@@ -95,26 +94,19 @@ func New(cfg Config) (*Forwarder, error) {
 	if cfg.DeadLetterTopic == "" {
 		cfg.DeadLetterTopic = schemas.DeadLetterTopic
 	}
-	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = 100 * time.Millisecond
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
-	}
-	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 500
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	cl, err := kafka.NewClient(cfg.Kafka,
+	cl, err := kafka.NewClient(cfg.Kafka, append(kafka.GroupOpts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +119,9 @@ func (f *Forwarder) Ping(ctx context.Context) error { return f.cl.Ping(ctx) }
 // Run forwards until ctx ends; it returns nil after a clean shutdown.
 func (f *Forwarder) Run(ctx context.Context) error {
 	defer func() {
-		f.cl.AllowRebalance() // a poll may have blocked rebalancing; leaving the group needs it
-		f.cl.Close()
+		if err := kafka.CloseMember(f.cl); err != nil {
+			f.cfg.Logger.Warn("leaving the consumer group", zap.Error(err))
+		}
 	}()
 	for {
 		fs := f.cl.PollRecords(ctx, f.cfg.MaxBatch)
@@ -322,33 +315,30 @@ type retryable struct {
 
 func (r *retryable) Error() string { return r.err.Error() }
 
-// retry runs fn until it succeeds, returns a *permanent error, or ctx ends,
-// backing off exponentially with full jitter.
+// RetryAfter is the target's Retry-After, for retry.Do.
+func (r *retryable) RetryAfter() time.Duration { return r.after }
+
+// retry runs fn with the project's retry policy until it succeeds, returns
+// a *permanent error (marked for retry), or ctx ends, counting each failure
+// by reason.
 func (f *Forwarder) retry(ctx context.Context, what string, fn func() error) error {
-	backoff := f.cfg.MinBackoff
-	for attempt := 1; ; attempt++ {
+	return retry.Do(ctx, f.cfg.Logger, what, func() error {
 		err := fn()
 		var p *permanent
-		if err == nil || errors.As(err, &p) {
-			return err
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &p):
+			return retry.Permanent(err)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
 		reason := "internal" // the registry or Kafka
 		var r *retryable
 		if errors.As(err, &r) {
 			reason = r.reason
-			wait = max(wait, r.after)
 		}
-		f.cfg.Metrics.retry(reason)
-		f.cfg.Logger.Warn("retrying", zap.String("what", what), zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if ctx.Err() == nil {
+			f.cfg.Metrics.retry(reason)
 		}
-		backoff = min(backoff*2, f.cfg.MaxBackoff)
-	}
+		return err
+	})
 }

@@ -100,8 +100,8 @@ func (r *rig) produce(t *testing.T, states ...*events.CustomerState) {
 func (r *rig) run(t *testing.T, target string, metrics *forwarder.Metrics, tweak func(*forwarder.Config)) (stop func()) {
 	t.Helper()
 	cfg := forwarder.Config{Kafka: r.k.Config(), Group: r.group, Serde: r.serde, Target: target, Topic: r.topic,
-		DeadLetterTopic: r.dlq, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		Logger: zaptest.NewLogger(t), Metrics: metrics}
+		DeadLetterTopic: r.dlq,
+		Logger:          zaptest.NewLogger(t), Metrics: metrics}
 	if tweak != nil {
 		tweak(&cfg)
 	}

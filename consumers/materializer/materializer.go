@@ -6,9 +6,17 @@
 // are also committed to Kafka so lag tools see progress.
 //
 // Transient failures (store or broker down, registry unreachable) are
-// retried with exponential backoff and jitter and never skip data; records
-// that can never be decoded go to the dead-letter topic with the reason and
-// their topic/partition/offset, and processing moves on.
+// retried with the project's policy (package retry: backoff capped at 2 s,
+// so work resumes within seconds of the dependency's return) and never skip
+// data; while the store fails, StoreErr says so (and the metric
+// omnisync_materializer_store_up is 0). Records that can never be decoded
+// go to the dead-letter topic with the reason and their
+// topic/partition/offset, and processing moves on.
+//
+// Membership is dynamic (see kafka.GroupOpts): a member that stops (Run
+// returns) leaves the group at once, so the others take its partitions
+// over in a rebalance; one that vanishes without leaving is evicted after
+// kafka.GroupSessionTimeout.
 package materializer
 
 import (
@@ -16,8 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,6 +36,7 @@ import (
 	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/retry"
 	"github.com/omnisync/omnisync/schemas"
 )
 
@@ -56,6 +65,9 @@ type Config struct {
 type Materializer struct {
 	cfg Config
 	cl  *kgo.Client
+
+	mu       sync.Mutex
+	storeErr error // the last store operation's error; nil once one succeeds
 }
 
 // New returns a member of cfg.Group; Run starts it.
@@ -70,7 +82,7 @@ func New(cfg Config) (*Materializer, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	m := &Materializer{cfg: cfg}
-	cl, err := kafka.NewClient(cfg.Kafka,
+	cl, err := kafka.NewClient(cfg.Kafka, append(kafka.GroupOpts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -86,7 +98,7 @@ func New(cfg Config) (*Materializer, error) {
 		// only with the store's offsets for all that was polled from it.
 		kgo.OnPartitionsRevoked(m.revoked),
 		kgo.OnPartitionsLost(m.revoked),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +110,7 @@ func New(cfg Config) (*Materializer, error) {
 // store holds: the store is the truth of what it has applied.
 func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	var held map[string]map[int32]int64
-	err := m.retry(ctx, "reading the store's offsets", func() error {
+	err := m.storeOp(ctx, "reading the store's offsets", func() error {
 		var err error
 		held, err = m.cfg.Store.Offsets(ctx, m.cfg.Group)
 		return err
@@ -139,13 +151,15 @@ func (m *Materializer) revoked(_ context.Context, _ *kgo.Client, parts map[strin
 // the store was built with another policy, and nil after a clean shutdown.
 func (m *Materializer) Run(ctx context.Context) error {
 	defer func() {
-		m.cl.AllowRebalance() // a poll may have blocked rebalancing; leaving the group needs it
-		m.cl.Close()
+		if err := kafka.CloseMember(m.cl); err != nil {
+			m.cfg.Logger.Warn("leaving the consumer group", zap.Error(err))
+		}
 	}()
 	hash, err := m.cfg.Store.PolicyHash(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the store's policy hash: %w", err)
 	}
+	m.setStoreErr(nil)
 	if hash != "" && hash != m.cfg.Policy.Hash() {
 		return fmt.Errorf("%w (store %s, configured %s)", ErrPolicyChanged, hash, m.cfg.Policy.Hash())
 	}
@@ -199,7 +213,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 		ids[d.customerID()] = true
 	}
 	var stored map[string]merge.Record
-	if err := m.retry(ctx, "loading records", func() error {
+	if err := m.storeOp(ctx, "loading records", func() error {
 		var err error
 		stored, err = m.cfg.Store.Load(ctx, keys(ids))
 		return err
@@ -240,7 +254,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 	for _, id := range keys(changed) {
 		batch.Records = append(batch.Records, changed[id])
 	}
-	if err := m.retry(ctx, "applying a batch to the store", func() error { return m.cfg.Store.Apply(ctx, batch) }); err != nil {
+	if err := m.storeOp(ctx, "applying a batch to the store", func() error { return m.cfg.Store.Apply(ctx, batch) }); err != nil {
 		return err
 	}
 	now := time.Now()
@@ -326,14 +340,13 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 			err := m.cfg.Serde.Decode(ctx, rec.Value, target)
 			var de *codec.DecodeError
 			if errors.As(err, &de) {
-				return permanent{err}
+				return retry.Permanent(err)
 			}
 			return err
 		})
-		var p permanent
 		switch {
-		case errors.As(err, &p):
-			dl, err := m.deadLetter(rec, p.err)
+		case retry.IsPermanent(err):
+			dl, err := m.deadLetter(rec, errors.Unwrap(err))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -387,33 +400,47 @@ func (m *Materializer) publish(ctx context.Context, cl *kgo.Client, records []me
 	return cl.ProduceSync(ctx, out...).FirstErr()
 }
 
-// permanent marks an error retrying cannot fix.
-type permanent struct{ err error }
-
-func (p permanent) Error() string { return p.err.Error() }
-
-// retry runs fn until it succeeds, returns a permanent error, or ctx ends,
-// backing off exponentially (100 ms to 30 s) with full jitter.
+// retry runs fn with the project's retry policy.
 func (m *Materializer) retry(ctx context.Context, what string, fn func() error) error {
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	return retry.Do(ctx, m.cfg.Logger, what, fn)
+}
+
+// storeOp runs a store operation with the retry policy, recording whether
+// the store answers.
+func (m *Materializer) storeOp(ctx context.Context, what string, fn func() error) error {
+	return m.retry(ctx, what, func() error {
 		err := fn()
-		var p permanent
-		if err == nil || errors.As(err, &p) {
-			return err
+		if ctx.Err() == nil { // an error from our own shutdown says nothing of the store
+			m.setStoreErr(err)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait := time.Duration(rand.Int64N(int64(backoff)))
-		m.cfg.Logger.Warn("retrying", zap.String("what", what), zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		backoff = min(backoff*2, 30*time.Second)
+		return err
+	})
+}
+
+func (m *Materializer) setStoreErr(err error) {
+	m.mu.Lock()
+	was := m.storeErr
+	m.storeErr = err
+	m.mu.Unlock()
+	m.cfg.Metrics.storeUp(err == nil)
+	switch {
+	case err != nil && was == nil:
+		m.cfg.Logger.Error("store unavailable; retrying", zap.Error(err))
+	case err == nil && was != nil:
+		m.cfg.Logger.Info("store available again")
 	}
+}
+
+// StoreErr is nil while the store answers, else the error of the last
+// store operation, which is being retried: the member makes no progress
+// until the store is back.
+func (m *Materializer) StoreErr() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.storeErr != nil {
+		return fmt.Errorf("store unavailable: %w", m.storeErr)
+	}
+	return nil
 }
 
 func keys[V any](m map[string]V) []string {

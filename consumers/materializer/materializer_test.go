@@ -15,6 +15,7 @@ import (
 
 	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/codec"
@@ -222,7 +223,13 @@ func customers(t *testing.T, n int) []string {
 }
 
 // checkStore compares the store's records and timelines with the expected ones.
-func checkStore(t *testing.T, store *sqlite.Store, want map[string]merge.Record, wantMessages map[string]map[string]bool) {
+// checkedStore is what checkStore reads: a store's records and timelines.
+type checkedStore interface {
+	Load(ctx context.Context, customerIDs []string) (map[string]merge.Record, error)
+	Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error)
+}
+
+func checkStore(t *testing.T, store checkedStore, want map[string]merge.Record, wantMessages map[string]map[string]bool) {
 	t.Helper()
 	ctx := context.Background()
 	ids := make([]string, 0, len(want))

@@ -15,13 +15,14 @@ import (
 // One Metrics serves one member (Materializer) of the group. A nil *Metrics
 // records nothing.
 type Metrics struct {
-	group     string
-	events    *prometheus.CounterVec
-	stale     *prometheus.CounterVec
-	conflicts *prometheus.CounterVec
-	dead      *prometheus.CounterVec
-	endToEnd  *prometheus.HistogramVec
-	lagGauge  *prometheus.GaugeVec
+	group      string
+	events     *prometheus.CounterVec
+	stale      *prometheus.CounterVec
+	conflicts  *prometheus.CounterVec
+	dead       *prometheus.CounterVec
+	endToEnd   *prometheus.HistogramVec
+	lagGauge   *prometheus.GaugeVec
+	storeGauge *prometheus.GaugeVec
 
 	mu         sync.Mutex
 	partitions map[string]map[int32]*position // the partitions this member owns
@@ -55,9 +56,13 @@ func NewMetrics(reg prometheus.Registerer, group string) *Metrics {
 			Name: "omnisync_materializer_lag_records",
 			Help: "Records in a partition this member owns that the group has not applied yet: the high watermark minus the next offset to apply.",
 		}, []string{"group", "topic", "partition"}),
+		storeGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "omnisync_materializer_store_up",
+			Help: "1 while the member's store answers, 0 while its store operations fail and are retried (the member makes no progress).",
+		}, []string{"group"}),
 		partitions: map[string]map[int32]*position{},
 	}
-	reg.MustRegister(m.events, m.stale, m.conflicts, m.dead, m.endToEnd, m.lagGauge)
+	reg.MustRegister(m.events, m.stale, m.conflicts, m.dead, m.endToEnd, m.lagGauge, m.storeGauge)
 	return m
 }
 
@@ -204,6 +209,17 @@ func (m *Metrics) observeBatch(s stats, batch []decodedRecord, committed time.Ti
 	m.stale.WithLabelValues(m.group).Add(float64(s.stale))
 	m.conflicts.WithLabelValues(m.group, "opened").Add(float64(s.opened))
 	m.conflicts.WithLabelValues(m.group, "resolved").Add(float64(s.resolved))
+}
+
+func (m *Metrics) storeUp(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.storeGauge.WithLabelValues(m.group).Set(v)
 }
 
 func (m *Metrics) deadLetters(n int) {

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/normalize"
+	"github.com/omnisync/omnisync/pkg/retry"
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/wechat"
@@ -98,20 +100,21 @@ type player struct {
 
 // waitReady waits until the server answers /readyz.
 func (p *player) waitReady(ctx context.Context) error {
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.BaseURL+"/readyz", nil)
-		if resp, err := p.http.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+	return retry.Do(ctx, p.cfg.Logger, "waiting for /readyz", func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.BaseURL+"/readyz", nil)
+		if err != nil {
+			return retry.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		resp, err := p.http.Do(req)
+		if err != nil {
+			return err
 		}
-	}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %s", resp.Status)
+		}
+		return nil
+	})
 }
 
 // Customer is one demo customer.
@@ -469,33 +472,36 @@ func (p *player) postPush(ctx context.Context, path string, cred ingest.WeChatCr
 	return p.post(ctx, path+"?"+q.Encode(), map[string]string{"Content-Type": contentType}, body)
 }
 
-// post sends one request, retrying while the answer is 503.
+// post sends one request, retrying with the retry policy for up to 10 s
+// while the answer is 503.
 func (p *player) post(ctx context.Context, path string, headers map[string]string, body []byte) error {
-	for attempt := 0; ; attempt++ {
+	retryCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := retry.Do(retryCtx, p.cfg.Logger, "POST "+path, func() error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.BaseURL+path, bytes.NewReader(body))
 		if err != nil {
-			return err
+			return retry.Permanent(err)
 		}
 		for k, v := range headers {
 			req.Header.Set(k, v)
 		}
 		resp, err := p.http.Do(req)
 		if err != nil {
-			return err
+			return retry.Permanent(err)
 		}
 		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
+		err = fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(answer))
 		switch {
 		case resp.StatusCode/100 == 2:
 			return nil
-		case resp.StatusCode == http.StatusServiceUnavailable && attempt < 5:
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Second):
-			}
-		default:
-			return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(answer))
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			return err
 		}
+		return retry.Permanent(err)
+	})
+	if retry.IsPermanent(err) {
+		return errors.Unwrap(err)
 	}
+	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/omnisync/omnisync/pkg/retry"
 	"github.com/omnisync/omnisync/schemas"
 )
 
@@ -140,7 +141,7 @@ func (r *Registry) ensureTopic(ctx context.Context) error {
 	case !errors.Is(err, kerr.TopicAlreadyExists):
 		return fmt.Errorf("creating topic %s: %w", topic, err)
 	}
-	err = retry(ctx, func() error {
+	err = r.retry(ctx, "checking the schema registry topic", func(ctx context.Context) error {
 		details, err := adm.ListTopics(ctx, topic)
 		if err != nil {
 			return err
@@ -150,7 +151,7 @@ func (r *Registry) ensureTopic(ctx context.Context) error {
 			return td.Err
 		}
 		if len(td.Partitions) != 1 {
-			return permanent(fmt.Errorf("it has %d partitions; the schema registry needs exactly 1", len(td.Partitions)))
+			return retry.Permanent(fmt.Errorf("it has %d partitions; the schema registry needs exactly 1", len(td.Partitions)))
 		}
 		configs, err := adm.DescribeTopicConfigs(ctx, topic)
 		if err != nil {
@@ -165,7 +166,7 @@ func (r *Registry) ensureTopic(ctx context.Context) error {
 		}
 		for _, c := range rc.Configs {
 			if c.Key == "cleanup.policy" && c.MaybeValue() != "compact" {
-				return permanent(fmt.Errorf("cleanup.policy is %s; the schema registry needs compact, or schemas would expire", c.MaybeValue()))
+				return retry.Permanent(fmt.Errorf("cleanup.policy is %s; the schema registry needs compact, or schemas would expire", c.MaybeValue()))
 			}
 		}
 		return nil
@@ -181,7 +182,7 @@ func (r *Registry) load(ctx context.Context) error {
 	adm := kadm.NewClient(r.cl)
 	topic := r.opts.topic
 	var start, end int64
-	err := retry(ctx, func() error {
+	err := r.retry(ctx, "listing the schema registry topic's offsets", func(ctx context.Context) error {
 		starts, err := adm.ListStartOffsets(ctx, topic)
 		if err != nil {
 			return err
@@ -263,26 +264,10 @@ func (r *Registry) write(ctx context.Context, recs ...record) error {
 	return nil
 }
 
-type permanentError struct{ error }
-
-func permanent(err error) error { return permanentError{err} }
-
-// retry calls fn until it succeeds, fails permanently or 10s pass, for
+// retry calls fn with the project's retry policy for up to 10 s, for
 // metadata that lags behind a topic's creation.
-func retry(ctx context.Context, fn func() error) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := fn()
-		if pe, ok := err.(permanentError); ok {
-			return pe.error
-		}
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+func (r *Registry) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return retry.Do(ctx, r.log, what, func() error { return fn(ctx) })
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/omnisync/omnisync/pkg/retry"
 	"github.com/omnisync/omnisync/schemas"
 )
 
@@ -111,20 +112,24 @@ func compare(ctx context.Context, adm *kadm.Client, spec TopicSpec) ([]string, e
 	// A topic created a moment ago (by another provisioner, say) exists
 	// before every broker's metadata shows it: ask again for a while.
 	var d kadm.TopicDetail
-	for wait := 50 * time.Millisecond; ; wait *= 2 {
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := retry.Do(waitCtx, nil, "describing topic "+spec.Name, func() error {
 		details, err := adm.ListTopics(ctx, spec.Name)
 		if err != nil {
-			return nil, fmt.Errorf("describing topic %s: %w", spec.Name, err)
+			return retry.Permanent(fmt.Errorf("describing topic %s: %w", spec.Name, err))
 		}
 		d = details[spec.Name]
-		if !errors.Is(d.Err, kerr.UnknownTopicOrPartition) || wait > 5*time.Second {
-			break
+		if errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return d.Err // not in this broker's metadata yet
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
+		return nil // any other error is reported below
+	})
+	switch {
+	case retry.IsPermanent(err):
+		return nil, errors.Unwrap(err)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	}
 	if d.Err != nil {
 		return nil, fmt.Errorf("describing topic %s: %w", spec.Name, d.Err)
