@@ -201,7 +201,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 	}
 	if len(deadLetters) > 0 {
 		if err := m.retry(ctx, "writing dead letters", func() error {
-			return m.cl.ProduceSync(ctx, deadLetters...).FirstErr()
+			return kafka.ProduceAndWait(ctx, m.cl, deadLetters...)
 		}); err != nil {
 			return err
 		}
@@ -397,7 +397,7 @@ func (m *Materializer) publish(ctx context.Context, cl *kgo.Client, records []me
 		}
 		out = append(out, &kgo.Record{Topic: schemas.CustomerStateTopic, Key: []byte(r.CustomerID), Value: value})
 	}
-	return cl.ProduceSync(ctx, out...).FirstErr()
+	return kafka.ProduceAndWait(ctx, cl, out...)
 }
 
 // retry runs fn with the project's retry policy.
