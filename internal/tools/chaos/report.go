@@ -97,8 +97,13 @@ type windowReport struct {
 	P50ms            float64  `json:"p50_ms_2xx"`
 	P99ms            float64  `json:"p99_ms_2xx"`
 	FirstOKSeconds   *float64 `json:"first_2xx_s_after_fault_end"`
-	OKWhileAllDown   int      `json:"2xx_while_all_brokers_down"`
-	SentWhileAllDown int      `json:"sent_while_all_brokers_down"`
+	// OKWhileAllDown counts 2xx answered while every broker was down: an
+	// acknowledgement no broker gave. OKAfterReturn counts attempts sent
+	// while all were down that got their 2xx after the brokers returned,
+	// still inside their wait for Kafka.
+	OKWhileAllDown   int `json:"2xx_answered_while_all_brokers_down"`
+	OKAfterReturn    int `json:"sent_while_all_brokers_down_2xx_after_return"`
+	SentWhileAllDown int `json:"sent_while_all_brokers_down"`
 }
 
 type finalReport struct {
@@ -135,7 +140,7 @@ func (r *report) failures() []string {
 			out = append(out, fmt.Sprintf("%s: %d inputs stored more than once", p.Fault, len(p.Doubled)))
 		}
 		if p.Stats.OKWhileAllDown > 0 {
-			out = append(out, fmt.Sprintf("%s: %d requests sent while every broker was down got a 2xx", p.Fault, p.Stats.OKWhileAllDown))
+			out = append(out, fmt.Sprintf("%s: %d requests were answered 2xx while every broker was down", p.Fault, p.Stats.OKWhileAllDown))
 		}
 		out = append(out, p.Problems...)
 	}
@@ -188,10 +193,16 @@ func windowStats(reqs []request, ph *phaseReport) windowReport {
 	var lat []float64
 	for _, q := range reqs {
 		for _, a := range q.Attempts {
-			if ph.DownStart != nil && !a.Sent.Before(*ph.DownStart) && a.Sent.Before(*ph.DownEnd) {
-				w.SentWhileAllDown++
-				if a.Code/100 == 2 {
+			if ph.DownStart != nil {
+				down := func(t time.Time) bool { return !t.Before(*ph.DownStart) && t.Before(*ph.DownEnd) }
+				if down(a.Sent) {
+					w.SentWhileAllDown++
+				}
+				switch {
+				case a.Code/100 == 2 && down(a.Done):
 					w.OKWhileAllDown++
+				case a.Code/100 == 2 && down(a.Sent):
+					w.OKAfterReturn++
 				}
 			}
 			if a.Code/100 == 2 && !a.Sent.Before(ph.FaultEnd) {
@@ -359,7 +370,8 @@ func (r *report) markdown() string {
 			p("- %s: %.1f\n", m.Name, m.Value)
 		}
 		if ph.DownStart != nil {
-			p("- Attempts sent while every broker was down: %d, of which 2xx: **%d**.\n", ph.Stats.SentWhileAllDown, ph.Stats.OKWhileAllDown)
+			p("- Attempts sent while every broker was down: %d; 2xx answered while every broker was down: **%d**; %d of the attempts sent then got their 2xx after the brokers returned, inside their wait for Kafka.\n",
+				ph.Stats.SentWhileAllDown, ph.Stats.OKWhileAllDown, ph.Stats.OKAfterReturn)
 		}
 		p("- Check after the recovery: the store caught up with the log's end in %.1f s.\n", ph.CheckLagSeconds)
 		if len(ph.MemberStops) > 0 {
