@@ -834,3 +834,19 @@ func TestSyncStatusRoute(t *testing.T) {
 		t.Errorf("status %+v", s)
 	}
 }
+
+func TestConflict(t *testing.T) {
+	f := newFixture(t)
+	h := newServer(t, f, &publisher{})
+	liID := merge.ConflictID(liNa, "phone", f.events["li-wechat"].EventID)
+	c := decode[api.Conflict](t, call(t, h, "GET", "/api/v1/conflicts/"+liID, ""), http.StatusOK)
+	if c.ID != liID || c.CustomerID != liNa || c.CustomerName == nil || *c.CustomerName != "李娜" || c.Field != "phone" ||
+		string(c.Current) != `"+8613800138000"` || string(c.Candidate) != `"+8613911112222"` || c.CandidateChannel != "WECHAT" || c.Status != "OPEN" {
+		t.Errorf("conflict %+v", c)
+	}
+	jwID := f.events["jw-resolve"].Resolution.ConflictID
+	if c := decode[api.Conflict](t, call(t, h, "GET", "/api/v1/conflicts/"+jwID, ""), http.StatusOK); c.Status != "KEPT_CURRENT" || c.ResolvedBy == nil {
+		t.Errorf("resolved conflict %+v", c)
+	}
+	wantError(t, call(t, h, "GET", "/api/v1/conflicts/00000000000000000000000000000000", ""), http.StatusNotFound, "not_found", "00000000000000000000000000000000")
+}
