@@ -15,12 +15,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/ksuid"
+
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/pkg/registry"
 )
 
 // materializingPublisher stands in for Kafka and the materializer: every
@@ -95,22 +101,9 @@ func TestConflictsCommands(t *testing.T) {
 	srv := httptest.NewServer(api.Handler(api.Config{Store: st, Publisher: pub, AdminToken: token, Instance: "cli-test"}))
 	t.Cleanup(srv.Close)
 
-	bin := testenv.Binary(t)
 	run := func(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 		t.Helper()
-		cmd := exec.Command(bin, append([]string{"conflicts", "--api", srv.URL}, args...)...)
-		cmd.Env = append(os.Environ(), env...)
-		var o, e bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
-		var exit *exec.ExitError
-		switch {
-		case errors.As(err, &exit):
-			code = exit.ExitCode()
-		case err != nil:
-			t.Fatal(err)
-		}
-		return o.String(), e.String(), code
+		return runConflicts(t, srv.URL, env, args...)
 	}
 	withToken := []string{"OMNISYNC_ADMIN_TOKEN=" + token}
 
@@ -212,6 +205,120 @@ func TestConflictsCommands(t *testing.T) {
 			t.Errorf("set_value conflicts:\n%s", out)
 		}
 	})
+}
+
+// runConflicts runs `omnisync conflicts --api apiURL args…` with env added
+// to this process's and returns its output and exit status.
+func runConflicts(t *testing.T, apiURL string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(testenv.Binary(t), append([]string{"conflicts", "--api", apiURL}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// TestDevConflictsCommands works the demo's review queue of a real
+// `omnisync dev` from the command line. One resolution is made after a
+// channel whose clock runs 20 h ahead rewrote the field: the materializer
+// must still apply it.
+func TestDevConflictsCommands(t *testing.T) {
+	root := t.TempDir()
+	dev := startDev(t, filepath.Join(root, "data"), [3]string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := kafka.NewClient(kafka.Config{Brokers: []string{dev.kafka}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	reg, err := registry.New([]string{dev.registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serde, err := codec.New(ctx, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm := api.KafkaPublisher{Client: cl, Serde: serde}
+	if err := demo.Run(ctx, demo.Config{BaseURL: dev.http, Credentials: dev.credentials, CRM: crm, SeededMarker: filepath.Join(root, "seeded")}); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"OMNISYNC_ADMIN_TOKEN=" + dev.adminToken}
+	var open api.Page[api.Conflict]
+	eventually(t, "the demo's review queue through the CLI", func() string {
+		out, errOut, code := runConflicts(t, dev.http, env, "list", "--json")
+		if code != 0 || json.Unmarshal([]byte(out), &open) != nil {
+			return fmt.Sprintf("exit %d: %s%s", code, out, errOut)
+		}
+		if len(open.Items) != 4 {
+			return fmt.Sprintf("%d open conflicts, want 4", len(open.Items))
+		}
+		return ""
+	})
+	var li api.Conflict
+	for _, c := range open.Items {
+		if c.CustomerName != nil && *c.CustomerName == demo.LiNa.Name {
+			li = c
+		}
+	}
+	if li.ID == "" || li.Field != "phone" {
+		t.Fatalf("no conflict on 李娜's phone in %+v", open.Items)
+	}
+
+	// The CRM, its clock 20 h ahead, sends 李娜's current number again.
+	ahead := time.Now().Add(20 * time.Hour).UTC().Truncate(time.Millisecond)
+	var current string
+	if err := json.Unmarshal(li.Current, &current); err != nil {
+		t.Fatal(err)
+	}
+	if err := crm.Publish(ctx, &events.CustomerEvent{EventID: ksuid.New().String(), CustomerID: li.CustomerID, Channel: events.ChannelCRM,
+		Source: "crm-clock-ahead", Op: events.OpUpsert, OccurredAt: ahead, IngestedAt: time.Now(), Profile: &events.Profile{Phone: &current}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the phone stamped 20 h ahead", func() string {
+		out, _, _ := runConflicts(t, dev.http, env, "show", li.ID, "--json")
+		var v struct {
+			Current *api.Field `json:"current_field"`
+		}
+		if json.Unmarshal([]byte(out), &v) != nil || v.Current == nil || !v.Current.OccurredAt.Equal(ahead) {
+			return "show --json: " + out
+		}
+		return ""
+	})
+	out, errOut, code := runConflicts(t, dev.http, env, "resolve", li.ID, "--take-candidate", "--by", "agent-07")
+	if code != 0 {
+		t.Fatalf("resolve: exit %d: %s%s", code, out, errOut)
+	}
+	eventually(t, "the resolution applied over the value stamped ahead", func() string {
+		out, _, _ := runConflicts(t, dev.http, env, "show", li.ID)
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "field now ") && strings.Contains(line, string(li.Candidate)) && strings.Contains(line, "from AGENT") &&
+				strings.Contains(out, "TOOK_CANDIDATE") {
+				return ""
+			}
+		}
+		return out
+	})
+	if _, errOut, code := runConflicts(t, dev.http, env, "resolve", li.ID, "--keep-current", "--by", "agent-07"); code != exitAlreadyResolved {
+		t.Errorf("resolving again: exit %d, want %d: %s", code, exitAlreadyResolved, errOut)
+	}
+	if _, errOut, code := runConflicts(t, dev.http, env, "show", "no-such-conflict"); code != exitNotFound {
+		t.Errorf("unknown conflict: exit %d, want %d: %s", code, exitNotFound, errOut)
+	}
+	out, _, _ = runConflicts(t, dev.http, env, "list")
+	if strings.Contains(out, li.ID) || strings.Count(strings.TrimSpace(out), "\n") != 3 {
+		t.Errorf("open conflicts after resolving %s, want the 3 others:\n%s", li.ID, out)
+	}
+	dev.stop(t)
 }
 
 // TestConflictsHelp: every conflicts command explains itself with examples.
