@@ -218,10 +218,10 @@ the candidate value with its event, channel and source, and the status.`,
 			if asJSON {
 				v := struct {
 					api.Conflict
-					Field *api.Field `json:"current_field"`
+					CurrentField *api.Field `json:"current_field"`
 				}{Conflict: cf}
 				if written {
-					v.Field = &field
+					v.CurrentField = &field
 				}
 				return writeIndented(out, v)
 			}
