@@ -76,6 +76,7 @@ var routes = []struct {
 	{"GET /api/v1/customers/{id}", (*server).customer},
 	{"GET /api/v1/customers/{id}/timeline", (*server).timeline},
 	{"GET /api/v1/conflicts", (*server).conflicts},
+	{"GET /api/v1/conflicts/{id}", (*server).conflict},
 	{"POST /api/v1/conflicts/{id}/resolve", (*server).resolve},
 	{"GET /api/v1/sync/status", (*server).syncStatus},
 }
@@ -220,6 +221,24 @@ func (s *server) conflicts(w http.ResponseWriter, r *http.Request) {
 		p.Items[i].CustomerName = names[id]
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *server) conflict(w http.ResponseWriter, r *http.Request) {
+	c, ok, err := s.cfg.Store.Conflict(r.Context(), r.PathValue("id"))
+	var rec merge.Record
+	if err == nil && ok {
+		rec, _, err = s.cfg.Store.Customer(r.Context(), c.CustomerID)
+	}
+	switch {
+	case err != nil:
+		s.storeFailed(w, err)
+	case !ok:
+		writeError(w, http.StatusNotFound, "not_found", "no conflict "+r.PathValue("id"))
+	default:
+		out := conflictOf(c)
+		out.CustomerName = textField(rec, "name")
+		writeJSON(w, http.StatusOK, out)
+	}
 }
 
 // maxResolveBody bounds a resolve request's body.

@@ -771,6 +771,36 @@ func TestResolve(t *testing.T) {
 		})
 	}
 
+	// The web channel, its clock 20 h ahead, sends the current phone again
+	// after the conflict opened: the field's register is stamped after any
+	// resolution the API can publish now. The resolution accepted with 202
+	// must still take effect once materialised.
+	for _, tc := range []struct{ body, status, phone string }{
+		{`{"choice":"take_candidate","resolved_by":"王芳"}`, "TOOK_CANDIDATE", `"+8613911112222"`},
+		{`{"choice":"set_value","value":"+8613800138001","resolved_by":"王芳"}`, "SET_VALUE", `"+8613800138001"`},
+	} {
+		t.Run(tc.status+" over a value stamped ahead", func(t *testing.T) {
+			f := newFixture(t)
+			ahead := upsert(liNa, events.ChannelWeb, now.Add(20*time.Hour), events.Profile{Phone: ptr("+8613800138000")})
+			f.feed(t, ahead)
+			pub := &publisher{}
+			h := newServer(t, f, pub)
+			got := decode[api.ResolveAccepted](t, call(t, h, "POST", target, tc.body), http.StatusAccepted)
+			for _, ev := range pub.published() {
+				f.feed(t, ev)
+			}
+			li := decode[api.Customer](t, call(t, h, "GET", "/api/v1/customers/"+liNa, ""), 200)
+			if c := li.Conflicts[0]; c.Status != tc.status || li.NeedsReview {
+				t.Errorf("after materialising: conflict %s, needs review %v; want %s and no review", c.Status, li.NeedsReview, tc.status)
+			}
+			phone := li.Fields["phone"]
+			if string(phone.Value) != tc.phone || phone.EventID != got.EventID || !phone.OccurredAt.After(ahead.OccurredAt) {
+				t.Errorf("phone %s by %s at %v, want %s by the resolution %s after %v",
+					phone.Value, phone.EventID, phone.OccurredAt, tc.phone, got.EventID, ahead.OccurredAt)
+			}
+		})
+	}
+
 	t.Run("Kafka down", func(t *testing.T) {
 		pub := &publisher{err: errors.New("kafka: NOT_ENOUGH_REPLICAS")}
 		a := call(t, newServer(t, f, pub), "POST", target, `{"choice":"keep_current","resolved_by":"王芳"}`)
@@ -803,4 +833,20 @@ func TestSyncStatusRoute(t *testing.T) {
 	if len(s.Channels) != 2 || s.Channels[0].Channel != "phone" || s.Channels[1].Channel != "web" || s.Errors == nil || s.Groups == nil {
 		t.Errorf("status %+v", s)
 	}
+}
+
+func TestConflict(t *testing.T) {
+	f := newFixture(t)
+	h := newServer(t, f, &publisher{})
+	liID := merge.ConflictID(liNa, "phone", f.events["li-wechat"].EventID)
+	c := decode[api.Conflict](t, call(t, h, "GET", "/api/v1/conflicts/"+liID, ""), http.StatusOK)
+	if c.ID != liID || c.CustomerID != liNa || c.CustomerName == nil || *c.CustomerName != "李娜" || c.Field != "phone" ||
+		string(c.Current) != `"+8613800138000"` || string(c.Candidate) != `"+8613911112222"` || c.CandidateChannel != "WECHAT" || c.Status != "OPEN" {
+		t.Errorf("conflict %+v", c)
+	}
+	jwID := f.events["jw-resolve"].Resolution.ConflictID
+	if c := decode[api.Conflict](t, call(t, h, "GET", "/api/v1/conflicts/"+jwID, ""), http.StatusOK); c.Status != "KEPT_CURRENT" || c.ResolvedBy == nil {
+		t.Errorf("resolved conflict %+v", c)
+	}
+	wantError(t, call(t, h, "GET", "/api/v1/conflicts/00000000000000000000000000000000", ""), http.StatusNotFound, "not_found", "00000000000000000000000000000000")
 }

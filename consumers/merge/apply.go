@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
 )
@@ -15,7 +16,7 @@ type Outcome struct {
 	// Changed is true when the record changed (and its version grew).
 	Changed bool
 	// Stale counts field writes ignored because their stamp was not newer
-	// than the field's register (including a resolution's write).
+	// than the field's register. A resolution's write is never stale.
 	Stale int
 	// ConflictsOpened and ConflictsResolved count conflicts this event
 	// opened and closed.
@@ -54,9 +55,6 @@ const (
 	ReasonUnknownChoice Reason = "unknown resolution choice"
 	// ReasonInvalidValue: a SET_VALUE text is not a value of the field.
 	ReasonInvalidValue Reason = "invalid resolution value"
-	// ReasonStaleResolution: the value a resolution would write is older than
-	// the field's register; the conflict stays open.
-	ReasonStaleResolution Reason = "resolution older than the field's value"
 )
 
 // Apply folds one customer event into r under policy p (nil means
@@ -308,12 +306,7 @@ func (ed *edit) resolve(ev *events.CustomerEvent, s Stamp) {
 		return
 	}
 	if c.Status != events.ConflictKeptCurrent {
-		if cur, ok := ed.rec.Fields[c.Field]; ok && !s.After(cur.Stamp) {
-			ed.out.Stale++
-			ed.ignore(ReasonStaleResolution)
-			return
-		}
-		ed.setField(c.Field, Register{Value: value, Stamp: s, Channel: channelOf(ev.Channel), Source: ev.Source})
+		ed.setField(c.Field, Register{Value: value, Stamp: ed.resolutionStamp(c.Field, s), Channel: channelOf(ev.Channel), Source: ev.Source})
 	}
 	c.ResolvedBy, c.ResolvedAt = res.ResolvedBy, s.At
 	ed.ownConflictsCopy()
@@ -321,6 +314,19 @@ func (ed *edit) resolve(ev *events.CustomerEvent, s Stamp) {
 	ed.out.ConflictsResolved++
 	ed.addIdentities(ev.Identities)
 	ed.changed = true
+}
+
+// resolutionStamp returns the stamp a resolution stamped s writes field
+// with: s when it is after the field's register, else one millisecond after
+// the register's time with s's event ID. A resolution therefore always takes
+// effect, also over a value whose channel's clock runs ahead, and the stamp
+// depends only on the record and the event, so a replay writes the same.
+func (ed *edit) resolutionStamp(field string, s Stamp) Stamp {
+	cur, ok := ed.rec.Fields[field]
+	if !ok || s.After(cur.Stamp) {
+		return s
+	}
+	return Stamp{At: cur.Stamp.At.Add(time.Millisecond), EventID: s.EventID}
 }
 
 // setField sets field's register.

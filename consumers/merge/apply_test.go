@@ -366,10 +366,10 @@ func TestApplyResolve(t *testing.T) {
 			wantValue: `"+1"`, wantSource: "crm-1", wantStatus: events.ConflictOpen,
 		},
 		{
-			name:      "resolution older than the field's value changes nothing",
+			name:      "resolution older than the field's value still takes effect",
 			when:      resolve("r1", -time.Hour, "phone", "c1", events.ChoiceTakeCandidate, nil),
-			want:      merge.Outcome{Stale: 1, Ignored: merge.ReasonStaleResolution},
-			wantValue: `"+1"`, wantSource: "crm-1", wantStatus: events.ConflictOpen,
+			want:      merge.Outcome{Changed: true, ConflictsResolved: 1},
+			wantValue: `"+2"`, wantSource: "console", wantStatus: events.ConflictTookCandidate,
 		},
 		{
 			name: "resolve without a resolution changes nothing",
@@ -718,5 +718,72 @@ func TestApplyNormalises(t *testing.T) {
 	}
 	if r.PolicyHash != merge.DefaultPolicy().Hash() {
 		t.Errorf("PolicyHash %s, want the default policy's", r.PolicyHash)
+	}
+}
+
+// TestApplyResolveOverFutureValue: a resolution always takes effect, even
+// when the field's register carries a stamp ahead of the resolution's (a
+// channel whose clock runs ahead rewrote the field after the conflict
+// opened). The value is written with the resolution's stamp when that is
+// newer, else one millisecond after the register's, with the resolution's
+// event ID: the same log always folds to the same record.
+func TestApplyResolveOverFutureValue(t *testing.T) {
+	ahead := 20 * time.Hour // producers accept occurred_at up to 24 h ahead
+	given := []*events.CustomerEvent{
+		upsert("e1", 0, crm, set("phone", "+1")),
+		upsert("c1", time.Hour, wechat, set("phone", "+2")),
+		upsert("e2", ahead, crm, set("phone", "+1")), // the same CRM value again, stamped ahead
+	}
+	bumped := merge.Stamp{At: t0.Add(ahead + time.Millisecond).UTC(), EventID: "r1"}
+	tests := []struct {
+		name       string
+		when       *events.CustomerEvent
+		wantValue  string
+		wantStamp  merge.Stamp
+		wantStatus events.ConflictStatus
+	}{
+		{"take candidate older than the register", resolve("r1", 3*time.Hour, "phone", "c1", events.ChoiceTakeCandidate, nil),
+			`"+2"`, bumped, events.ConflictTookCandidate},
+		{"set value older than the register", resolve("r1", 3*time.Hour, "phone", "c1", events.ChoiceSetValue, ptr("+4")),
+			`"+4"`, bumped, events.ConflictSetValue},
+		{"same time, lower event ID", resolve("a0", ahead, "phone", "c1", events.ChoiceTakeCandidate, nil),
+			`"+2"`, merge.Stamp{At: bumped.At, EventID: "a0"}, events.ConflictTookCandidate},
+		{"newer than the register keeps its own stamp", resolve("r1", ahead+time.Hour, "phone", "c1", events.ChoiceTakeCandidate, nil),
+			`"+2"`, merge.Stamp{At: t0.Add(ahead + time.Hour).UTC(), EventID: "r1"}, events.ConflictTookCandidate},
+		{"keep current leaves the register", resolve("r1", 3*time.Hour, "phone", "c1", events.ChoiceKeepCurrent, nil),
+			`"+1"`, merge.Stamp{At: t0.Add(ahead).UTC(), EventID: "e2"}, events.ConflictKeptCurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := applyAll(t, nil, given...)
+			r, out := checkApply(t, r, tt.when, nil)
+			want := merge.Outcome{Changed: true, ConflictsResolved: 1}
+			if diff := cmp.Diff(want, out); diff != "" {
+				t.Fatalf("outcome (-want +got):\n%s", diff)
+			}
+			g := r.Fields["phone"]
+			if g.Value != tt.wantValue || g.Stamp != tt.wantStamp {
+				t.Errorf("phone = %s stamped %v, want %s stamped %v", g.Value, g.Stamp, tt.wantValue, tt.wantStamp)
+			}
+			if c := conflictOf(t, r, "c1", "phone"); c.Status != tt.wantStatus || c.ResolvedAt != tt.when.OccurredAt.UTC() {
+				t.Errorf("conflict %s resolved at %v, want %s at the resolve event's %v", c.Status, c.ResolvedAt, tt.wantStatus, tt.when.OccurredAt)
+			}
+			if r.NeedsReview {
+				t.Error("NeedsReview with no conflict open")
+			}
+			// Replaying the same log gives the same record.
+			again := applyAll(t, nil, append(append([]*events.CustomerEvent{}, given...), tt.when)...)
+			if again.CanonicalHash() != r.CanonicalHash() {
+				t.Error("a replay of the same log gives another record")
+			}
+			// A write older than the resolution's effective stamp stays stale;
+			// a newer one from a higher authority replaces it.
+			if _, out := checkApply(t, r, upsert("e3", ahead-time.Hour, crm, set("phone", "+9")), nil); out.Changed || out.Stale != 1 {
+				t.Errorf("write older than the resolved value: %+v, want stale", out)
+			}
+			if r, _ := checkApply(t, r, upsert("e4", ahead+2*time.Hour, crm, set("phone", "+9")), nil); r.Fields["phone"].Value != `"+9"` {
+				t.Errorf("newer CRM write after the resolution: phone = %s, want \"+9\"", r.Fields["phone"].Value)
+			}
+		})
 	}
 }

@@ -45,11 +45,17 @@
 // same event arriving again is absorbed whatever the field holds by then.
 //
 // RESOLVE events close an open conflict: KEEP_CURRENT leaves the field,
-// TAKE_CANDIDATE and SET_VALUE write the value with the resolve event's own
-// stamp, channel and source, bypassing the authority rules but not the stamp
-// order: a resolution older than the field's register is ignored and the
-// conflict stays open. Conflicts are closed by RESOLVE events only, and stay
-// in the record, closed, until a DELETE.
+// TAKE_CANDIDATE and SET_VALUE write the value with the resolve event's
+// channel and source, bypassing the authority rules. A resolution always
+// takes effect: it writes with its own stamp when that is after the field's
+// register, else with the register's time plus one millisecond and its own
+// event ID. A register can be ahead of the agent's clock (producers accept
+// occurred_at up to 24 h in the future), and an agent told 202 must not see
+// the decision dropped as stale; the written stamp depends only on the
+// record and the event, so a replay of the log writes the same one. The
+// conflict's ResolvedAt stays the resolve event's occurred_at. Conflicts are
+// closed by RESOLVE events only, and stay in the record, closed, until a
+// DELETE.
 //
 // # Deletes
 //

@@ -512,7 +512,8 @@ func (m *refModel) resolve(e *events.CustomerEvent, s merge.Stamp) {
 		}
 	}
 	if cur, ok := m.keys[c.field]; ok && !newer(s, cur.stamp) {
-		return // stale: the conflict stays open
+		// A resolution always takes effect: just after the register.
+		s = merge.Stamp{At: cur.stamp.At.Add(time.Millisecond), EventID: s.EventID}
 	}
 	m.keys[c.field] = refWrite{field: c.field, value: value, stamp: s, channel: e.Channel, source: e.Source}
 	c.status = status
