@@ -1,9 +1,10 @@
 // Package materializer runs a consumer group that folds omnisync's customer
 // events and messages into versioned records (package merge) and writes
-// them, exactly once in effect, into a Store: each batch of records and the
-// group's per-partition offsets are applied in one store transaction, and
-// on (re)assignment the group seeks to the offsets the store holds. Offsets
-// are also committed to Kafka so lag tools see progress.
+// them, exactly once in effect, into a store (a store.Writer): each batch
+// of records and the group's per-partition offsets are applied in one
+// store transaction, and on (re)assignment the group seeks to the offsets
+// the store holds. Offsets are also committed to Kafka so lag tools see
+// progress.
 //
 // Transient failures (store or broker down, registry unreachable) are
 // retried with the project's policy (package retry: backoff capped at 2 s,
@@ -32,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
@@ -48,7 +50,7 @@ var ErrPolicyChanged = errors.New("the store was built with another merge policy
 type Config struct {
 	Kafka  kafka.Config
 	Group  string // the consumer group, one per target store
-	Store  Store
+	Store  store.Writer
 	Serde  *codec.Serde
 	Policy *merge.Policy // default merge.DefaultPolicy()
 	// PublishState publishes each changed record to the compacted state
@@ -221,7 +223,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 		return err
 	}
 
-	batch := &Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}
+	batch := &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}
 	changed := map[string]merge.Record{}
 	var outcome stats
 	for _, d := range decoded {
