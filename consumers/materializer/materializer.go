@@ -377,11 +377,8 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 func (m *Materializer) deadLetter(rec *kgo.Record, why error) (*kgo.Record, error) {
 	m.cfg.Logger.Warn("record sent to the dead-letter topic", zap.String("topic", rec.Topic),
 		zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(why))
-	topic, part, off := rec.Topic, rec.Partition, rec.Offset
-	dl, _, err := deadletter.Record(m.cfg.Serde, schemas.DeadLetterTopic, rec.Key, events.DeadLetter{
+	dl, err := deadletter.Consumed(m.cfg.Serde, schemas.DeadLetterTopic, rec, events.DeadLetter{
 		Stage: "materialize", Component: "materializer/" + m.cfg.Group, Reason: why.Error(),
-		ContentType: "application/vnd.kafka.avro", Payload: rec.Value, Headers: map[string]string{"key": string(rec.Key)},
-		Topic: &topic, Partition: &part, Offset: &off,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding a dead letter: %w", err)
