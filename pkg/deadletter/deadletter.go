@@ -1,8 +1,7 @@
 // Package deadletter builds the records of the dead-letter topic: the one
 // way every stage (the producers, the materializer, the forwarder) writes a
-// dead letter: Record for any input, Consumed for a record read from
-// Kafka (the materializer's and the forwarder's). It bounds what a dead
-// letter keeps, so that one always fits
+// dead letter, with Record for any input and Consumed for a record read
+// from Kafka. It bounds what a dead letter keeps, so that one always fits
 // in a Kafka record however large the rejected input was: a dead letter
 // refused by Kafka would turn bad input into an endless 503 or a stuck
 // consumer.
