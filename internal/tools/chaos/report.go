@@ -88,15 +88,15 @@ type memberStop struct {
 
 // windowReport describes the attempts sent inside the fault window.
 type windowReport struct {
-	Sent             int      `json:"sent"`
-	OK               int      `json:"2xx"`
-	Unavailable      int      `json:"503"`
-	NoAnswer         int      `json:"no_answer"`
-	Other            int      `json:"other"`
-	Share2xx         float64  `json:"share_2xx_pct"`
-	P50ms            float64  `json:"p50_ms_2xx"`
-	P99ms            float64  `json:"p99_ms_2xx"`
-	FirstOKSeconds   *float64 `json:"first_2xx_s_after_fault_end"`
+	Sent           int      `json:"sent"`
+	OK             int      `json:"2xx"`
+	Unavailable    int      `json:"503"`
+	NoAnswer       int      `json:"no_answer"`
+	Other          int      `json:"other"`
+	Share2xx       float64  `json:"share_2xx_pct"`
+	P50ms          float64  `json:"p50_ms_2xx"`
+	P99ms          float64  `json:"p99_ms_2xx"`
+	FirstOKSeconds *float64 `json:"first_2xx_s_after_fault_end"`
 	// OKWhileAllDown counts 2xx answered while every broker was down: an
 	// acknowledgement no broker gave. OKAfterReturn counts attempts sent
 	// while all were down that got their 2xx after the brokers returned,
