@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omnisync/omnisync/api"
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/producers/ingest"
@@ -90,7 +90,7 @@ func (f *fixture) feed(t *testing.T, items ...any) {
 	}
 	policy := merge.DefaultPolicy()
 	changed := map[string]merge.Record{}
-	b := &materializer.Batch{Group: "api-test", PolicyHash: policy.Hash()}
+	b := &store.Batch{Group: "api-test", PolicyHash: policy.Hash()}
 	for _, it := range items {
 		var id string
 		var o merge.Outcome

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/omnisync/omnisync/console"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/health"
 	"github.com/omnisync/omnisync/pkg/httpserve"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/producers"
@@ -54,10 +54,6 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 				return err
 			}
 			defer st.Close()
-			reader, ok := st.(store.Reader)
-			if !ok {
-				return fmt.Errorf("store %s cannot answer queries", redactDSN(storeURL))
-			}
 			serde, err := newSerde(ctx, registryURL)
 			if err != nil {
 				return err
@@ -68,7 +64,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 			}
 			defer cl.Close()
 			mux := http.NewServeMux()
-			runStatus := mountAPI(mux, reader, cl, serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
+			runStatus := mountAPI(mux, st, cl, serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
 			return serveUntilDone(ctx, listen, mux, serve, log, runStatus)
 		},
 	}
@@ -87,7 +83,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 // the sync status reports on the metrics gathers.
 // The returned function samples the sync status until ctx ends.
 func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
-	log *zap.Logger, checks ...api.Check) func(context.Context) error {
+	log *zap.Logger, checks ...health.Check) func(context.Context) error {
 	status := api.NewStatus(metrics, kadm.NewClient(cl), producers.Names())
 	host, _ := os.Hostname()
 	mux.Handle("/api/", api.Handler(api.Config{
@@ -97,12 +93,12 @@ func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.
 	mux.Handle("/", console.Handler())
 	mux.Handle("GET /metrics", promhttp.Handler())
 	checks = append(checks,
-		api.Check{Name: "store", Func: func(ctx context.Context) error {
+		health.Check{Name: "store", Func: func(ctx context.Context) error {
 			_, err := st.SearchCustomers(ctx, "", nil, 1)
 			return err
 		}},
-		api.Check{Name: "kafka", Func: func(ctx context.Context) error { return cl.Ping(ctx) }},
+		health.Check{Name: "kafka", Func: func(ctx context.Context) error { return cl.Ping(ctx) }},
 	)
-	api.MountHealth(mux, checks...)
+	health.Mount(mux, checks...)
 	return status.Run
 }

@@ -11,11 +11,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/pkg/health"
 	"github.com/omnisync/omnisync/pkg/httpserve"
 )
 
@@ -37,11 +38,11 @@ spread the partitions.`,
 				return err
 			}
 			ctx := cmd.Context()
-			store, err := openStore(ctx, storeURL)
+			st, err := openStore(ctx, storeURL)
 			if err != nil {
 				return err
 			}
-			defer store.Close()
+			defer st.Close()
 			policy := merge.DefaultPolicy()
 			if policyFile != "" {
 				if policy, err = merge.LoadPolicy(policyFile); err != nil {
@@ -53,7 +54,7 @@ spread the partitions.`,
 				return err
 			}
 			m, err := materializer.New(materializer.Config{
-				Kafka: g.kafkaConfig(log), Group: group, Store: store, Serde: serde, Policy: policy,
+				Kafka: g.kafkaConfig(log), Group: group, Store: st, Serde: serde, Policy: policy,
 				PublishState: publishState, Logger: log.Named("materializer"),
 				Metrics: materializer.NewMetrics(prometheus.DefaultRegisterer, group),
 			})
@@ -68,11 +69,11 @@ spread the partitions.`,
 				return m.Run(ctx)
 			}
 			mux := http.NewServeMux()
-			api.MountHealth(mux, api.Check{Name: "store", Func: func(ctx context.Context) error {
+			health.Mount(mux, health.Check{Name: "store", Func: func(ctx context.Context) error {
 				if err := m.StoreErr(); err != nil {
 					return err // the materializer is retrying the store
 				}
-				if _, err := store.Offsets(ctx, group); err != nil {
+				if _, err := st.Offsets(ctx, group); err != nil {
 					return fmt.Errorf("store unavailable: %w", err)
 				}
 				return nil
@@ -94,7 +95,7 @@ spread the partitions.`,
 
 // openStore opens the store a URL names: sqlite:PATH, or a PostgreSQL
 // database by a postgres:// or postgresql:// URL (pgx's DSN parameters).
-func openStore(ctx context.Context, url string) (materializer.Store, error) {
+func openStore(ctx context.Context, url string) (store.Store, error) {
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
 		return sqlite.Open(ctx, path)
 	}

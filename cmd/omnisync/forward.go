@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/forwarder"
+	"github.com/omnisync/omnisync/pkg/health"
 	"github.com/omnisync/omnisync/pkg/httpserve"
 )
 
@@ -69,7 +69,7 @@ target system. /metrics, /healthz and /readyz are served on --listen.`,
 				return err
 			}
 			mux := http.NewServeMux()
-			api.MountHealth(mux, api.Check{Name: "kafka", Func: f.Ping})
+			health.Mount(mux, health.Check{Name: "kafka", Func: f.Ping})
 			mux.Handle("/metrics", promhttp.Handler())
 			log.Info("forwarder starting", zap.String("group", group), zap.String("target", redactURL(target)))
 			return serveUntilDone(ctx, listen, mux, serve, log, f.Run)

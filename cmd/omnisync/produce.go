@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/health"
 	"github.com/omnisync/omnisync/pkg/httpserve"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/producers"
@@ -50,7 +50,7 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 				return err
 			}
 			defer closeProducer() // after the server: its ingest handlers produce with it
-			api.MountHealth(mux, ready)
+			health.Mount(mux, ready)
 			mux.Handle("/metrics", promhttp.Handler())
 			return serveUntilDone(ctx, listen, mux, serve, log, run)
 		},
@@ -69,7 +69,7 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 // directory has caught up; closeProducer closes the pipeline's Kafka client
 // once the server no longer takes requests.
 func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, creds ingest.Credentials, channels []string,
-	reg prometheus.Registerer, log *zap.Logger) (mux *http.ServeMux, run func(context.Context) error, ready api.Check, closeProducer func(), err error) {
+	reg prometheus.Registerer, log *zap.Logger) (mux *http.ServeMux, run func(context.Context) error, ready health.Check, closeProducer func(), err error) {
 	cl, err := kafka.NewClient(kcfg)
 	if err != nil {
 		return nil, nil, ready, nil, err
@@ -85,7 +85,7 @@ func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, 
 		cl.Close()
 		return nil, nil, ready, nil, err
 	}
-	ready = api.Check{Name: "identity directory", Func: func(context.Context) error {
+	ready = health.Check{Name: "identity directory", Func: func(context.Context) error {
 		select {
 		case <-dir.Ready():
 			return nil

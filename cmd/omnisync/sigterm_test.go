@@ -15,7 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/kafka"
@@ -58,7 +58,7 @@ func TestConsumeSIGTERMHandsOverWithinSeconds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Apply(ctx, &materializer.Batch{Group: group, Offsets: ends}); err != nil {
+		if err := st.Apply(ctx, &store.Batch{Group: group, Offsets: ends}); err != nil {
 			t.Fatal(err)
 		}
 		st.Close()

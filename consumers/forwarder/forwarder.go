@@ -273,15 +273,12 @@ func (f *Forwarder) post(ctx context.Context, st *events.CustomerState, payload 
 func (f *Forwarder) deadLetter(ctx context.Context, rec *kgo.Record, why *permanent) error {
 	f.cfg.Logger.Warn("record sent to the dead-letter topic", zap.String("topic", rec.Topic),
 		zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(why.err))
-	topic, part, off := rec.Topic, rec.Partition, rec.Offset
-	headers := map[string]string{"key": string(rec.Key), "target": f.cfg.Target}
+	headers := map[string]string{"target": f.cfg.Target}
 	if why.status != 0 {
 		headers["status"] = strconv.Itoa(why.status)
 	}
-	dl, _, err := deadletter.Record(f.cfg.Serde, f.cfg.DeadLetterTopic, rec.Key, events.DeadLetter{
-		Stage: "forward", Component: "forwarder/" + f.cfg.Group, Reason: why.err.Error(),
-		ContentType: "application/vnd.kafka.avro", Payload: rec.Value, Headers: headers,
-		Topic: &topic, Partition: &part, Offset: &off,
+	dl, err := deadletter.Consumed(f.cfg.Serde, f.cfg.DeadLetterTopic, rec, events.DeadLetter{
+		Stage: "forward", Component: "forwarder/" + f.cfg.Group, Reason: why.err.Error(), Headers: headers,
 	})
 	if err != nil {
 		return fmt.Errorf("encoding a dead letter: %w", err)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/internal/testenv"
 )
 
@@ -91,7 +91,7 @@ func TestCrashesLoseNothingAndDoubleNothing(t *testing.T) {
 	// A clean replay into a fresh store by a fresh group.
 	clean := openSQLite(t, filepath.Join(dir, "clean.db"))
 	cleanGroup := testenv.UniqueName(t, "clean")
-	if err := clean.Apply(context.Background(), &materializer.Batch{Group: cleanGroup, Offsets: from}); err != nil {
+	if err := clean.Apply(context.Background(), &store.Batch{Group: cleanGroup, Offsets: from}); err != nil {
 		t.Fatal(err)
 	}
 	runMaterializer(t, r, cleanGroup, clean)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/schemas"
@@ -29,11 +30,11 @@ type member struct {
 
 // startMember runs a member of group into store until stop or the end of
 // the test.
-func startMember(t *testing.T, r *rig, group string, store materializer.Store, maxBatch int) *member {
+func startMember(t *testing.T, r *rig, group string, st store.Store, maxBatch int) *member {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	metrics := materializer.NewMetrics(reg, group)
-	m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: group, Store: store, Serde: r.serde,
+	m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: group, Store: st, Serde: r.serde,
 		MaxBatch: maxBatch, Logger: zaptest.NewLogger(t), Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func startMember(t *testing.T, r *rig, group string, store materializer.Store, m
 // gatedStore applies the first open batches, then holds every further
 // Apply until release is closed.
 type gatedStore struct {
-	materializer.Store
+	store.Store
 	mu      sync.Mutex
 	open    int
 	held    chan struct{} // closed when the first Apply is held
@@ -64,7 +65,7 @@ type gatedStore struct {
 	release chan struct{}
 }
 
-func (g *gatedStore) Apply(ctx context.Context, b *materializer.Batch) error {
+func (g *gatedStore) Apply(ctx context.Context, b *store.Batch) error {
 	g.mu.Lock()
 	g.open--
 	hold := g.open < 0
@@ -120,8 +121,8 @@ func TestLagMetric(t *testing.T) {
 		t.Fatalf("no partition of %s holds the %d events: %v", schemas.CustomerEventsTopic, n, ends)
 	}
 
-	store := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
-	gate := &gatedStore{Store: store, open: 2, held: make(chan struct{}), release: make(chan struct{})}
+	st := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
+	gate := &gatedStore{Store: st, open: 2, held: make(chan struct{}), release: make(chan struct{})}
 	group := testenv.UniqueName(t, "lag")
 	m := startMember(t, r, group, gate, 10)
 	select {
@@ -132,7 +133,7 @@ func TestLagMetric(t *testing.T) {
 
 	// Two batches applied, the third polled and held: the lag is what the
 	// store has not applied.
-	held, err := store.Offsets(context.Background(), group)
+	held, err := st.Offsets(context.Background(), group)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestLagMetric(t *testing.T) {
 	r.produce(t, messages...)
 	ends = r.endOffsets(t)
 	close(gate.release)
-	waitCaughtUp(t, store, group, ends, 60*time.Second)
+	waitCaughtUp(t, st, group, ends, 60*time.Second)
 	want = map[string]map[int32]int64{}
 	for topic, parts := range ends {
 		for p, end := range parts {

@@ -1,9 +1,10 @@
 // Package materializer runs a consumer group that folds omnisync's customer
 // events and messages into versioned records (package merge) and writes
-// them, exactly once in effect, into a Store: each batch of records and the
-// group's per-partition offsets are applied in one store transaction, and
-// on (re)assignment the group seeks to the offsets the store holds. Offsets
-// are also committed to Kafka so lag tools see progress.
+// them, exactly once in effect, into a store (a store.Writer): each batch
+// of records and the group's per-partition offsets are applied in one
+// store transaction, and on (re)assignment the group seeks to the offsets
+// the store holds. Offsets are also committed to Kafka so lag tools see
+// progress.
 //
 // Transient failures (store or broker down, registry unreachable) are
 // retried with the project's policy (package retry: backoff capped at 2 s,
@@ -32,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
@@ -48,7 +50,7 @@ var ErrPolicyChanged = errors.New("the store was built with another merge policy
 type Config struct {
 	Kafka  kafka.Config
 	Group  string // the consumer group, one per target store
-	Store  Store
+	Store  store.Writer
 	Serde  *codec.Serde
 	Policy *merge.Policy // default merge.DefaultPolicy()
 	// PublishState publishes each changed record to the compacted state
@@ -221,7 +223,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 		return err
 	}
 
-	batch := &Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}
+	batch := &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}
 	changed := map[string]merge.Record{}
 	var outcome stats
 	for _, d := range decoded {
@@ -375,11 +377,8 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 func (m *Materializer) deadLetter(rec *kgo.Record, why error) (*kgo.Record, error) {
 	m.cfg.Logger.Warn("record sent to the dead-letter topic", zap.String("topic", rec.Topic),
 		zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(why))
-	topic, part, off := rec.Topic, rec.Partition, rec.Offset
-	dl, _, err := deadletter.Record(m.cfg.Serde, schemas.DeadLetterTopic, rec.Key, events.DeadLetter{
+	dl, err := deadletter.Consumed(m.cfg.Serde, schemas.DeadLetterTopic, rec, events.DeadLetter{
 		Stage: "materialize", Component: "materializer/" + m.cfg.Group, Reason: why.Error(),
-		ContentType: "application/vnd.kafka.avro", Payload: rec.Value, Headers: map[string]string{"key": string(rec.Key)},
-		Topic: &topic, Partition: &part, Offset: &off,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding a dead letter: %w", err)

@@ -93,21 +93,21 @@ func (r *rig) endOffsets(t *testing.T) map[string]map[int32]int64 {
 // startAtEnd makes group start where the shared topics end now, as if its
 // store had applied everything before, and returns those offsets: a test
 // then reads its own records, not every other test's.
-func (r *rig) startAtEnd(t *testing.T, store materializer.Store, group string) map[string]map[int32]int64 {
+func (r *rig) startAtEnd(t *testing.T, st store.Store, group string) map[string]map[int32]int64 {
 	t.Helper()
 	start := r.endOffsets(t)
-	if err := store.Apply(context.Background(), &materializer.Batch{Group: group, Offsets: start}); err != nil {
+	if err := st.Apply(context.Background(), &store.Batch{Group: group, Offsets: start}); err != nil {
 		t.Fatal(err)
 	}
 	return start
 }
 
 // waitCaughtUp waits until the store's offsets for group reach ends.
-func waitCaughtUp(t *testing.T, store materializer.Store, group string, ends map[string]map[int32]int64, timeout time.Duration) {
+func waitCaughtUp(t *testing.T, st store.Store, group string, ends map[string]map[int32]int64, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		held, err := store.Offsets(context.Background(), group)
+		held, err := st.Offsets(context.Background(), group)
 		if err == nil {
 			behind := false
 			for topic, parts := range ends {
@@ -139,9 +139,9 @@ func openSQLite(t *testing.T, path string) *sqlite.Store {
 }
 
 // runMaterializer runs an in-process member until the test ends.
-func runMaterializer(t *testing.T, r *rig, group string, store materializer.Store) {
+func runMaterializer(t *testing.T, r *rig, group string, st store.Store) {
 	t.Helper()
-	m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: group, Store: store, Serde: r.serde, Logger: zaptest.NewLogger(t)})
+	m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: group, Store: st, Serde: r.serde, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,14 +229,14 @@ type checkedStore interface {
 	Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error)
 }
 
-func checkStore(t *testing.T, store checkedStore, want map[string]merge.Record, wantMessages map[string]map[string]bool) {
+func checkStore(t *testing.T, st checkedStore, want map[string]merge.Record, wantMessages map[string]map[string]bool) {
 	t.Helper()
 	ctx := context.Background()
 	ids := make([]string, 0, len(want))
 	for id := range want {
 		ids = append(ids, id)
 	}
-	got, err := store.Load(ctx, ids)
+	got, err := st.Load(ctx, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func checkStore(t *testing.T, store checkedStore, want map[string]merge.Record, 
 		if g, ok := got[id]; !ok || g.CanonicalHash() != w.CanonicalHash() {
 			t.Errorf("customer %s: store has version %d (found %v), the merge contract says version %d", id, g.Version, ok, w.Version)
 		}
-		timeline, err := store.Timeline(ctx, id, nil, 100000)
+		timeline, err := st.Timeline(ctx, id, nil, 100000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,14 +268,14 @@ func checkStore(t *testing.T, store checkedStore, want map[string]merge.Record, 
 func TestMaterializesStream(t *testing.T) {
 	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
 		r := newRig(t, k)
-		store := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
+		st := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
 		group := testenv.UniqueName(t, "group")
-		r.startAtEnd(t, store, group)
+		r.startAtEnd(t, st, group)
 		stream := randomStream(rand.New(rand.NewPCG(1, 2)), customers(t, 8), 400)
 		r.produce(t, stream...)
-		runMaterializer(t, r, group, store)
-		waitCaughtUp(t, store, group, r.endOffsets(t), 60*time.Second)
+		runMaterializer(t, r, group, st)
+		waitCaughtUp(t, st, group, r.endOffsets(t), 60*time.Second)
 		want, wantMessages := expected(stream)
-		checkStore(t, store, want, wantMessages)
+		checkStore(t, st, want, wantMessages)
 	})
 }

@@ -27,9 +27,9 @@ const bigPoison = 999_850
 func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
 		r := newRig(t, k)
-		store := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
+		st := openSQLite(t, filepath.Join(t.TempDir(), "store.db"))
 		group := testenv.UniqueName(t, "group")
-		r.startAtEnd(t, store, group)
+		r.startAtEnd(t, st, group)
 		from := testenv.EndOffsets(t, r.cl, schemas.DeadLetterTopic)
 		cid := customers(t, 1)[0]
 		// Valid Avro that no store can hold: JSON and SQL have no NaN.
@@ -58,9 +58,9 @@ func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 		r.produce(t, &events.CustomerEvent{EventID: cid + "-ok", CustomerID: cid, Channel: events.ChannelCRM, Source: "test",
 			Op: events.OpUpsert, OccurredAt: base, IngestedAt: time.Now(), Profile: &events.Profile{Name: &name}})
 
-		runMaterializer(t, r, group, store)
-		waitCaughtUp(t, store, group, r.endOffsets(t), 60*time.Second)
-		got, err := store.Load(context.Background(), []string{cid})
+		runMaterializer(t, r, group, st)
+		waitCaughtUp(t, st, group, r.endOffsets(t), 60*time.Second)
+		got, err := st.Load(context.Background(), []string{cid})
 		if err != nil {
 			t.Fatal(err)
 		}

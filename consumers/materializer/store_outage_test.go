@@ -37,16 +37,16 @@ func TestStoreOutageResumesWithinSeconds(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { direct.Close() })
-		store, err := postgres.Open(ctx, proxied.String())
+		st, err := postgres.Open(ctx, proxied.String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { store.Close() })
+		t.Cleanup(func() { st.Close() })
 
 		group := testenv.UniqueName(t, "outage")
 		r.startAtEnd(t, direct, group)
 		reg := prometheus.NewRegistry()
-		m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: group, Store: store, Serde: r.serde,
+		m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: group, Store: st, Serde: r.serde,
 			Logger: zaptest.NewLogger(t), Metrics: materializer.NewMetrics(reg, group)})
 		if err != nil {
 			t.Fatal(err)

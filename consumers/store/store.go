@@ -1,7 +1,8 @@
-// Package store defines the read side of omnisync's stores: what the API
-// and the agent console ask of a store the materializer writes (the write
-// side is materializer.Store). Every store implements both, and
-// consumers/store/storetest checks both.
+// Package store defines what omnisync asks of a store: the write side
+// (Writer, what the materializer folds batches into), the read side
+// (Reader, what the API and the agent console query) and Store, both with
+// Close. Every store (consumers/store/sqlite, consumers/store/postgres)
+// implements Store, and consumers/store/storetest checks both sides.
 package store
 
 import (
@@ -10,6 +11,46 @@ import (
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/pkg/events"
 )
+
+// Store is a store opened for both sides.
+type Store interface {
+	Reader
+	Writer
+	Close() error
+}
+
+// Writer is what the materializer writes a consumer group's records
+// through.
+type Writer interface {
+	// Load returns the stored records of these customers; customers the
+	// store has never seen are absent from the map.
+	Load(ctx context.Context, customerIDs []string) (map[string]merge.Record, error)
+	// Apply writes one batch and the group's next offsets in ONE
+	// transaction: all of it or none of it.
+	Apply(ctx context.Context, b *Batch) error
+	// Offsets returns the group's next offsets to consume per topic and
+	// partition, as of the last applied batch.
+	Offsets(ctx context.Context, group string) (map[string]map[int32]int64, error)
+	// PolicyHash returns the hash of the merge policy the store's data was
+	// built with, "" for an empty store.
+	PolicyHash(ctx context.Context) (string, error)
+}
+
+// Batch is what one store transaction applies.
+type Batch struct {
+	Group      string
+	PolicyHash string
+	// Records are upserted only when their Version is newer than the
+	// stored one, so re-delivery is harmless. A Deleted record erases the
+	// customer's fields, conflicts, identities and messages and keeps the
+	// tombstone.
+	Records []merge.Record
+	// Messages are upserted by MessageID; one not newer than its
+	// customer's tombstone is not stored.
+	Messages []events.MessageEvent
+	// Offsets are the group's next offsets per topic and partition.
+	Offsets map[string]map[int32]int64
+}
 
 // Reader answers the agents' queries. Lists are pages in a fixed order;
 // a page continues after the Cursor of the last item of the page before

@@ -1,12 +1,14 @@
 // Package deadletter builds the records of the dead-letter topic: the one
 // way every stage (the producers, the materializer, the forwarder) writes a
-// dead letter. It bounds what a dead letter keeps, so that one always fits
+// dead letter, with Record for any input and Consumed for a record read
+// from Kafka. It bounds what a dead letter keeps, so that one always fits
 // in a Kafka record however large the rejected input was: a dead letter
 // refused by Kafka would turn bad input into an endless 503 or a stuck
 // consumer.
 package deadletter
 
 import (
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,6 +112,22 @@ func Record(enc Encoder, topic string, key []byte, dl events.DeadLetter) (*kgo.R
 	}
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "reason", Value: []byte(d.Reason)})
 	return rec, d, nil
+}
+
+// Consumed returns the record for the dead-letter topic of rec, a record
+// read from Kafka that a consumer cannot process: dl (its Stage, Component,
+// Reason and any Headers) with rec's value as the payload, content type
+// application/vnd.kafka.avro, rec's topic, partition and offset, and rec's
+// key as the header "key"; keyed by rec's key and bounded as by Record.
+func Consumed(enc Encoder, topic string, rec *kgo.Record, dl events.DeadLetter) (*kgo.Record, error) {
+	headers := make(map[string]string, len(dl.Headers)+1)
+	maps.Copy(headers, dl.Headers)
+	headers["key"] = string(rec.Key)
+	from, part, off := rec.Topic, rec.Partition, rec.Offset
+	dl.ContentType, dl.Payload, dl.Headers = "application/vnd.kafka.avro", rec.Value, headers
+	dl.Topic, dl.Partition, dl.Offset = &from, &part, &off
+	out, _, err := Record(enc, topic, rec.Key, dl)
+	return out, err
 }
 
 // Text returns s as valid UTF-8 of at most MaxText bytes: invalid bytes

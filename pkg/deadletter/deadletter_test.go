@@ -164,3 +164,43 @@ func TestText(t *testing.T) {
 		}
 	}
 }
+
+// captured is an Encoder that keeps what it encodes.
+type captured struct{ got *events.DeadLetter }
+
+func (c *captured) Encode(v any) ([]byte, error) {
+	c.got = v.(*events.DeadLetter)
+	return []byte("encoded"), nil
+}
+
+func TestConsumedKeepsTheRecordItCameFrom(t *testing.T) {
+	var enc captured
+	headers := map[string]string{"target": "crm"}
+	rec := &kgo.Record{Topic: "customer-events", Partition: 3, Offset: 41, Key: []byte("cus_1"), Value: []byte{0, 1, 2}}
+	out, err := deadletter.Consumed(&enc, "dead-letters", rec, events.DeadLetter{Stage: "forward", Component: "forwarder/g", Reason: "refused", Headers: headers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := enc.got
+	if d.Stage != "forward" || d.Component != "forwarder/g" || d.Reason != "refused" || d.ContentType != "application/vnd.kafka.avro" ||
+		!bytes.Equal(d.Payload, rec.Value) || d.PayloadSize != 3 || d.PayloadTruncated ||
+		d.Topic == nil || *d.Topic != "customer-events" || d.Partition == nil || *d.Partition != 3 || d.Offset == nil || *d.Offset != 41 {
+		t.Errorf("dead letter = %+v", d)
+	}
+	if len(d.Headers) != 2 || d.Headers["key"] != "cus_1" || d.Headers["target"] != "crm" {
+		t.Errorf("headers = %v, want key and target", d.Headers)
+	}
+	if len(headers) != 1 {
+		t.Errorf("Consumed changed the caller's headers: %v", headers)
+	}
+	if out.Topic != "dead-letters" || string(out.Key) != "cus_1" || string(out.Value) != "encoded" {
+		t.Errorf("record = topic %q key %q value %q", out.Topic, out.Key, out.Value)
+	}
+	var hs []string
+	for _, h := range out.Headers {
+		hs = append(hs, h.Key+"="+string(h.Value))
+	}
+	if got, want := strings.Join(hs, " "), "topic=customer-events partition=3 offset=41 reason=refused"; got != want {
+		t.Errorf("record headers %q, want %q", got, want)
+	}
+}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/events"
@@ -56,7 +56,7 @@ func TestCanonicalHash(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s, dsn
 	}
-	apply := func(s *postgres.Store, b *materializer.Batch) {
+	apply := func(s *postgres.Store, b *store.Batch) {
 		t.Helper()
 		if err := s.Apply(ctx, b); err != nil {
 			t.Fatal(err)
@@ -73,18 +73,18 @@ func TestCanonicalHash(t *testing.T) {
 
 	// a: everything in order, one batch per step, group "a".
 	a, _ := open()
-	apply(a, &materializer.Batch{Group: "a", Records: v1, Messages: msgs[:3], Offsets: map[string]map[int32]int64{"t": {0: 1}}})
-	apply(a, &materializer.Batch{Group: "a", Records: v2, Messages: msgs[3:], Offsets: map[string]map[int32]int64{"t": {0: 2}}})
+	apply(a, &store.Batch{Group: "a", Records: v1, Messages: msgs[:3], Offsets: map[string]map[int32]int64{"t": {0: 1}}})
+	apply(a, &store.Batch{Group: "a", Records: v2, Messages: msgs[3:], Offsets: map[string]map[int32]int64{"t": {0: 2}}})
 	// b: reversed, customer by customer, the newest records before the
 	// stale ones (which the version guard ignores), group "b".
 	b, bDSN := open()
 	for i := len(v2) - 1; i >= 0; i-- {
-		apply(b, &materializer.Batch{Group: "b", Records: []merge.Record{v2[i]}, Offsets: map[string]map[int32]int64{"t": {int32(i): 7}}})
+		apply(b, &store.Batch{Group: "b", Records: []merge.Record{v2[i]}, Offsets: map[string]map[int32]int64{"t": {int32(i): 7}}})
 	}
 	for i := len(msgs) - 1; i >= 0; i-- {
-		apply(b, &materializer.Batch{Group: "b", Messages: []events.MessageEvent{msgs[i]}})
+		apply(b, &store.Batch{Group: "b", Messages: []events.MessageEvent{msgs[i]}})
 	}
-	apply(b, &materializer.Batch{Group: "b", Records: v1})
+	apply(b, &store.Batch{Group: "b", Records: v1})
 
 	sumA, tablesA := hash(a)
 	sumB, tablesB := hash(b)

@@ -24,7 +24,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/events"
@@ -49,10 +48,7 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
-var (
-	_ materializer.Store = (*Store)(nil)
-	_ store.Reader       = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 // Open connects to the database dsn names — a postgres:// or postgresql://
 // URL or a keyword/value string such as "host=db dbname=omnisync", with
@@ -140,7 +136,7 @@ func (s *Store) Load(ctx context.Context, customerIDs []string) (map[string]merg
 // has a tombstone its messages not newer than the tombstone are erased. A
 // message is inserted unless its ID is stored or it is not newer than its
 // customer's tombstone (as stored after this batch's records).
-func (s *Store) Apply(ctx context.Context, b *materializer.Batch) error {
+func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	recs := newestPerCustomer(b.Records)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		written, err := upsertCustomers(ctx, tx, recs)
@@ -402,7 +398,7 @@ func queueMessages(batch *pgx.Batch, msgs []events.MessageEvent) error {
 }
 
 // queueOffsets queues the group's offsets and the policy hash.
-func queueOffsets(batch *pgx.Batch, b *materializer.Batch) {
+func queueOffsets(batch *pgx.Batch, b *store.Batch) {
 	var topics []string
 	var parts []int32
 	var next []int64

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/storetest"
 	"github.com/omnisync/omnisync/internal/testenv"
@@ -23,7 +23,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := postgres.Open(context.Background(), testenv.Postgres(t))
 		if err != nil {
 			t.Fatal(err)
@@ -109,8 +109,8 @@ func TestConcurrentWritersSharingIdentities(t *testing.T) {
 	}
 	defer s.Close()
 	const rounds, shared = 10, 300
-	batchOf := func(round int, writer string, reversed bool) *materializer.Batch {
-		b := &materializer.Batch{Group: "g", PolicyHash: "h", Offsets: map[string]map[int32]int64{"t": {int32(len(writer)): int64(round)}}}
+	batchOf := func(round int, writer string, reversed bool) *store.Batch {
+		b := &store.Batch{Group: "g", PolicyHash: "h", Offsets: map[string]map[int32]int64{"t": {int32(len(writer)): int64(round)}}}
 		for i := range shared {
 			k := i
 			if reversed {
@@ -181,7 +181,7 @@ func TestChildRowsFollowTheRecord(t *testing.T) {
 	var r merge.Record
 	for i, e := range steps {
 		r, _ = merge.Apply(r, e, nil)
-		if err := s.Apply(ctx, &materializer.Batch{Group: "g", Records: []merge.Record{r}}); err != nil {
+		if err := s.Apply(ctx, &store.Batch{Group: "g", Records: []merge.Record{r}}); err != nil {
 			t.Fatal(err)
 		}
 		var want, got []string
@@ -248,7 +248,7 @@ func testDuplicateMessageInBatch(t *testing.T, join string) {
 	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 	// Enough stored customers that the planner hashes the batch's side of
 	// the join with customers.
-	seed := &materializer.Batch{Group: "g"}
+	seed := &store.Batch{Group: "g"}
 	for i := range 3000 {
 		id := fmt.Sprintf("cus_%04d", i)
 		r, _ := merge.Apply(merge.Record{}, &events.CustomerEvent{EventID: id, CustomerID: id, Channel: events.ChannelWeb,
@@ -260,7 +260,7 @@ func testDuplicateMessageInBatch(t *testing.T, join string) {
 	}
 	text := "hello"
 	first, second := t0.Add(time.Second), t0.Add(time.Minute)
-	b := &materializer.Batch{Group: "g"}
+	b := &store.Batch{Group: "g"}
 	for i := 0; i < 3000; i += 10 {
 		for _, customer := range []string{fmt.Sprintf("cus_%04d", i), fmt.Sprintf("new_%04d", i)} {
 			for n := range 2 {

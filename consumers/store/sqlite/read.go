@@ -14,8 +14,6 @@ import (
 	"github.com/omnisync/omnisync/pkg/events"
 )
 
-var _ store.Reader = (*Store)(nil)
-
 // SearchCustomers returns a page of live customers matching q, most
 // recently updated first. Names, phones and e-mails are matched on their
 // string values (json_extract) with instr, which has no wildcards and sees

@@ -16,8 +16,8 @@ import (
 
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/events"
 )
 
@@ -38,7 +38,7 @@ type Store struct {
 	db *sql.DB
 }
 
-var _ materializer.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // Open opens (creating and migrating if needed) the store at path.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -129,7 +129,7 @@ func nullMillis(t *time.Time) any {
 
 // Apply writes a batch and the group's offsets in one transaction. Its
 // statements are prepared once per transaction and reused for every row.
-func (s *Store) Apply(ctx context.Context, b *materializer.Batch) error {
+func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)

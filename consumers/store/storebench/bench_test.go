@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/testenv"
@@ -112,8 +112,8 @@ func ptr[T any](v T) *T { return &v }
 
 // fold folds entries into the stored records like the materializer does
 // and returns the batch to apply; stored gets the changed records.
-func fold(entries []entry, stored map[string]merge.Record, offset int64) *materializer.Batch {
-	b := &materializer.Batch{Group: "bench", PolicyHash: policy.Hash(), Offsets: map[string]map[int32]int64{topic: {0: offset}}}
+func fold(entries []entry, stored map[string]merge.Record, offset int64) *store.Batch {
+	b := &store.Batch{Group: "bench", PolicyHash: policy.Hash(), Offsets: map[string]map[int32]int64{topic: {0: offset}}}
 	changed := map[string]bool{}
 	for _, e := range entries {
 		id := e.customer()
@@ -139,7 +139,7 @@ func fold(entries []entry, stored map[string]merge.Record, offset int64) *materi
 
 // writer is what a benchmark writes batches with.
 type writer interface {
-	Apply(ctx context.Context, b *materializer.Batch) error
+	Apply(ctx context.Context, b *store.Batch) error
 }
 
 // plainUpsert is the baseline: the same customer, field and message rows
@@ -167,7 +167,7 @@ func openPlainUpsert(tb testing.TB) *plainUpsert {
 	return &plainUpsert{pool}
 }
 
-func (p *plainUpsert) Apply(ctx context.Context, b *materializer.Batch) error {
+func (p *plainUpsert) Apply(ctx context.Context, b *store.Batch) error {
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		for i := range b.Records {
@@ -244,8 +244,8 @@ func BenchmarkApply100k(b *testing.B) {
 	}
 	// The batches every target applies in order, generated on demand.
 	log := newLog(1)
-	var batches []*materializer.Batch
-	batchAt := func(i int) *materializer.Batch {
+	var batches []*store.Batch
+	batchAt := func(i int) *store.Batch {
 		for len(batches) <= i {
 			batches = append(batches, fold(log.take(batchSize), state, int64((len(batches)+1)*batchSize)))
 		}
@@ -255,7 +255,7 @@ func BenchmarkApply100k(b *testing.B) {
 	run := func(b *testing.B, open func(testing.TB) writer) {
 		w := open(b)
 		for start := 0; start < len(seed); start += batchSize {
-			if err := w.Apply(ctx, &materializer.Batch{Group: "bench", PolicyHash: policy.Hash(), Records: seed[start:min(start+batchSize, len(seed))]}); err != nil {
+			if err := w.Apply(ctx, &store.Batch{Group: "bench", PolicyHash: policy.Hash(), Records: seed[start:min(start+batchSize, len(seed))]}); err != nil {
 				b.Fatalf("seeding: %v", err)
 			}
 		}
@@ -284,7 +284,7 @@ func BenchmarkApply100k(b *testing.B) {
 // is not timed. The postgres case needs PostgreSQL.
 func BenchmarkReplay1M(b *testing.B) {
 	const total = 1_000_000
-	replay := func(b *testing.B, open func(testing.TB) materializer.Store) {
+	replay := func(b *testing.B, open func(testing.TB) store.Store) {
 		for b.Loop() {
 			b.StopTimer()
 			s := open(b)
@@ -309,6 +309,6 @@ func BenchmarkReplay1M(b *testing.B) {
 		b.ReportMetric(perReplay, "s/replay")
 		b.ReportMetric(total/perReplay, "events/s")
 	}
-	b.Run("postgres", func(b *testing.B) { replay(b, func(tb testing.TB) materializer.Store { return openPostgres(tb) }) })
-	b.Run("sqlite", func(b *testing.B) { replay(b, func(tb testing.TB) materializer.Store { return openSQLite(tb) }) })
+	b.Run("postgres", func(b *testing.B) { replay(b, func(tb testing.TB) store.Store { return openPostgres(tb) }) })
+	b.Run("sqlite", func(b *testing.B) { replay(b, func(tb testing.TB) store.Store { return openSQLite(tb) }) })
 }

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/events"
 )
 
@@ -129,8 +129,8 @@ func foldMessages(t *testing.T, r merge.Record, ms ...events.MessageEvent) merge
 }
 
 // batch is a batch of records and messages with offsets on partition 0.
-func batch(recs []merge.Record, msgs ...events.MessageEvent) *materializer.Batch {
-	return &materializer.Batch{
+func batch(recs []merge.Record, msgs ...events.MessageEvent) *store.Batch {
+	return &store.Batch{
 		Group: group, PolicyHash: policy.Hash(), Records: recs, Messages: msgs,
 		Offsets: map[string]map[int32]int64{"omnisync.customer.events.v1": {0: int64(len(recs) + len(msgs))}},
 	}
@@ -138,7 +138,7 @@ func batch(recs []merge.Record, msgs ...events.MessageEvent) *materializer.Batch
 
 func records(rs ...merge.Record) []merge.Record { return rs }
 
-func apply(t *testing.T, s Store, b *materializer.Batch) {
+func apply(t *testing.T, s store.Store, b *store.Batch) {
 	t.Helper()
 	if err := s.Apply(context.Background(), b); err != nil {
 		t.Fatalf("Apply: %v", err)

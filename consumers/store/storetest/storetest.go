@@ -1,8 +1,8 @@
 // Package storetest is the conformance suite every omnisync store passes:
-// each promise of materializer.Store (the write side) and store.Reader (the
-// read side), checked through those interfaces only. A store's test runs
+// each promise of store.Writer (the write side) and store.Reader (the
+// read side), checked through store.Store only. A store's test runs
 //
-//	storetest.Run(t, func(t *testing.T) storetest.Store { return openEmpty(t) })
+//	storetest.Run(t, func(t *testing.T) store.Store { return openEmpty(t) })
 package storetest
 
 import (
@@ -15,24 +15,17 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/events"
 )
 
-// Store is what the suite checks: both sides of a store.
-type Store interface {
-	materializer.Store
-	store.Reader
-}
-
 // Run runs the suite. open returns a new, empty store for every subtest;
 // the suite closes it when the subtest ends.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []struct {
 		name string
-		run  func(t *testing.T, s Store)
+		run  func(t *testing.T, s store.Store)
 	}{
 		{"LoadRoundTrip", testLoadRoundTrip},
 		{"VersionGuard", testVersionGuard},
@@ -64,7 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 var ctx = context.Background()
 
 // checkCustomer checks that Customer and Load return want exactly.
-func checkCustomer(t *testing.T, s Store, want merge.Record) {
+func checkCustomer(t *testing.T, s store.Store, want merge.Record) {
 	t.Helper()
 	got, ok, err := s.Customer(ctx, want.CustomerID)
 	if err != nil {
@@ -84,7 +77,7 @@ func checkCustomer(t *testing.T, s Store, want merge.Record) {
 }
 
 // search returns the IDs of every customer SearchCustomers finds for q.
-func search(t *testing.T, s Store, q string) []string {
+func search(t *testing.T, s store.Store, q string) []string {
 	t.Helper()
 	recs, err := s.SearchCustomers(ctx, q, nil, 1000)
 	if err != nil {
@@ -97,7 +90,7 @@ func search(t *testing.T, s Store, q string) []string {
 	return ids
 }
 
-func timelineIDs(t *testing.T, s Store, customer string) []string {
+func timelineIDs(t *testing.T, s store.Store, customer string) []string {
 	t.Helper()
 	ms, err := s.Timeline(ctx, customer, nil, 1000)
 	if err != nil {
@@ -110,7 +103,7 @@ func timelineIDs(t *testing.T, s Store, customer string) []string {
 	return ids
 }
 
-func conflictIDs(t *testing.T, s Store, status events.ConflictStatus) []string {
+func conflictIDs(t *testing.T, s store.Store, status events.ConflictStatus) []string {
 	t.Helper()
 	cs, err := s.Conflicts(ctx, status, nil, 1000)
 	if err != nil {
@@ -139,7 +132,7 @@ func rich(t *testing.T, id string) (merge.Record, events.MessageEvent) {
 	return foldMessages(t, r, m), m
 }
 
-func testLoadRoundTrip(t *testing.T, s Store) {
+func testLoadRoundTrip(t *testing.T, s store.Store) {
 	a, m := rich(t, "cus_rich")
 	recreated := fold(t, merge.Record{},
 		upsert("cus_again", "a1", 0, events.ChannelApp, name("Again")),
@@ -191,7 +184,7 @@ func versions(t *testing.T, id string) (v2, v4, forged merge.Record, conflictID 
 	return v2, v4, forged, merge.ConflictID(id, "phone", "v2")
 }
 
-func testVersionGuard(t *testing.T, s Store) {
+func testVersionGuard(t *testing.T, s store.Store) {
 	type step []string // the records of one batch: "v2", "v4" or "forged"
 	tests := []struct {
 		name  string
@@ -241,11 +234,11 @@ func testVersionGuard(t *testing.T, s Store) {
 	}
 }
 
-func testAllOrNothing(t *testing.T, s Store) {
+func testAllOrNothing(t *testing.T, s store.Store) {
 	// big is a batch large enough that a store is mid-way through it when
 	// a short timeout cancels it.
-	big := func(prefix string) (*materializer.Batch, []string) {
-		b := &materializer.Batch{Group: prefix, PolicyHash: "hash-" + prefix, Offsets: map[string]map[int32]int64{"topic": {0: 4000, 1: 17}}}
+	big := func(prefix string) (*store.Batch, []string) {
+		b := &store.Batch{Group: prefix, PolicyHash: "hash-" + prefix, Offsets: map[string]map[int32]int64{"topic": {0: 4000, 1: 17}}}
 		var ids []string
 		for i := range 2000 {
 			id := fmt.Sprintf("%s_%04d", prefix, i)
@@ -256,7 +249,7 @@ func testAllOrNothing(t *testing.T, s Store) {
 		}
 		return b, ids
 	}
-	check := func(t *testing.T, b *materializer.Batch, ids []string, err error) (applied bool) {
+	check := func(t *testing.T, b *store.Batch, ids []string, err error) (applied bool) {
 		t.Helper()
 		loaded, lerr := s.Load(ctx, ids)
 		if lerr != nil {
@@ -308,7 +301,7 @@ func testAllOrNothing(t *testing.T, s Store) {
 	})
 }
 
-func testOffsets(t *testing.T, s Store) {
+func testOffsets(t *testing.T, s store.Store) {
 	type offsets = map[string]map[int32]int64
 	steps := []struct {
 		group   string
@@ -324,7 +317,7 @@ func testOffsets(t *testing.T, s Store) {
 	}
 	for _, st := range steps {
 		// Offset-only batches happen when every record was stale.
-		apply(t, s, &materializer.Batch{Group: st.group, PolicyHash: policy.Hash(), Offsets: st.offsets})
+		apply(t, s, &store.Batch{Group: st.group, PolicyHash: policy.Hash(), Offsets: st.offsets})
 	}
 	for g, want := range map[string]offsets{
 		"g1": {"events": {0: 10, 1: 25, 2: 7}, "messages": {0: 6}},
@@ -341,19 +334,19 @@ func testOffsets(t *testing.T, s Store) {
 	}
 }
 
-func testPolicyHash(t *testing.T, s Store) {
+func testPolicyHash(t *testing.T, s store.Store) {
 	if h, err := s.PolicyHash(ctx); err != nil || h != "" {
 		t.Fatalf("PolicyHash of an empty store = %q, %v; want \"\"", h, err)
 	}
 	for _, want := range []string{"hash-1", "hash-2"} {
-		apply(t, s, &materializer.Batch{Group: group, PolicyHash: want, Offsets: map[string]map[int32]int64{"t": {0: 1}}})
+		apply(t, s, &store.Batch{Group: group, PolicyHash: want, Offsets: map[string]map[int32]int64{"t": {0: 1}}})
 		if h, err := s.PolicyHash(ctx); err != nil || h != want {
 			t.Errorf("PolicyHash = %q, %v; want %q", h, err, want)
 		}
 	}
 }
 
-func testDelete(t *testing.T, s Store) {
+func testDelete(t *testing.T, s store.Store) {
 	a, m := rich(t, "cus_del")
 	other, om := rich(t, "cus_keep")
 	apply(t, s, batch(records(a, other), m, om))
@@ -405,7 +398,7 @@ func testDelete(t *testing.T, s Store) {
 	}
 }
 
-func testMessagesAndTombstones(t *testing.T, s Store) {
+func testMessagesAndTombstones(t *testing.T, s store.Store) {
 	// The customer of each case is deleted at 10h by event <id>/del-5;
 	// message IDs are <id>/<name>, want lists the names.
 	tests := []struct {
@@ -468,7 +461,7 @@ func testMessagesAndTombstones(t *testing.T, s Store) {
 	}
 }
 
-func testMessageIdempotent(t *testing.T, s Store) {
+func testMessageIdempotent(t *testing.T, s store.Store) {
 	m1 := message("cus_msg", "m1", time.Hour, events.ChannelWeChat, "hello")
 	m2 := message("cus_msg", "m2", 2*time.Hour, events.ChannelPhone, "again")
 	apply(t, s, batch(nil, m1, m1, m2))
@@ -484,7 +477,7 @@ func testMessageIdempotent(t *testing.T, s Store) {
 
 // MessageChannels names every channel of a customer's stored messages,
 // once, sorted, and nothing for customers without messages.
-func testMessageChannels(t *testing.T, s Store) {
+func testMessageChannels(t *testing.T, s store.Store) {
 	apply(t, s, batch(nil,
 		message("cus_a", "a1", time.Hour, events.ChannelWeChat, "hi"),
 		message("cus_a", "a2", 2*time.Hour, events.ChannelPhone, "call"),
@@ -507,7 +500,7 @@ func testMessageChannels(t *testing.T, s Store) {
 	}
 }
 
-func testSearch(t *testing.T, s Store) {
+func testSearch(t *testing.T, s store.Store) {
 	h := time.Hour
 	recs := []merge.Record{
 		fold(t, merge.Record{}, upsert("cus_s1", "s1", 1*h, events.ChannelCRM, name("Alice Smith"), phone("+14155550101"),
@@ -590,7 +583,7 @@ func pageAll[T any](t *testing.T, what string, n int, want []string, page func(a
 	}
 }
 
-func testPaging(t *testing.T, s Store) {
+func testPaging(t *testing.T, s store.Store) {
 	// Customers, messages and conflicts with equal times, so that the ID
 	// decides the order within a time.
 	var recs []merge.Record
@@ -677,7 +670,7 @@ func testPaging(t *testing.T, s Store) {
 	}
 }
 
-func testConflicts(t *testing.T, s Store) {
+func testConflicts(t *testing.T, s store.Store) {
 	setTo := "+8613700000000"
 	tests := []struct {
 		customer string
@@ -740,7 +733,7 @@ func testConflicts(t *testing.T, s Store) {
 	}
 }
 
-func testOddText(t *testing.T, s Store) {
+func testOddText(t *testing.T, s store.Store) {
 	// NUL bytes and other odd text, as a channel may send them, never
 	// stall a store: records and messages come back exactly.
 	odd := "a\x00b \U0001F600 \u2028 <&> \\ \"q\" 'x' 名字"

@@ -1,7 +1,11 @@
-package api
+// Package health serves the health endpoints every omnisync command has:
+// /healthz (the process is up) and /readyz (the command's dependencies
+// answer).
+package health
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -13,9 +17,9 @@ type Check struct {
 	Func func(context.Context) error
 }
 
-// MountHealth serves /healthz (the process is up) and /readyz (every check
+// Mount serves /healthz (the process is up) and /readyz (every check
 // passes: 200 with "ready", else 503 naming what is not ready).
-func MountHealth(mux *http.ServeMux, checks ...Check) {
+func Mount(mux *http.ServeMux, checks ...Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -27,7 +31,10 @@ func MountHealth(mux *http.ServeMux, checks ...Check) {
 			}
 		}
 		if len(failed) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "failed": failed})
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]any{"ready": false, "failed": failed})
 			return
 		}
 		fmt.Fprintln(w, "ready")
