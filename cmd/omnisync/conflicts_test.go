@@ -18,8 +18,8 @@ import (
 	"github.com/segmentio/ksuid"
 
 	"github.com/omnisync/omnisync/api"
-	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/internal/testenv"
@@ -63,7 +63,7 @@ func materialize(ctx context.Context, st *sqlite.Store, evs ...*events.CustomerE
 		}
 		recs[ev.CustomerID] = r
 	}
-	b := &materializer.Batch{Group: "conflicts-cli-test", PolicyHash: policy.Hash()}
+	b := &store.Batch{Group: "conflicts-cli-test", PolicyHash: policy.Hash()}
 	for _, r := range recs {
 		b.Records = append(b.Records, r)
 	}
