@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,14 @@ func (p *materializingPublisher) Publish(ctx context.Context, ev *events.Custome
 	defer p.mu.Unlock()
 	p.published = append(p.published, ev)
 	return materialize(ctx, p.st, ev)
+}
+
+// events returns what was published so far. The CLI under test is another
+// process, so its answer orders nothing in this one: read under the lock.
+func (p *materializingPublisher) events() []*events.CustomerEvent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.published)
 }
 
 func materialize(ctx context.Context, st *sqlite.Store, evs ...*events.CustomerEvent) error {
@@ -173,7 +182,7 @@ func TestConflictsCommands(t *testing.T) {
 		if _, errOut, code := run(t, withToken, "resolve", "0000", "--keep-current", "--by", "emma"); code != exitNotFound {
 			t.Errorf("unknown conflict: exit %d, %s", code, errOut)
 		}
-		if n := len(pub.published); n != 0 {
+		if n := len(pub.events()); n != 0 {
 			t.Fatalf("%d events published by refused resolutions", n)
 		}
 
@@ -181,10 +190,11 @@ func TestConflictsCommands(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "published as event") {
 			t.Fatalf("set value: exit %d, %s%s", code, out, errOut)
 		}
-		if len(pub.published) != 1 {
-			t.Fatalf("%d events published, want 1", len(pub.published))
+		published := pub.events()
+		if len(published) != 1 {
+			t.Fatalf("%d events published, want 1", len(published))
 		}
-		ev := pub.published[0]
+		ev := published[0]
 		if r := ev.Resolution; ev.Op != events.OpResolve || ev.Source != "api@cli-test" || r.ConflictID != idA ||
 			r.Choice != events.ChoiceSetValue || r.Value == nil || *r.Value != "+8613800138001" || r.ResolvedBy != "王芳" {
 			t.Errorf("published %+v with %+v", ev, ev.Resolution)
