@@ -24,10 +24,7 @@ import (
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/internal/testenv"
-	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/pkg/kafka"
-	"github.com/omnisync/omnisync/pkg/registry"
 )
 
 // materializingPublisher stands in for Kafka and the materializer: every
@@ -243,25 +240,9 @@ func runConflicts(t *testing.T, apiURL string, env []string, args ...string) (st
 func TestDevConflictsCommands(t *testing.T) {
 	root := t.TempDir()
 	dev := startDev(t, filepath.Join(root, "data"), [3]string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}, nil)
+	crm := seedDemo(t, dev, root)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl, err := kafka.NewClient(kafka.Config{Brokers: []string{dev.kafka}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	reg, err := registry.New([]string{dev.registry})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde, err := codec.New(ctx, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crm := api.KafkaPublisher{Client: cl, Serde: serde}
-	if err := demo.Run(ctx, demo.Config{BaseURL: dev.http, Credentials: dev.credentials, CRM: crm, SeededMarker: filepath.Join(root, "seeded")}); err != nil {
-		t.Fatal(err)
-	}
 	env := []string{"OMNISYNC_ADMIN_TOKEN=" + dev.adminToken}
 	var open api.Page[api.Conflict]
 	eventually(t, "the demo's review queue through the CLI", func() string {

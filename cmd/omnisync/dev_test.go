@@ -43,6 +43,33 @@ type devProcess struct {
 
 // startDev starts `omnisync dev` with extra flags; given a client TLS
 // configuration, it talks HTTPS to it (pass --tls-cert and --tls-key).
+// seedDemo plays the demo's scenario into dev through its channel
+// endpoints, with CRM edits published straight to its Kafka, and returns
+// that CRM publisher (its client closes when the test ends).
+func seedDemo(t *testing.T, dev *devProcess, root string) api.KafkaPublisher {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := kafka.NewClient(kafka.Config{Brokers: []string{dev.kafka}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	reg, err := registry.New([]string{dev.registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serde, err := codec.New(ctx, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm := api.KafkaPublisher{Client: cl, Serde: serde}
+	if err := demo.Run(ctx, demo.Config{BaseURL: dev.http, Credentials: dev.credentials, CRM: crm, SeededMarker: filepath.Join(root, "seeded")}); err != nil {
+		t.Fatal(err)
+	}
+	return crm
+}
+
 func startDev(t *testing.T, dataDir string, addrs [3]string, clientTLS *tls.Config, args ...string) *devProcess {
 	t.Helper()
 	cmd := exec.Command(testenv.Binary(t), append([]string{"dev", "--data-dir", dataDir, "--http", addrs[0], "--kafka-listen", addrs[1],
@@ -242,25 +269,7 @@ func TestDevEndToEnd(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cl, err := kafka.NewClient(kafka.Config{Brokers: []string{dev.kafka}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	reg, err := registry.New([]string{dev.registry})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde, err := codec.New(ctx, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := demo.Run(ctx, demo.Config{BaseURL: dev.http, Credentials: dev.credentials,
-		CRM: api.KafkaPublisher{Client: cl, Serde: serde}, SeededMarker: filepath.Join(root, "seeded")}); err != nil {
-		t.Fatal(err)
-	}
+	seedDemo(t, dev, root)
 
 	// 李娜: app profile and chat, web chat, a phone call found by her number,
 	// and a web write of another phone number held for review.

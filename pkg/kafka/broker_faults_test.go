@@ -33,7 +33,7 @@ func TestBrokerFaults(t *testing.T) {
 	// records are acknowledged within their budget, and every acknowledged
 	// one is in the log exactly once.
 	t.Run("kill one broker", func(t *testing.T) {
-		topic := faultTopic(t, adm)
+		topic := faultTopic(t, adm, 6) // two partitions led by each broker
 		l := startLoad(cl, topic, 150, func() time.Duration { return 10 * time.Second })
 		time.Sleep(5 * time.Second)
 		const window = 15 * time.Second
@@ -84,7 +84,7 @@ func TestBrokerFaults(t *testing.T) {
 	// ~20–30 s here, mostly three JVMs starting.
 	t.Run("all brokers down", func(t *testing.T) {
 		const cycles, outage = 8, 4 * time.Second
-		topic := faultTopic(t, adm)
+		topic := faultTopic(t, adm, 6) // two partitions led by each broker
 		l := startLoad(cl, topic, 150, func() time.Duration {
 			return 300*time.Millisecond + rand.N(700*time.Millisecond)
 		})
@@ -117,21 +117,11 @@ func TestBrokerFaults(t *testing.T) {
 	})
 }
 
-// faultTopic creates a topic of 6 partitions (two led by each broker),
-// replication factor 3 and min.insync.replicas 2.
-func faultTopic(t *testing.T, adm *kadm.Client) string {
+// faultTopic creates a topic of the given partitions, replication factor 3
+// and min.insync.replicas 2.
+func faultTopic(t *testing.T, adm *kadm.Client, partitions int32) string {
 	t.Helper()
-	topic := testenv.UniqueName(t, "faults")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	resp, err := adm.CreateTopic(ctx, 6, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("creating topic %s: %v", topic, err)
-	}
-	return topic
+	return newTopic(t, adm, "faults", partitions, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, time.Minute)
 }
 
 // pickVictim returns the active controller when controller is set, else a

@@ -21,14 +21,7 @@ func TestAcksAllAcrossBrokerFailures(t *testing.T) {
 	ctx := context.Background()
 	cl := newClient(t, c.Kafka, kgo.RequestRetries(3))
 	adm := kadm.NewClient(cl)
-	topic := testenv.UniqueName(t, "faults")
-	resp, err := adm.CreateTopic(ctx, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	topic := faultTopic(t, adm, 3)
 	acked := map[string]bool{}
 	produce := func(prefix string, n int, timeout time.Duration) (failed int, lastErr error) {
 		t.Helper()

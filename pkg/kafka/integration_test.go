@@ -28,10 +28,18 @@ func newClient(t *testing.T, k testenv.Kafka, opts ...kgo.Opt) *kgo.Client {
 
 func createTopic(t *testing.T, adm *kadm.Client, partitions int32) string {
 	t.Helper()
-	topic := testenv.UniqueName(t, "omnisync-test")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return newTopic(t, adm, "omnisync-test", partitions, -1, nil, 30*time.Second)
+}
+
+// newTopic creates a topic named for the test (prefix first) with the
+// given partitions, replication factor (-1: the broker's default) and
+// configs, failing the test when that takes longer than timeout.
+func newTopic(t *testing.T, adm *kadm.Client, prefix string, partitions int32, replicas int16, configs map[string]*string, timeout time.Duration) string {
+	t.Helper()
+	topic := testenv.UniqueName(t, prefix)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, -1, nil, topic)
+	resp, err := adm.CreateTopic(ctx, partitions, replicas, configs, topic)
 	if err == nil {
 		err = resp.Err
 	}

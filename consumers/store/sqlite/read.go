@@ -62,31 +62,17 @@ func (s *Store) Customer(ctx context.Context, customerID string) (merge.Record, 
 // messages_channels index answers it without reading the messages.
 func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error) {
 	out := map[string][]events.Channel{}
-	for start := 0; start < len(customerIDs); start += 500 {
-		chunk := customerIDs[start:min(start+500, len(customerIDs))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT customer_id, channel FROM messages
-			WHERE customer_id IN (`+placeholders(len(chunk))+`) ORDER BY 1, 2`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("reading the channels of messages: %w", err)
-		}
-		for rows.Next() {
+	err := s.queryByIDs(ctx, `SELECT DISTINCT customer_id, channel FROM messages WHERE customer_id IN (?) ORDER BY 1, 2`, customerIDs,
+		func(rows *sql.Rows) error {
 			var id, ch string
 			if err := rows.Scan(&id, &ch); err != nil {
-				rows.Close()
-				return nil, err
+				return err
 			}
 			out[id] = append(out[id], events.Channel(ch))
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("reading the channels of messages: %w", err)
-		}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("reading the channels of messages: %w", err)
 	}
 	return out, nil
 }

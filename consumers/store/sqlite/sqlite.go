@@ -86,34 +86,51 @@ func (s *Store) migrate(ctx context.Context) error {
 // Load returns the stored records of the given customers.
 func (s *Store) Load(ctx context.Context, customerIDs []string) (map[string]merge.Record, error) {
 	out := make(map[string]merge.Record, len(customerIDs))
-	for start := 0; start < len(customerIDs); start += 500 {
-		chunk := customerIDs[start:min(start+500, len(customerIDs))]
+	err := s.queryByIDs(ctx, `SELECT customer_id, record FROM customers WHERE customer_id IN (?)`, customerIDs, func(rows *sql.Rows) error {
+		var id, text string
+		if err := rows.Scan(&id, &text); err != nil {
+			return err
+		}
+		var r merge.Record
+		if err := json.Unmarshal([]byte(text), &r); err != nil {
+			return fmt.Errorf("record of %s: %w", id, err)
+		}
+		out[id] = r
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading records: %w", err)
+	}
+	return out, nil
+}
+
+// queryByIDs runs query once per chunk of at most 500 ids, its "IN (?)"
+// standing for the chunk, and calls scan for every row.
+func (s *Store) queryByIDs(ctx context.Context, query string, ids []string, scan func(*sql.Rows) error) error {
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
 		args := make([]any, len(chunk))
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT customer_id, record FROM customers WHERE customer_id IN (`+placeholders(len(chunk))+`)`, args...)
+		rows, err := s.db.QueryContext(ctx, strings.Replace(query, "IN (?)", "IN ("+placeholders(len(chunk))+")", 1), args...)
 		if err != nil {
-			return nil, fmt.Errorf("loading records: %w", err)
+			return err
 		}
 		for rows.Next() {
-			var id, text string
-			if err := rows.Scan(&id, &text); err != nil {
+			if err := scan(rows); err != nil {
 				rows.Close()
-				return nil, err
+				return err
 			}
-			var r merge.Record
-			if err := json.Unmarshal([]byte(text), &r); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("record of %s: %w", id, err)
-			}
-			out[id] = r
 		}
 		if err := rows.Close(); err != nil {
-			return nil, err
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
