@@ -24,13 +24,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
@@ -59,14 +63,25 @@ type Config struct {
 	// MaxBatch is the most records applied in one store transaction;
 	// default 5000.
 	MaxBatch int
-	Logger   *zap.Logger
-	Metrics  *Metrics // optional
+	// Writers is how many store transactions run at once, each for other
+	// partitions; default 1. PostgreSQL applies them in parallel; SQLite
+	// has one writer, so more gain nothing there.
+	Writers int
+	// MaxCached is how many customer records the member keeps in memory
+	// between batches, so that a customer folded again soon is not loaded
+	// and decoded from the store again; default 20000. Records of batches
+	// not yet applied are kept beyond it.
+	MaxCached int
+	Logger    *zap.Logger
+	Metrics   *Metrics // optional
 }
 
 // Materializer is one member of a consumer group.
 type Materializer struct {
-	cfg Config
-	cl  *kgo.Client
+	cfg   Config
+	cl    *kgo.Client
+	cache *recordCache
+	w     *writer
 
 	mu       sync.Mutex
 	storeErr error // the last store operation's error; nil once one succeeds
@@ -80,10 +95,16 @@ func New(cfg Config) (*Materializer, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 5000
 	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 1
+	}
+	if cfg.MaxCached <= 0 {
+		cfg.MaxCached = 20000
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	m := &Materializer{cfg: cfg}
+	m := &Materializer{cfg: cfg, cache: newRecordCache(cfg.MaxCached), w: newWriter(cfg.Writers)}
 	cl, err := kafka.NewClient(cfg.Kafka, append(kafka.GroupOpts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic),
@@ -100,6 +121,15 @@ func New(cfg Config) (*Materializer, error) {
 		// only with the store's offsets for all that was polled from it.
 		kgo.OnPartitionsRevoked(m.revoked),
 		kgo.OnPartitionsLost(m.revoked),
+		// Fetch no more than a few batches ahead: the client buffers what
+		// it fetched, and on a replay it could fetch far ahead of the
+		// store (franz-go's defaults buffer up to 50 MB compressed per
+		// broker).
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		// Small per-partition shares make a poll span several partitions,
+		// whose batches the writer applies at once.
+		kgo.FetchMaxPartitionBytes(fetchMaxBytes/16),
+		kgo.MaxConcurrentFetches(2),
 	)...)
 	if err != nil {
 		return nil, err
@@ -141,8 +171,16 @@ func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map
 	return out, nil
 }
 
-// revoked forgets the lag of partitions this member no longer owns.
+// fetchMaxBytes bounds one fetch response (compressed bytes).
+const fetchMaxBytes = 4 << 20
+
+// revoked waits until every polled batch is in the store (or the writer
+// stopped), so partitions move only between applied batches, forgets the
+// records held in memory (another member may write them now) and the lag
+// of partitions this member no longer owns.
 func (m *Materializer) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	m.w.drain()
+	m.cache.reset()
 	m.cfg.Metrics.revoked(parts)
 	if len(parts) > 0 {
 		m.cfg.Logger.Info("partitions revoked", zap.Any("partitions", parts))
@@ -172,10 +210,19 @@ func (m *Materializer) Run(ctx context.Context) error {
 		}
 		defer publisher.Close()
 	}
+	// Polled batches are folded here and applied in order by the writer
+	// goroutine, so the next batch is read, decoded and folded while the
+	// store applies the one before. A rebalance waits in revoked until the
+	// writer has applied every polled batch.
+	go m.w.run(ctx, m, publisher)
+	defer m.w.close()
 	for {
 		fs := m.cl.PollRecords(ctx, m.cfg.MaxBatch)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if err := m.w.failed(); err != nil {
+			return err
 		}
 		fs.EachError(func(topic string, p int32, err error) {
 			m.cfg.Logger.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
@@ -183,7 +230,13 @@ func (m *Materializer) Run(ctx context.Context) error {
 		m.cfg.Metrics.fetched(fs)
 		recs := fs.Records()
 		if len(recs) > 0 {
-			if err := m.process(ctx, recs, publisher); err != nil {
+			jobs, err := m.fold(ctx, recs)
+			for _, j := range jobs {
+				if err == nil {
+					err = m.w.submit(ctx, j)
+				}
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -194,44 +247,87 @@ func (m *Materializer) Run(ctx context.Context) error {
 	}
 }
 
-// process folds one polled batch into the store. Records of a partition
+// job is a folded batch of one partition number for the writer.
+type job struct {
+	partition int32
+	batch     *store.Batch
+	stats     batchStats
+	// commit is the offsets to commit to Kafka once applied.
+	commit map[string]map[int32]kgo.EpochOffset
+	done   chan struct{} // closed once applied, or once the writer stopped
+}
+
+// fold decodes and folds one polled batch into the records and offsets of
+// store transactions, one per partition number. Records of a partition
 // arrive in order; a customer's events are all on one partition.
-func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publisher *kgo.Client) error {
+func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, error) {
 	decoded, deadLetters, err := m.decode(ctx, recs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(deadLetters) > 0 {
 		if err := m.retry(ctx, "writing dead letters", func() error {
 			return kafka.ProduceAndWait(ctx, m.cl, deadLetters...)
 		}); err != nil {
-			return err
+			return nil, err
 		}
 		m.cfg.Metrics.deadLetters(len(deadLetters))
 	}
 
-	ids := map[string]bool{}
-	for _, d := range decoded {
-		ids[d.customerID()] = true
-	}
-	var stored map[string]merge.Record
-	if err := m.storeOp(ctx, "loading records", func() error {
-		var err error
-		stored, err = m.cfg.Store.Load(ctx, keys(ids))
-		return err
-	}); err != nil {
-		return err
-	}
-
-	batch := &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}
-	changed := map[string]merge.Record{}
-	var outcome stats
+	// The records of this batch's customers: from memory (which holds
+	// what this member folded, applied or not yet), else one Load of the
+	// rest. A customer not in memory is in no batch the writer has yet to
+	// apply, so the store's row is current.
+	current := map[string]merge.Record{}
+	var missing []string
 	for _, d := range decoded {
 		id := d.customerID()
-		r, ok := changed[id]
-		if !ok {
-			r = stored[id]
+		if _, ok := current[id]; ok {
+			continue
 		}
+		if r, ok := m.cache.get(id); ok {
+			current[id] = r
+		} else {
+			current[id] = merge.Record{}
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		var stored map[string]merge.Record
+		if err := m.storeOp(ctx, "loading records", func() error {
+			var err error
+			stored, err = m.cfg.Store.Load(ctx, missing)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		for id, r := range stored {
+			current[id] = r
+			m.cache.add(id, r)
+		}
+	}
+
+	// One job per partition number: a customer's events and messages are
+	// on the same partition of both topics, so each job holds all of its
+	// customers' changes and the offsets they came to, and the writer may
+	// apply jobs of other partitions at once.
+	jobs := map[int32]*job{}
+	jobOf := func(p int32) *job {
+		j := jobs[p]
+		if j == nil {
+			j = &job{partition: p, done: make(chan struct{}), commit: map[string]map[int32]kgo.EpochOffset{},
+				batch: &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}}
+			jobs[p] = j
+		}
+		return j
+	}
+	changed := map[string]int32{} // customer → partition
+	outcomes := map[int32]*stats{}
+	for _, d := range decoded {
+		id := d.customerID()
+		j := jobOf(d.partition)
+		r := current[id]
 		var o merge.Outcome
 		switch {
 		case d.event != nil:
@@ -239,35 +335,68 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 		case d.message != nil:
 			r, o = merge.ApplyMessage(r, d.message, m.cfg.Policy)
 			if o.Ignored == "" {
-				batch.Messages = append(batch.Messages, *d.message)
+				j.batch.Messages = append(j.batch.Messages, *d.message)
 			}
 		}
-		outcome.add(o)
+		if outcomes[d.partition] == nil {
+			outcomes[d.partition] = &stats{}
+		}
+		outcomes[d.partition].add(o)
 		if o.Changed {
-			changed[id] = r
+			current[id] = r
+			changed[id] = d.partition
 		}
 	}
 	for _, rec := range recs {
-		if batch.Offsets[rec.Topic] == nil {
-			batch.Offsets[rec.Topic] = map[int32]int64{}
+		j := jobOf(rec.Partition)
+		if j.batch.Offsets[rec.Topic] == nil {
+			j.batch.Offsets[rec.Topic] = map[int32]int64{}
+			j.commit[rec.Topic] = map[int32]kgo.EpochOffset{}
 		}
-		batch.Offsets[rec.Topic][rec.Partition] = rec.Offset + 1
+		j.batch.Offsets[rec.Topic][rec.Partition] = rec.Offset + 1
+		j.commit[rec.Topic][rec.Partition] = kgo.EpochOffset{Epoch: rec.LeaderEpoch, Offset: rec.Offset + 1}
 	}
 	for _, id := range keys(changed) {
-		batch.Records = append(batch.Records, changed[id])
+		j := jobs[changed[id]]
+		j.batch.Records = append(j.batch.Records, current[id])
 	}
+	perPartition := map[int32][]decodedRecord{}
+	for _, d := range decoded {
+		perPartition[d.partition] = append(perPartition[d.partition], d)
+	}
+	out := make([]*job, 0, len(jobs))
+	for _, p := range slices.Sorted(maps.Keys(jobs)) {
+		j := jobs[p]
+		var o stats
+		if outcomes[p] != nil {
+			o = *outcomes[p]
+		}
+		j.stats = newBatchStats(o, perPartition[p])
+		m.cache.pin(j.batch.Records)
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// apply writes a folded batch to the store, then commits its offsets to
+// Kafka and publishes its records.
+func (m *Materializer) apply(ctx context.Context, j *job, publisher *kgo.Client) error {
+	batch := j.batch
 	if err := m.storeOp(ctx, "applying a batch to the store", func() error { return m.cfg.Store.Apply(ctx, batch) }); err != nil {
 		return err
 	}
-	now := time.Now()
-	m.cfg.Metrics.observeBatch(outcome, decoded, now)
+	m.cache.unpin(batch.Records)
+	m.cfg.Metrics.observeBatch(j.stats, time.Now())
 	m.cfg.Metrics.setNext(batch.Offsets)
 
 	// For lag tools; the store's offsets are the truth, so a failed commit
-	// is only logged.
-	if err := m.cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
-		m.cfg.Logger.Warn("committing offsets to Kafka", zap.Error(err))
-	}
+	// is only logged. It does not wait: a rebalance may be waiting for
+	// this writer.
+	m.cl.CommitOffsets(ctx, j.commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil && ctx.Err() == nil {
+			m.cfg.Logger.Warn("committing offsets to Kafka", zap.Error(err))
+		}
+	})
 	if publisher != nil && len(batch.Records) > 0 {
 		if err := m.retry(ctx, "publishing state", func() error { return m.publish(ctx, publisher, batch.Records) }); err != nil {
 			return err
@@ -277,8 +406,9 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 }
 
 type decodedRecord struct {
-	event   *events.CustomerEvent
-	message *events.MessageEvent
+	event     *events.CustomerEvent
+	message   *events.MessageEvent
+	partition int32
 }
 
 func (d decodedRecord) customerID() string {
@@ -321,57 +451,86 @@ func (d decodedRecord) check() error {
 }
 
 // decode decodes every record, retrying transient failures; records that
-// will never decode or cannot be stored become dead letters.
+// will never decode or cannot be stored become dead letters. The records
+// are decoded on GOMAXPROCS goroutines and returned in their order.
 func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decodedRecord, []*kgo.Record, error) {
-	var out []decodedRecord
-	var dead []*kgo.Record
-	for _, rec := range recs {
-		var d decodedRecord
-		var target any
-		switch rec.Topic {
-		case schemas.CustomerEventsTopic:
-			d.event = new(events.CustomerEvent)
-			target = d.event
-		case schemas.CustomerMessagesTopic:
-			d.message = new(events.MessageEvent)
-			target = d.message
-		default:
-			continue
-		}
-		err := m.retry(ctx, "decoding a record", func() error {
-			err := m.cfg.Serde.Decode(ctx, rec.Value, target)
-			var de *codec.DecodeError
-			if errors.As(err, &de) {
-				return retry.Permanent(err)
+	type result struct {
+		d   decodedRecord
+		why error // not storable: a dead letter
+		ok  bool  // false: skipped (another topic)
+	}
+	results := make([]result, len(recs))
+	workers := min(runtime.GOMAXPROCS(0), (len(recs)+255)/256)
+	chunk := (len(recs) + workers - 1) / workers
+	g, gctx := errgroup.WithContext(ctx)
+	for start := 0; start < len(recs); start += chunk {
+		part := recs[start:min(start+chunk, len(recs))]
+		out := results[start:]
+		g.Go(func() error {
+			for i, rec := range part {
+				d, why, ok, err := m.decodeOne(gctx, rec)
+				if err != nil {
+					return err
+				}
+				out[i] = result{d, why, ok}
 			}
-			return err
+			return nil
 		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	out := make([]decodedRecord, 0, len(recs))
+	var dead []*kgo.Record
+	for i, r := range results {
 		switch {
-		case retry.IsPermanent(err):
-			dl, err := m.deadLetter(rec, errors.Unwrap(err))
+		case r.why != nil:
+			dl, err := m.deadLetter(recs[i], r.why)
 			if err != nil {
 				return nil, nil, err
 			}
 			dead = append(dead, dl)
-			continue
-		case err != nil:
-			return nil, nil, err
+		case r.ok:
+			out = append(out, r.d)
 		}
-		why := d.check()
-		if d.customerID() == "" || d.customerID() != string(rec.Key) {
-			why = fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.customerID())
-		}
-		if why != nil {
-			dl, err := m.deadLetter(rec, why)
-			if err != nil {
-				return nil, nil, err
-			}
-			dead = append(dead, dl)
-			continue
-		}
-		out = append(out, d)
 	}
 	return out, dead, nil
+}
+
+// decodeOne decodes one record: ok is false for a record of another
+// topic, why is set for one that will never decode or cannot be stored.
+func (m *Materializer) decodeOne(ctx context.Context, rec *kgo.Record) (d decodedRecord, why error, ok bool, err error) {
+	d.partition = rec.Partition
+	var target any
+	switch rec.Topic {
+	case schemas.CustomerEventsTopic:
+		d.event = new(events.CustomerEvent)
+		target = d.event
+	case schemas.CustomerMessagesTopic:
+		d.message = new(events.MessageEvent)
+		target = d.message
+	default:
+		return d, nil, false, nil
+	}
+	err = m.retry(ctx, "decoding a record", func() error {
+		err := m.cfg.Serde.Decode(ctx, rec.Value, target)
+		var de *codec.DecodeError
+		if errors.As(err, &de) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	switch {
+	case retry.IsPermanent(err):
+		return d, errors.Unwrap(err), true, nil
+	case err != nil:
+		return d, nil, false, err
+	}
+	why = d.check()
+	if d.customerID() == "" || d.customerID() != string(rec.Key) {
+		why = fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.customerID())
+	}
+	return d, why, true, nil
 }
 
 func (m *Materializer) deadLetter(rec *kgo.Record, why error) (*kgo.Record, error) {

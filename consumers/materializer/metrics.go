@@ -134,7 +134,9 @@ func (m *Metrics) fetched(fs kgo.Fetches) {
 		}
 		pos := m.partitions[p.Topic][p.Partition]
 		switch {
-		case len(p.Records) > 0: // a poll with records blocks rebalancing: the partition is ours
+		case pos == nil && len(p.Records) > 0: // a poll with records blocks rebalancing: the partition is ours
+			// Batches polled before may still wait for the store: only a
+			// partition not yet known starts at the first polled record.
 			pos = m.position(p.Topic, p.Partition)
 			pos.next = p.Records[0].Offset
 		case pos == nil: // not known to be ours (any more)
@@ -191,24 +193,38 @@ func (s *stats) add(o merge.Outcome) {
 	s.resolved += o.ConflictsResolved
 }
 
-func (m *Metrics) observeBatch(s stats, batch []decodedRecord, committed time.Time) {
+// batchStats is what the metrics keep of an applied batch.
+type batchStats struct {
+	outcome             stats
+	customers, messages int
+	ingested            []time.Time // of each record
+}
+
+func newBatchStats(o stats, batch []decodedRecord) batchStats {
+	s := batchStats{outcome: o, ingested: make([]time.Time, len(batch))}
+	for i, d := range batch {
+		if d.event != nil {
+			s.customers++
+		} else {
+			s.messages++
+		}
+		s.ingested[i] = d.ingestedAt()
+	}
+	return s
+}
+
+func (m *Metrics) observeBatch(s batchStats, committed time.Time) {
 	if m == nil {
 		return
 	}
-	var customers, messages float64
-	for _, d := range batch {
-		if d.event != nil {
-			customers++
-		} else {
-			messages++
-		}
-		m.endToEnd.WithLabelValues(m.group).Observe(committed.Sub(d.ingestedAt()).Seconds())
+	for _, at := range s.ingested {
+		m.endToEnd.WithLabelValues(m.group).Observe(committed.Sub(at).Seconds())
 	}
-	m.events.WithLabelValues(m.group, "customer").Add(customers)
-	m.events.WithLabelValues(m.group, "message").Add(messages)
-	m.stale.WithLabelValues(m.group).Add(float64(s.stale))
-	m.conflicts.WithLabelValues(m.group, "opened").Add(float64(s.opened))
-	m.conflicts.WithLabelValues(m.group, "resolved").Add(float64(s.resolved))
+	m.events.WithLabelValues(m.group, "customer").Add(float64(s.customers))
+	m.events.WithLabelValues(m.group, "message").Add(float64(s.messages))
+	m.stale.WithLabelValues(m.group).Add(float64(s.outcome.stale))
+	m.conflicts.WithLabelValues(m.group, "opened").Add(float64(s.outcome.opened))
+	m.conflicts.WithLabelValues(m.group, "resolved").Add(float64(s.outcome.resolved))
 }
 
 func (m *Metrics) storeUp(up bool) {

@@ -2,7 +2,8 @@
 // through, and then prints each benchmark beside its baseline: a
 // sub-benchmark whose last name element starts with "baseline" is the
 // baseline of its siblings (BenchmarkX/case/baseline=goavro vs
-// BenchmarkX/case/omnisync).
+// BenchmarkX/case/omnisync); with several baselines among siblings, each
+// benchmark is printed beside each of them.
 package main
 
 import (
@@ -50,11 +51,11 @@ func main() {
 			results = append(results, r)
 		}
 	}
-	baselines := map[string]result{}
+	baselines := map[string][]result{}
 	for _, r := range results {
 		parent, last := split(r.name)
 		if strings.HasPrefix(last, "baseline") {
-			baselines[parent] = r
+			baselines[parent] = append(baselines[parent], r)
 		}
 	}
 	if len(baselines) == 0 {
@@ -65,17 +66,18 @@ func main() {
 	fmt.Fprintln(tw, "BENCHMARK\tBASELINE\tMETRIC\tVALUE\tBASELINE VALUE\tRATIO")
 	for _, r := range results {
 		parent, last := split(r.name)
-		base, ok := baselines[parent]
-		if !ok || strings.HasPrefix(last, "baseline") {
+		if strings.HasPrefix(last, "baseline") {
 			continue
 		}
-		_, baseName := split(base.name)
-		for _, unit := range r.units {
-			bv, ok := base.metrics[unit]
-			if !ok || bv == 0 {
-				continue
+		for _, base := range baselines[parent] {
+			_, baseName := split(base.name)
+			for _, unit := range r.units {
+				bv, ok := base.metrics[unit]
+				if !ok || bv == 0 {
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%.4g\t%.2fx\n", r.name, strings.TrimPrefix(strings.TrimPrefix(baseName, "baseline"), "="), unit, r.metrics[unit], bv, r.metrics[unit]/bv)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%.4g\t%.2fx\n", r.name, strings.TrimPrefix(strings.TrimPrefix(baseName, "baseline"), "="), unit, r.metrics[unit], bv, r.metrics[unit]/bv)
 		}
 	}
 	tw.Flush()

@@ -1,0 +1,188 @@
+package materializer
+
+import (
+	"cmp"
+	"context"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/omnisync/omnisync/consumers/merge"
+)
+
+// writer applies folded batches to the store on lanes, one goroutine
+// each; a partition's batches all go to one lane, in the order they were
+// submitted, so batches of other partitions are applied at once. On each
+// lane at most one batch waits while another is applied, which bounds the
+// memory a fast Kafka and a slow store take.
+type writer struct {
+	lanes []*lane
+
+	mu  sync.Mutex
+	err error // why the writer stopped; nil while it runs
+}
+
+type lane struct {
+	jobs    chan *job
+	stopped chan struct{} // closed when the lane's goroutine returns
+	last    *job          // the last batch submitted; under writer.mu
+}
+
+func newWriter(lanes int) *writer {
+	w := &writer{}
+	for range lanes {
+		w.lanes = append(w.lanes, &lane{jobs: make(chan *job, 1), stopped: make(chan struct{})})
+	}
+	return w
+}
+
+// run starts the lanes; they apply the submitted batches until close.
+// After a failure (the context ended, or a permanent error) no lane
+// applies anything more: a later batch must not be applied without the
+// one before.
+func (w *writer) run(ctx context.Context, m *Materializer, publisher *kgo.Client) {
+	for _, l := range w.lanes {
+		go func() {
+			defer close(l.stopped)
+			for j := range l.jobs {
+				if w.failed() == nil {
+					if err := m.apply(ctx, j, publisher); err != nil {
+						w.mu.Lock()
+						w.err = cmp.Or(w.err, err)
+						w.mu.Unlock()
+					}
+				}
+				close(j.done)
+			}
+		}()
+	}
+}
+
+// submit queues a batch on its partition's lane, waiting while another
+// one waits there.
+func (w *writer) submit(ctx context.Context, j *job) error {
+	l := w.lanes[int(j.partition)%len(w.lanes)]
+	w.mu.Lock()
+	l.last = j
+	w.mu.Unlock()
+	select {
+	case l.jobs <- j:
+		return nil
+	case <-ctx.Done():
+		close(j.done)
+		return ctx.Err()
+	}
+}
+
+// drain waits until every submitted batch is applied or the writer has
+// stopped.
+func (w *writer) drain() {
+	for _, l := range w.lanes {
+		w.mu.Lock()
+		last := l.last
+		w.mu.Unlock()
+		if last != nil {
+			<-last.done
+		}
+	}
+}
+
+// failed returns why the writer stopped, nil while it runs.
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// close ends the lanes once the queued batches are dealt with and waits
+// for them. Only the goroutine that submits may call it, after run.
+func (w *writer) close() {
+	for _, l := range w.lanes {
+		close(l.jobs)
+	}
+	for _, l := range w.lanes {
+		<-l.stopped
+	}
+}
+
+// recordCache holds customer records this member folded or loaded, so
+// that a customer folded again soon is neither read from the store nor
+// decoded from JSON again. A record of a batch the writer has not yet
+// applied is pinned: it is newer than the store's and must not be evicted
+// (a Load would return the older one). Others are evicted, in no
+// particular order, beyond max.
+type recordCache struct {
+	mu   sync.Mutex
+	max  int
+	recs map[string]*cached
+}
+
+type cached struct {
+	rec  merge.Record
+	pins int // batches holding this customer that are not yet applied
+}
+
+func newRecordCache(max int) *recordCache {
+	return &recordCache{max: max, recs: map[string]*cached{}}
+}
+
+func (c *recordCache) get(id string) (merge.Record, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.recs[id]
+	if !ok {
+		return merge.Record{}, false
+	}
+	return e.rec, true
+}
+
+// add holds a record as the store has it.
+func (c *recordCache) add(id string, r merge.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.recs[id]; !ok {
+		c.recs[id] = &cached{rec: r}
+	}
+}
+
+// pin holds the records of a batch about to be submitted.
+func (c *recordCache) pin(recs []merge.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range recs {
+		e, ok := c.recs[r.CustomerID]
+		if !ok {
+			e = &cached{}
+			c.recs[r.CustomerID] = e
+		}
+		e.rec = r
+		e.pins++
+	}
+}
+
+// unpin releases the records of an applied batch and evicts what is over
+// the limit.
+func (c *recordCache) unpin(recs []merge.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range recs {
+		if e, ok := c.recs[r.CustomerID]; ok && e.pins > 0 {
+			e.pins--
+		}
+	}
+	for id, e := range c.recs {
+		if len(c.recs) <= c.max {
+			break
+		}
+		if e.pins == 0 {
+			delete(c.recs, id)
+		}
+	}
+}
+
+// reset forgets every record: another member may write them from now on.
+func (c *recordCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.recs)
+}
