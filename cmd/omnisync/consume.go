@@ -30,7 +30,8 @@ func newConsumeCommand(g *globals) *cobra.Command {
 		Long: `Run a member of a consumer group that folds customer events and messages into
 versioned customer records and writes them, exactly once in effect, into a
 store. Run one group per target store; run several members of a group to
-spread the partitions.`,
+spread the partitions. A SQLite store has one writer: a second member of
+its group waits as a standby and takes over when the first stops.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -57,6 +58,7 @@ spread the partitions.`,
 				Kafka: g.kafkaConfig(log), Group: group, Store: st, Serde: serde, Policy: policy,
 				PublishState: publishState, Logger: log.Named("materializer"),
 				Metrics: materializer.NewMetrics(prometheus.DefaultRegisterer, group),
+				Writers: storeWriters(st),
 			})
 			if err != nil {
 				return err
@@ -103,6 +105,16 @@ func openStore(ctx context.Context, url string) (store.Store, error) {
 		return postgres.Open(ctx, url)
 	}
 	return nil, fmt.Errorf("store %q: want sqlite:PATH, postgres://… or postgresql://…", redactDSN(url))
+}
+
+// storeWriters is how many store transactions a member runs at once:
+// PostgreSQL applies batches of several partitions in parallel, SQLite has
+// one writer.
+func storeWriters(st store.Store) int {
+	if _, ok := st.(store.SingleWriter); ok {
+		return 1
+	}
+	return 4
 }
 
 // redactDSN hides a password in a store URL for logs.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -27,8 +26,10 @@ func TestRebalanceHandOver(t *testing.T) {
 		// The group starts where the shared topics end now, as if its store
 		// had applied everything before: the test does not wait for other
 		// tests' records.
-		dbPath := filepath.Join(t.TempDir(), "shared.db")
-		storeA, storeB := openSQLite(t, dbPath), openSQLite(t, dbPath)
+		// PostgreSQL: members of one group share a store with many writers
+		// (a SQLite store takes one writer; a second member waits).
+		dsn := testenv.Postgres(t)
+		storeA, storeB := openPostgres(t, dsn), openPostgres(t, dsn)
 		group := testenv.UniqueName(t, "handover")
 		start := r.startAtEnd(t, storeA, group)
 

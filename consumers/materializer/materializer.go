@@ -79,7 +79,8 @@ type Config struct {
 // Materializer is one member of a consumer group.
 type Materializer struct {
 	cfg   Config
-	cl    *kgo.Client
+	opts  []kgo.Opt   // of the group member's client
+	cl    *kgo.Client // created by Run
 	cache *recordCache
 	w     *writer
 
@@ -105,7 +106,10 @@ func New(cfg Config) (*Materializer, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	m := &Materializer{cfg: cfg, cache: newRecordCache(cfg.MaxCached), w: newWriter(cfg.Writers)}
-	cl, err := kafka.NewClient(cfg.Kafka, append(kafka.GroupOpts(),
+	if _, err := cfg.Kafka.Opts(); err != nil {
+		return nil, err
+	}
+	m.opts = append(kafka.GroupOpts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -130,11 +134,7 @@ func New(cfg Config) (*Materializer, error) {
 		// whose batches the writer applies at once.
 		kgo.FetchMaxPartitionBytes(fetchMaxBytes/16),
 		kgo.MaxConcurrentFetches(2),
-	)...)
-	if err != nil {
-		return nil, err
-	}
-	m.cl = cl
+	)
 	return m, nil
 }
 
@@ -174,6 +174,34 @@ func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map
 // fetchMaxBytes bounds one fetch response (compressed bytes).
 const fetchMaxBytes = 4 << 20
 
+// lockWriter takes the write lock of a store that has one writer at a
+// time, waiting as a standby while another member holds it: a second
+// member of a SQLite store's group would only contend for the same lock.
+// It returns nil and no error when ctx ends first.
+func (m *Materializer) lockWriter(ctx context.Context, sw store.SingleWriter) (unlock func(), err error) {
+	for logged := false; ; logged = true {
+		unlock, ok, err := sw.TryLockWriter()
+		if err != nil {
+			return nil, fmt.Errorf("taking the store's write lock: %w", err)
+		}
+		if ok {
+			if logged {
+				m.cfg.Logger.Info("took the store's write lock; joining the group")
+			}
+			return unlock, nil
+		}
+		if !logged {
+			m.cfg.Logger.Warn("another process writes this store, which has one writer (SQLite): this member waits as a standby " +
+				"and joins the group when the writer stops; use PostgreSQL to spread partitions over members")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 // revoked waits until every polled batch is in the store (or the writer
 // stopped), so partitions move only between applied batches, forgets the
 // records held in memory (another member may write them now) and the lag
@@ -190,6 +218,18 @@ func (m *Materializer) revoked(_ context.Context, _ *kgo.Client, parts map[strin
 // Run consumes until ctx ends. It returns ErrPolicyChanged (wrapped) when
 // the store was built with another policy, and nil after a clean shutdown.
 func (m *Materializer) Run(ctx context.Context) error {
+	if sw, ok := m.cfg.Store.(store.SingleWriter); ok {
+		unlock, err := m.lockWriter(ctx, sw)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		defer unlock()
+	}
+	cl, err := kafka.NewClient(m.cfg.Kafka, m.opts...)
+	if err != nil {
+		return err
+	}
+	m.cl = cl
 	defer func() {
 		if err := kafka.CloseMember(m.cl); err != nil {
 			m.cfg.Logger.Warn("leaving the consumer group", zap.Error(err))

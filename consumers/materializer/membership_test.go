@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -38,8 +37,10 @@ func owned(members ...*member) []string {
 func TestMembershipRecovery(t *testing.T) {
 	c := testenv.KafkaNodes(t, 3)
 	r := newRig(t, c.Kafka)
-	dbPath := filepath.Join(t.TempDir(), "shared.db")
-	storeA, storeB := openSQLite(t, dbPath), openSQLite(t, dbPath)
+	// PostgreSQL: members of one group share a store with many writers
+	// (a SQLite store takes one writer; a second member waits).
+	dsn := testenv.Postgres(t)
+	storeA, storeB := openPostgres(t, dsn), openPostgres(t, dsn)
 	group := testenv.UniqueName(t, "membership")
 	r.startAtEnd(t, storeA, group)
 	const partitions = 6 // newRig's layout, of both input topics

@@ -36,6 +36,15 @@ type Writer interface {
 	PolicyHash(ctx context.Context) (string, error)
 }
 
+// SingleWriter is a Writer that one process may write at a time (SQLite).
+// A materializer takes its write lock before joining its group, so a
+// second member waits as a standby instead of contending for the store.
+type SingleWriter interface {
+	// TryLockWriter takes the write lock if it is free (ok), else returns
+	// at once with ok false; unlock releases it.
+	TryLockWriter() (unlock func(), ok bool, err error)
+}
+
 // Batch is what one store transaction applies.
 type Batch struct {
 	Group      string

@@ -35,10 +35,14 @@ var (
 
 // Store is a SQLite store. It is safe for concurrent use.
 type Store struct {
-	db *sql.DB
+	db   *sql.DB
+	path string
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.SingleWriter = (*Store)(nil)
+)
 
 // Open opens (creating and migrating if needed) the store at path.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -48,7 +52,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer; WAL lets other processes read meanwhile
-	s := &Store{db: db}
+	s := &Store{db: db, path: path}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrating %s: %w", path, err)
