@@ -362,6 +362,7 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 		}
 		return j
 	}
+	before := maps.Clone(current)
 	changed := map[string]int32{} // customer → partition
 	outcomes := map[int32]*stats{}
 	for _, d := range decoded {
@@ -399,6 +400,15 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 	for _, id := range keys(changed) {
 		j := jobs[changed[id]]
 		j.batch.Records = append(j.batch.Records, current[id])
+		// What the customer was before this batch, as the store holds it
+		// once the batches before are applied: the store then writes only
+		// the child rows that changed.
+		if b, ok := before[id]; ok && b.Version > 0 {
+			if j.batch.Base == nil {
+				j.batch.Base = map[string]merge.Record{}
+			}
+			j.batch.Base[id] = b
+		}
 	}
 	perPartition := map[int32][]decodedRecord{}
 	for _, d := range decoded {

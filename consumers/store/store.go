@@ -59,6 +59,13 @@ type Batch struct {
 	Messages []events.MessageEvent
 	// Offsets are the group's next offsets per topic and partition.
 	Offsets map[string]map[int32]int64
+	// Base optionally holds, per customer of Records, the record it was
+	// folded from as the writer last applied or loaded it. Where the
+	// store still holds that version, it may write only the child rows
+	// (fields, conflicts, identities) that differ from it; elsewhere, and
+	// for customers absent from Base, it writes the whole record. The
+	// result is the same either way.
+	Base map[string]merge.Record
 }
 
 // Reader answers the agents' queries. Lists are pages in a fixed order;

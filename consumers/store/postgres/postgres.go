@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -139,12 +141,27 @@ func (s *Store) Load(ctx context.Context, customerIDs []string) (map[string]merg
 func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	recs := newestPerCustomer(b.Records)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		written, err := upsertCustomers(ctx, tx, recs)
+		// Customers stored at their Base version are updated in place and
+		// get only their changed child rows; the others are upserted whole.
+		diffed, err := updateCustomers(ctx, tx, recs, b.Base)
+		if err != nil {
+			return fmt.Errorf("writing customers: %w", err)
+		}
+		full := recs
+		if len(diffed) > 0 {
+			full = make([]*merge.Record, 0, len(recs)-len(diffed))
+			for _, r := range recs {
+				if diffed[text(r.CustomerID)] == nil {
+					full = append(full, r)
+				}
+			}
+		}
+		written, err := upsertCustomers(ctx, tx, full)
 		if err != nil {
 			return fmt.Errorf("writing customers: %w", err)
 		}
 		batch := &pgx.Batch{}
-		queueChildren(batch, recs, written)
+		queueChildren(batch, recs, written, diffed)
 		if err := queueMessages(batch, b.Messages); err != nil {
 			return err
 		}
@@ -184,6 +201,41 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record) (map[
 	if len(recs) == 0 {
 		return written, nil
 	}
+	args, err := customerColumns(recs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO customers (customer_id, version, needs_review, deleted, tombstone_at, tombstone_event_id,
+			last_contact_at, last_contact_channel, updated_at, policy_hash, name, phone, email, record)
+		SELECT u.id, u.version, u.review, u.deleted, u.tomb_at, u.tomb_id, u.last_at, u.channel, u.updated, u.hash,
+			u.name, u.phone, u.email, u.doc::json
+		FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::timestamptz[], $6::text[], $7::timestamptz[],
+			$8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+			AS u(id, version, review, deleted, tomb_at, tomb_id, last_at, channel, updated, hash, name, phone, email, doc)
+		ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, needs_review = excluded.needs_review,
+			deleted = excluded.deleted, tombstone_at = excluded.tombstone_at, tombstone_event_id = excluded.tombstone_event_id,
+			last_contact_at = excluded.last_contact_at, last_contact_channel = excluded.last_contact_channel,
+			updated_at = excluded.updated_at, policy_hash = excluded.policy_hash, name = excluded.name,
+			phone = excluded.phone, email = excluded.email, record = excluded.record
+		WHERE customers.version < excluded.version
+		RETURNING customer_id`,
+		args...)
+	if err != nil {
+		return nil, err
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range got {
+		written[id] = true
+	}
+	return written, nil
+}
+
+// customerColumns returns the customers rows of recs as the 14 column
+// arrays of upsertCustomers and updateCustomers.
+func customerColumns(recs []*merge.Record) ([]any, error) {
 	n := len(recs)
 	var (
 		ids, channels, hashes, docs  = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -208,21 +260,37 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record) (map[
 		channels[i], updated[i], hashes[i], docs[i] = text(string(r.LastContactChannel)), r.UpdatedAt, text(r.PolicyHash), string(doc)
 		names[i], phones[i], mails[i] = stringField(r, "name"), stringField(r, "phone"), stringField(r, "email")
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO customers (customer_id, version, needs_review, deleted, tombstone_at, tombstone_event_id,
-			last_contact_at, last_contact_channel, updated_at, policy_hash, name, phone, email, record)
-		SELECT u.id, u.version, u.review, u.deleted, u.tomb_at, u.tomb_id, u.last_at, u.channel, u.updated, u.hash,
-			u.name, u.phone, u.email, u.doc::json
+	return []any{ids, versions, review, deleted, tombAt, tombID, lastAt, channels, updated, hashes, names, phones, mails, docs}, nil
+}
+
+// updateCustomers writes, in place, the customers whose stored version is
+// their Base's (and older than theirs), and returns those customers' Base
+// records by (text) customer ID.
+func updateCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record, bases map[string]merge.Record) (map[string]*merge.Record, error) {
+	diffed := map[string]*merge.Record{}
+	var cand []*merge.Record
+	var baseVersions []int64
+	for _, r := range recs {
+		if base, ok := bases[r.CustomerID]; ok && base.Version > 0 && base.Version < r.Version {
+			cand, baseVersions = append(cand, r), append(baseVersions, base.Version)
+		}
+	}
+	if len(cand) == 0 {
+		return diffed, nil
+	}
+	args, err := customerColumns(cand)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `UPDATE customers c SET version = u.version, needs_review = u.review, deleted = u.deleted,
+			tombstone_at = u.tomb_at, tombstone_event_id = u.tomb_id, last_contact_at = u.last_at,
+			last_contact_channel = u.channel, updated_at = u.updated, policy_hash = u.hash, name = u.name, phone = u.phone,
+			email = u.email, record = u.doc::json
 		FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-			$8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
-			AS u(id, version, review, deleted, tomb_at, tomb_id, last_at, channel, updated, hash, name, phone, email, doc)
-		ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, needs_review = excluded.needs_review,
-			deleted = excluded.deleted, tombstone_at = excluded.tombstone_at, tombstone_event_id = excluded.tombstone_event_id,
-			last_contact_at = excluded.last_contact_at, last_contact_channel = excluded.last_contact_channel,
-			updated_at = excluded.updated_at, policy_hash = excluded.policy_hash, name = excluded.name,
-			phone = excluded.phone, email = excluded.email, record = excluded.record
-		WHERE customers.version < excluded.version
-		RETURNING customer_id`,
-		ids, versions, review, deleted, tombAt, tombID, lastAt, channels, updated, hashes, names, phones, mails, docs)
+			$8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[])
+			AS u(id, version, review, deleted, tomb_at, tomb_id, last_at, channel, updated, hash, name, phone, email, doc, base)
+		WHERE c.customer_id = u.id AND c.version = u.base
+		RETURNING c.customer_id`, append(args, baseVersions)...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,19 +298,29 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record) (map[
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range got {
-		written[id] = true
+	byID := make(map[string]*merge.Record, len(cand))
+	for _, r := range cand {
+		base := bases[r.CustomerID]
+		byID[text(r.CustomerID)] = &base
 	}
-	return written, nil
+	for _, id := range got {
+		diffed[id] = byID[id]
+	}
+	return diffed, nil
 }
 
 // queueChildren queues the replacement of the fields, conflicts and
 // identities of the written records, and the erasure of the messages their
 // tombstones cover.
-func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bool) {
-	if len(written) == 0 {
+//
+// Of the customers in diffed (updated in place over their Base) only the
+// rows that differ from the Base are written, and rows the Base had and
+// the record has not are deleted.
+func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bool, diffed map[string]*merge.Record) {
+	if len(written) == 0 && len(diffed) == 0 {
 		return
 	}
+	var dfCust, dfField, dcID, dcCust, diKind, diScope, diValue, diCust []string
 	var (
 		ids                                                  []string
 		tombIDs, tombEvents                                  []string
@@ -257,19 +335,41 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 	)
 	for _, r := range recs {
 		id := text(r.CustomerID)
-		if !written[id] {
+		base := diffed[id]
+		if !written[id] && base == nil {
 			continue
 		}
-		ids = append(ids, id)
-		if r.Tombstone != nil {
+		fields, conflicts := slices.Collect(maps.Keys(r.Fields)), r.Conflicts
+		tombstone := r.Tombstone != nil
+		if base == nil {
+			ids = append(ids, id)
+		} else {
+			ch := store.Diff(base, r)
+			fields, tombstone = ch.Fields, ch.TombstoneChanged
+			conflicts = make([]merge.Conflict, len(ch.Conflicts))
+			for i, j := range ch.Conflicts {
+				conflicts[i] = r.Conflicts[j]
+			}
+			for _, f := range ch.RemovedFields {
+				dfCust, dfField = append(dfCust, id), append(dfField, text(f))
+			}
+			for _, c := range ch.RemovedConflicts {
+				dcID, dcCust = append(dcID, text(c)), append(dcCust, id)
+			}
+			for _, i := range ch.RemovedIdentities {
+				diKind, diScope, diValue, diCust = append(diKind, text(i.Kind)), append(diScope, text(i.Scope)), append(diValue, text(i.Value)), append(diCust, id)
+			}
+		}
+		if tombstone {
 			tombIDs, tombAt, tombEvents = append(tombIDs, id), append(tombAt, r.Tombstone.At), append(tombEvents, text(r.Tombstone.EventID))
 		}
-		for field, g := range r.Fields {
+		for _, field := range fields {
+			g := r.Fields[field]
 			fCust, fField, fValue = append(fCust, id), append(fField, text(field)), append(fValue, g.Value)
 			fAt, fEvent = append(fAt, g.Stamp.At), append(fEvent, text(g.Stamp.EventID))
 			fChannel, fSource = append(fChannel, text(string(g.Channel))), append(fSource, text(g.Source))
 		}
-		for _, c := range r.Conflicts {
+		for _, c := range conflicts {
 			cID, cCust, cField = append(cID, text(c.ID)), append(cCust, id), append(cField, text(c.Field))
 			cCur, cCand, cEvent = append(cCur, text(c.Current)), append(cCand, text(c.Candidate)), append(cEvent, text(c.CandidateEventID))
 			cChan, cSrc, cAt = append(cChan, text(string(c.CandidateChannel))), append(cSrc, text(c.CandidateSource)), append(cAt, c.DetectedAt)
@@ -287,15 +387,29 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 	// Child rows the new records no longer have are deleted; the others
 	// are upserted, and rows that did not change are left alone (most
 	// events change one field of many).
-	batch.Queue(`DELETE FROM customer_fields WHERE customer_id = ANY($1)
-		AND (customer_id, field) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))`, ids, fCust, fField)
-	if cID == nil {
-		cID = []string{} // an empty array, not NULL
+	if len(ids) > 0 {
+		batch.Queue(`DELETE FROM customer_fields WHERE customer_id = ANY($1)
+			AND (customer_id, field) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))`, ids, fCust, fField)
+		if cID == nil {
+			cID = []string{} // an empty array, not NULL
+		}
+		batch.Queue(`DELETE FROM conflicts WHERE customer_id = ANY($1) AND id <> ALL($2)`, ids, cID)
+		batch.Queue(`DELETE FROM identities WHERE customer_id = ANY($1)
+			AND (kind, scope, value, customer_id) NOT IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]))`,
+			ids, iKind, iScope, iValue, iCust)
 	}
-	batch.Queue(`DELETE FROM conflicts WHERE customer_id = ANY($1) AND id <> ALL($2)`, ids, cID)
-	batch.Queue(`DELETE FROM identities WHERE customer_id = ANY($1)
-		AND (kind, scope, value, customer_id) NOT IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]))`,
-		ids, iKind, iScope, iValue, iCust)
+	if len(dfCust) > 0 {
+		batch.Queue(`DELETE FROM customer_fields f USING unnest($1::text[], $2::text[]) AS d(customer_id, field)
+			WHERE f.customer_id = d.customer_id AND f.field = d.field`, dfCust, dfField)
+	}
+	if len(dcID) > 0 {
+		batch.Queue(`DELETE FROM conflicts c USING unnest($1::text[], $2::text[]) AS d(id, customer_id)
+			WHERE c.id = d.id AND c.customer_id = d.customer_id`, dcID, dcCust)
+	}
+	if len(diKind) > 0 {
+		batch.Queue(`DELETE FROM identities i USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(kind, scope, value, customer_id)
+			WHERE (i.kind, i.scope, i.value, i.customer_id) = (d.kind, d.scope, d.value, d.customer_id)`, diKind, diScope, diValue, diCust)
+	}
 	if len(tombIDs) > 0 {
 		batch.Queue(`DELETE FROM messages m USING unnest($1::text[], $2::timestamptz[], $3::text[]) AS t(customer_id, at, event_id)
 			WHERE m.customer_id = t.customer_id AND (m.occurred_at, m.message_id) <= (t.at, t.event_id COLLATE "C")`,

@@ -32,6 +32,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestBase(t *testing.T) {
+	storetest.RunBase(t, func(t *testing.T) store.Store {
+		s, err := postgres.Open(context.Background(), testenv.Postgres(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 // Processes opening a new database at once create the schema once.
 func TestConcurrentOpen(t *testing.T) {
 	ctx := context.Background()

@@ -162,6 +162,15 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	}
 	for i := range b.Records {
 		r := &b.Records[i]
+		if base, ok := b.Base[r.CustomerID]; ok {
+			done, err := w.updateRecord(ctx, r, &base)
+			if err != nil {
+				return fmt.Errorf("writing customer %s: %w", r.CustomerID, err)
+			}
+			if done {
+				continue
+			}
+		}
 		if err := w.upsertRecord(ctx, r); err != nil {
 			return fmt.Errorf("writing customer %s: %w", r.CustomerID, err)
 		}
@@ -204,6 +213,13 @@ type writer struct {
 	insertMessage    *sql.Stmt
 	upsertOffset     *sql.Stmt
 	upsertPolicyHash *sql.Stmt
+	// for updateRecord
+	updateCustomer *sql.Stmt
+	upsertField    *sql.Stmt
+	deleteField    *sql.Stmt
+	upsertConflict *sql.Stmt
+	deleteConflict *sql.Stmt
+	deleteIdentity *sql.Stmt
 }
 
 func prepareWriter(ctx context.Context, tx *sql.Tx) (*writer, error) {
@@ -246,6 +262,23 @@ func prepareWriter(ctx context.Context, tx *sql.Tx) (*writer, error) {
 			ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset`},
 		{&w.upsertPolicyHash, `INSERT INTO store_meta (key, value) VALUES ('policy_hash', ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
+		{&w.updateCustomer, `UPDATE customers SET version = ?, needs_review = ?, deleted = ?, tombstone_at = ?, tombstone_event_id = ?,
+				last_contact_at = ?, last_contact_channel = ?, updated_at = ?, policy_hash = ?, record = ?
+			WHERE customer_id = ? AND version = ?`},
+		{&w.upsertField, `INSERT INTO customer_fields (customer_id, field, value_json, occurred_at, event_id, channel, source)
+				VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (customer_id, field) DO UPDATE SET value_json = excluded.value_json, occurred_at = excluded.occurred_at,
+				event_id = excluded.event_id, channel = excluded.channel, source = excluded.source`},
+		{&w.deleteField, `DELETE FROM customer_fields WHERE customer_id = ? AND field = ?`},
+		{&w.upsertConflict, `INSERT INTO conflicts (id, customer_id, field, current_json, candidate_json, candidate_event_id,
+				candidate_channel, candidate_source, detected_at, status, resolved_by, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, field = excluded.field, current_json = excluded.current_json,
+				candidate_json = excluded.candidate_json, candidate_event_id = excluded.candidate_event_id,
+				candidate_channel = excluded.candidate_channel, candidate_source = excluded.candidate_source,
+				detected_at = excluded.detected_at, status = excluded.status, resolved_by = excluded.resolved_by,
+				resolved_at = excluded.resolved_at`},
+		{&w.deleteConflict, `DELETE FROM conflicts WHERE id = ? AND customer_id = ?`},
+		{&w.deleteIdentity, `DELETE FROM identities WHERE kind = ? AND scope = ? AND value = ? AND customer_id = ?`},
 	} {
 		stmt, err := tx.PrepareContext(ctx, st.query)
 		if err != nil {
@@ -311,6 +344,78 @@ func (w *writer) upsertRecord(ctx context.Context, r *merge.Record) error {
 		}
 	}
 	return nil
+}
+
+// updateRecord writes r over base where the store holds base's version,
+// changing only the child rows that differ; done is false where it does
+// not (nothing was written: upsertRecord writes the whole record).
+func (w *writer) updateRecord(ctx context.Context, r, base *merge.Record) (done bool, err error) {
+	if base.Version <= 0 || r.Version <= base.Version {
+		return false, nil
+	}
+	record, err := r.MarshalJSON()
+	if err != nil {
+		return false, err
+	}
+	var tombAt, tombID, lastAt any
+	if r.Tombstone != nil {
+		tombAt, tombID = millis(r.Tombstone.At), r.Tombstone.EventID
+	}
+	if r.LastContact != nil {
+		lastAt = millis(r.LastContact.At)
+	}
+	res, err := w.updateCustomer.ExecContext(ctx, r.Version, r.NeedsReview, r.Deleted(), tombAt, tombID, lastAt,
+		string(r.LastContactChannel), millis(r.UpdatedAt), r.PolicyHash, string(record), r.CustomerID, base.Version)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	ch := store.Diff(base, r)
+	if ch.TombstoneChanged {
+		if _, err := w.eraseMessages.ExecContext(ctx, r.CustomerID, millis(r.Tombstone.At), r.Tombstone.EventID); err != nil {
+			return false, err
+		}
+	}
+	for _, field := range ch.RemovedFields {
+		if _, err := w.deleteField.ExecContext(ctx, r.CustomerID, field); err != nil {
+			return false, err
+		}
+	}
+	for _, field := range ch.Fields {
+		g := r.Fields[field]
+		if _, err := w.upsertField.ExecContext(ctx, r.CustomerID, field, g.Value, millis(g.Stamp.At), g.Stamp.EventID,
+			string(g.Channel), g.Source); err != nil {
+			return false, err
+		}
+	}
+	for _, id := range ch.RemovedConflicts {
+		if _, err := w.deleteConflict.ExecContext(ctx, id, r.CustomerID); err != nil {
+			return false, err
+		}
+	}
+	for _, i := range ch.Conflicts {
+		c := &r.Conflicts[i]
+		if _, err := w.upsertConflict.ExecContext(ctx, c.ID, r.CustomerID, c.Field, c.Current, c.Candidate, c.CandidateEventID,
+			string(c.CandidateChannel), c.CandidateSource, millis(c.DetectedAt), string(c.Status), c.ResolvedBy,
+			nullMillis(&c.ResolvedAt)); err != nil {
+			return false, err
+		}
+	}
+	for _, id := range ch.RemovedIdentities {
+		if _, err := w.deleteIdentity.ExecContext(ctx, id.Kind, id.Scope, id.Value, r.CustomerID); err != nil {
+			return false, err
+		}
+	}
+	// Every identity, as upsertRecord does: one another customer held
+	// may have been released since.
+	for _, id := range r.Identities {
+		if _, err := w.insertIdentity.ExecContext(ctx, id.Kind, id.Scope, id.Value, r.CustomerID); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func (w *writer) upsertMessage(ctx context.Context, m *events.MessageEvent) error {

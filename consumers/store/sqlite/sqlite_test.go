@@ -19,3 +19,13 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestBase(t *testing.T) {
+	storetest.RunBase(t, func(t *testing.T) store.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
