@@ -60,14 +60,15 @@ func benchLogLengths(b *testing.B) []int {
 	return out
 }
 
-// benchLog is a log produced once to the real Kafka: the records between
-// from and to on the events and messages topics.
+// benchLog is a log produced once to the real Kafka, on two topics of its
+// own (deleted when the benchmark ends): the records between from and to.
 type benchLog struct {
-	k        testenv.Kafka
-	serde    *codec.Serde
-	from, to map[string]map[int32]int64
-	events   int // records between from and to
-	n        int // of them produced by produceBenchLog (seed of its generator)
+	k                     testenv.Kafka
+	serde                 *codec.Serde
+	eventsTopic, msgTopic string
+	from, to              map[string]map[int32]int64
+	events                int // records between from and to
+	n                     int // of them produced by produceBenchLog (seed of its generator)
 }
 
 var (
@@ -77,7 +78,7 @@ var (
 
 // produceBenchLog produces n entries (79% profile upserts, 20% messages,
 // 1% deletes over benchCustomers customers, generated like storebench's)
-// to the shared topics, once per process and length.
+// to two fresh topics of 6 partitions, once per length while b runs.
 func produceBenchLog(b *testing.B, n int) *benchLog {
 	benchLogsMu.Lock()
 	defer benchLogsMu.Unlock()
@@ -91,15 +92,34 @@ func produceBenchLog(b *testing.B, n int) *benchLog {
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: 6}.Topics()); err != nil {
+	name := testenv.UniqueName(b, "bench")
+	l := &benchLog{k: k, n: n, eventsTopic: name + ".events", msgTopic: name + ".messages"}
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopics(ctx, 6, -1, nil, l.eventsTopic, l.msgTopic); err != nil {
 		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		benchLogsMu.Lock()
+		delete(benchLogs, n)
+		benchLogsMu.Unlock()
+		cl, err := kafka.NewClient(k.Config())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer cl.Close()
+		if _, err := kadm.NewClient(cl).DeleteTopics(context.Background(), l.eventsTopic, l.msgTopic); err != nil {
+			b.Errorf("deleting the benchmark's topics: %v", err)
+		}
+	})
+	if _, err := kafka.Provision(ctx, adm, kafka.Layout{Partitions: 6}.Topics()); err != nil {
+		b.Fatal(err) // the dead-letter topic, should a record fail to decode
 	}
 	reg, _ := testenv.Registry(b)
-	serde, err := codec.New(ctx, reg)
-	if err != nil {
+	if l.serde, err = codec.New(ctx, reg); err != nil {
 		b.Fatal(err)
 	}
-	l := &benchLog{k: k, serde: serde, from: endOffsets(b, cl), n: n}
+	l.from = endOffsets(b, cl, l)
 	gen := newBenchGen(uint64(n))
 	var wg sync.WaitGroup
 	var produceErr error
@@ -108,17 +128,17 @@ func produceBenchLog(b *testing.B, n int) *benchLog {
 		ev, msg := gen.next()
 		var rec *kgo.Record
 		if ev != nil {
-			v, err := serde.Encode(ev)
+			v, err := l.serde.Encode(ev)
 			if err != nil {
 				b.Fatal(err)
 			}
-			rec = &kgo.Record{Topic: schemas.CustomerEventsTopic, Key: []byte(ev.CustomerID), Value: v}
+			rec = &kgo.Record{Topic: l.eventsTopic, Key: []byte(ev.CustomerID), Value: v}
 		} else {
-			v, err := serde.Encode(msg)
+			v, err := l.serde.Encode(msg)
 			if err != nil {
 				b.Fatal(err)
 			}
-			rec = &kgo.Record{Topic: schemas.CustomerMessagesTopic, Key: []byte(msg.CustomerID), Value: v}
+			rec = &kgo.Record{Topic: l.msgTopic, Key: []byte(msg.CustomerID), Value: v}
 		}
 		wg.Add(1)
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
@@ -134,7 +154,7 @@ func produceBenchLog(b *testing.B, n int) *benchLog {
 	if produceErr != nil {
 		b.Fatalf("producing the benchmark log: %v", produceErr)
 	}
-	l.to = endOffsets(b, cl)
+	l.to = endOffsets(b, cl, l)
 	for topic, parts := range l.to {
 		for p, end := range parts {
 			l.events += int(end - l.from[topic][p])
@@ -144,9 +164,9 @@ func produceBenchLog(b *testing.B, n int) *benchLog {
 	return l
 }
 
-func endOffsets(b *testing.B, cl *kgo.Client) map[string]map[int32]int64 {
+func endOffsets(b *testing.B, cl *kgo.Client, l *benchLog) map[string]map[int32]int64 {
 	out := map[string]map[int32]int64{}
-	for topic, parts := range testenv.EndOffsets(b, cl, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic) {
+	for topic, parts := range testenv.EndOffsets(b, cl, l.eventsTopic, l.msgTopic) {
 		out[topic] = map[int32]int64{}
 		for p, o := range parts {
 			out[topic][p] = o.EpochOffset().Offset
@@ -293,7 +313,8 @@ func replay(b *testing.B, l *benchLog, members int, open func(b *testing.B) func
 			if i > 0 {
 				st = opener()
 			}
-			m, err := materializer.New(materializer.Config{Kafka: l.k.Config(), Group: group, Store: st, Serde: l.serde, Logger: zap.NewNop(), Writers: writers})
+			m, err := materializer.New(materializer.Config{Kafka: l.k.Config(), Group: group, Store: st, Serde: l.serde, Logger: zap.NewNop(), Writers: writers,
+				EventsTopic: l.eventsTopic, MessagesTopic: l.msgTopic})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -368,8 +389,8 @@ func openSQLiteStores(b *testing.B) func() store.Store {
 }
 
 // BenchmarkReplay measures a replay through the real Kafka
-// (OMNISYNC_TEST_KAFKA) into an empty store: one member of a fresh group
-// reads the log (benchCustomers customers; its length per
+// (OMNISYNC_TEST_KAFKA; on topics of its own) into an empty store: one
+// member of a fresh group reads the log (benchCustomers customers; its length per
 // OMNISYNC_BENCH_REPLAY_EVENTS), decodes, folds and applies it until the
 // store holds the log's end offsets. Beside it, the baselines: reading and
 // decoding the same records with franz-go and the codec alone; and
@@ -445,7 +466,7 @@ func readDecode(b *testing.B, l *benchLog) {
 				}
 				left--
 				var err error
-				if r.Topic == schemas.CustomerEventsTopic {
+				if r.Topic == l.eventsTopic {
 					err = l.serde.Decode(ctx, r.Value, new(events.CustomerEvent))
 				} else {
 					err = l.serde.Decode(ctx, r.Value, new(events.MessageEvent))

@@ -21,6 +21,7 @@
 package materializer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,10 @@ type Config struct {
 	// MaxBatch is the most records applied in one store transaction;
 	// default 5000.
 	MaxBatch int
+	// EventsTopic and MessagesTopic are the topics folded; default
+	// schemas.CustomerEventsTopic and schemas.CustomerMessagesTopic
+	// (benchmarks use topics of their own).
+	EventsTopic, MessagesTopic string
 	// Writers is how many store transactions run at once, each for other
 	// partitions; default 1. PostgreSQL applies them in parallel; SQLite
 	// has one writer, so more gain nothing there.
@@ -99,6 +104,8 @@ func New(cfg Config) (*Materializer, error) {
 	if cfg.Writers <= 0 {
 		cfg.Writers = 1
 	}
+	cfg.EventsTopic = cmp.Or(cfg.EventsTopic, schemas.CustomerEventsTopic)
+	cfg.MessagesTopic = cmp.Or(cfg.MessagesTopic, schemas.CustomerMessagesTopic)
 	if cfg.MaxCached <= 0 {
 		cfg.MaxCached = 20000
 	}
@@ -111,7 +118,7 @@ func New(cfg Config) (*Materializer, error) {
 	}
 	m.opts = append(kafka.GroupOpts(),
 		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic),
+		kgo.ConsumeTopics(cfg.EventsTopic, cfg.MessagesTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -553,10 +560,10 @@ func (m *Materializer) decodeOne(ctx context.Context, rec *kgo.Record) (d decode
 	d.partition = rec.Partition
 	var target any
 	switch rec.Topic {
-	case schemas.CustomerEventsTopic:
+	case m.cfg.EventsTopic:
 		d.event = new(events.CustomerEvent)
 		target = d.event
-	case schemas.CustomerMessagesTopic:
+	case m.cfg.MessagesTopic:
 		d.message = new(events.MessageEvent)
 		target = d.message
 	default:
