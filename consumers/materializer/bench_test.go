@@ -38,8 +38,14 @@ import (
 // pgWriters is Config.Writers for PostgreSQL, as omnisync consume sets it.
 const pgWriters = 4
 
-// benchCustomers is how many customers the replay benchmarks' log covers.
-const benchCustomers = 50_000
+// benchCustomers is how many customers the replay benchmarks' log covers:
+// OMNISYNC_BENCH_REPLAY_CUSTOMERS, default 50000.
+var benchCustomers = func() int {
+	if n, err := strconv.Atoi(os.Getenv("OMNISYNC_BENCH_REPLAY_CUSTOMERS")); err == nil && n > 0 {
+		return n
+	}
+	return 50_000
+}()
 
 // benchLogLengths are the log lengths the replay benchmarks run at:
 // OMNISYNC_BENCH_REPLAY_EVENTS (comma-separated, e.g. 100000,1000000),
@@ -188,7 +194,7 @@ var benchChannels = []events.Channel{events.ChannelWeb, events.ChannelApp, event
 func (g *benchGen) next() (*events.CustomerEvent, *events.MessageEvent) {
 	g.n++
 	c := g.rng.IntN(benchCustomers)
-	cust, id := fmt.Sprintf("bench_%06d", c), fmt.Sprintf("ev_%012d", g.n)
+	cust, id := benchCustomer(c), fmt.Sprintf("ev_%012d", g.n)
 	at := base.Add(time.Duration(g.n) * 10 * time.Millisecond)
 	ch := benchChannels[g.rng.IntN(len(benchChannels))]
 	switch r := g.rng.IntN(100); {
@@ -222,6 +228,33 @@ func (g *benchGen) next() (*events.CustomerEvent, *events.MessageEvent) {
 		EventID: id, CustomerID: cust, Channel: ch, Source: "bench", Op: events.OpUpsert, OccurredAt: at, IngestedAt: at,
 		Profile: p, Identities: []events.Identity{{Kind: "device", Value: fmt.Sprintf("dev-%d-%s", c, ch)}},
 	}, nil
+}
+
+func benchCustomer(c int) string { return fmt.Sprintf("bench_%07d", c) }
+
+// recordBytes is the mean size of the stored records' JSON: records carry
+// their history (conflicts, identities), so memory per record grows with
+// the events per customer, not with the log's length.
+func recordBytes(b *testing.B, st store.Store) float64 {
+	var total, n int
+	for start := 0; start < benchCustomers; start += 5000 {
+		var ids []string
+		for c := start; c < min(start+5000, benchCustomers); c++ {
+			ids = append(ids, benchCustomer(c))
+		}
+		recs, err := st.Load(context.Background(), ids)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range recs {
+			doc, err := r.MarshalJSON()
+			if err != nil {
+				b.Fatal(err)
+			}
+			total, n = total+len(doc), n+1
+		}
+	}
+	return float64(total) / float64(max(n, 1))
 }
 
 // usage samples the process while a replay runs: the high-water marks of
@@ -325,6 +358,7 @@ func replay(b *testing.B, l *benchLog, members int, open func(b *testing.B) func
 		b.StopTimer()
 		u.report(b, l.events, elapsed)
 		cancel()
+		b.ReportMetric(recordBytes(b, first), "record-B")
 		for range members {
 			if err := <-errs; err != nil {
 				b.Errorf("materializer: %v", err)
