@@ -35,8 +35,14 @@ import (
 	"github.com/omnisync/omnisync/schemas"
 )
 
-// pgWriters is Config.Writers for PostgreSQL, as omnisync consume sets it.
-const pgWriters = 4
+// pgWriters is Config.Writers for PostgreSQL: 4, as omnisync consume
+// sets it, or OMNISYNC_BENCH_PG_WRITERS.
+var pgWriters = func() int {
+	if n, err := strconv.Atoi(os.Getenv("OMNISYNC_BENCH_PG_WRITERS")); err == nil && n > 0 {
+		return n
+	}
+	return 4
+}()
 
 // benchCustomers is how many customers the replay benchmarks' log covers:
 // OMNISYNC_BENCH_REPLAY_CUSTOMERS, default 50000.
