@@ -197,6 +197,7 @@ func Absorb(s, a Record, p *Policy) Record {
 func absorbInto(s, a Record, customer string, p *Policy) Record {
 	ed := edit{rec: s, customer: customer, policy: p}
 	ed.absorb(a.public(), nil)
+	ed.rec.NeedsReview = slices.ContainsFunc(ed.rec.Conflicts, Conflict.Open)
 	return ed.rec
 }
 
