@@ -72,8 +72,10 @@ const (
 	// ReasonAlreadyMerged: a MERGE request for a customer already merged
 	// into another by another merge.
 	ReasonAlreadyMerged Reason = "customer already merged"
-	// ReasonMergeCycle: a MERGE request into a customer this one absorbed.
-	ReasonMergeCycle Reason = "survivor is absorbed into this customer"
+	// ReasonMergeOrder: a MERGE or UNMERGE whose survivor's ID sorts after
+	// the absorbed customer's: merges go from the greater ID to the smaller,
+	// so they never form a cycle.
+	ReasonMergeOrder Reason = "survivor ID after absorbed ID"
 	// ReasonSurvivorMerged: an UNMERGE request to a survivor that is
 	// itself merged into another; unmerge that first.
 	ReasonSurvivorMerged Reason = "survivor is itself merged"

@@ -77,6 +77,11 @@ func applyMerge(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome)
 	if m == nil || m.SurvivorID == "" || m.AbsorbedID == "" || m.SurvivorID == m.AbsorbedID {
 		return r, Outcome{Ignored: ReasonBadMerge}
 	}
+	if m.SurvivorID > m.AbsorbedID {
+		// Merges go from the greater customer ID to the smaller, so chains
+		// of merges never loop and what they emit comes to an end.
+		return r, Outcome{Ignored: ReasonMergeOrder}
+	}
 	if r.CustomerID != "" && r.CustomerID != ev.CustomerID {
 		return r, Outcome{Ignored: ReasonOtherCustomer}
 	}
@@ -119,8 +124,6 @@ func (ed *edit) freeze(r Record, mergeID string, m *events.Merge, t trigger) (Re
 		return r, Outcome{} // re-delivered
 	case r.MergedInto != nil:
 		return r, Outcome{Ignored: ReasonAlreadyMerged}
-	case slices.ContainsFunc(r.Absorbed, func(a Absorption) bool { return a.CustomerID == m.SurvivorID }):
-		return r, Outcome{Ignored: ReasonMergeCycle}
 	}
 	ed.rec.MergedInto = &MergeRef{MergeID: mergeID, CustomerID: m.SurvivorID, At: t.stamp}
 	ed.changed = true

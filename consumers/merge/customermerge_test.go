@@ -18,7 +18,7 @@ import (
 // The customers of the merge tests: absorbed is merged into survivor.
 const (
 	survivor = "cus_s"
-	absorbed = "cus_a"
+	absorbed = "cus_x" // merges go from the greater ID to the smaller
 )
 
 // mergeReq returns the MERGE request of absorbed into survivor.
@@ -357,11 +357,11 @@ func TestMergeIgnores(t *testing.T) {
 	intoOther := mergeReq("merge2", 4*time.Hour)
 	intoOther.Merge.SurvivorID = "cus_t"
 
-	cycle := event(events.OpMerge, "merge3", 4*time.Hour, agent, forCustomer(survivor))
-	cycle.Merge = &events.Merge{SurvivorID: absorbed, AbsorbedID: survivor}
+	upward := event(events.OpMerge, "merge3", 4*time.Hour, agent, forCustomer(survivor))
+	upward.Merge = &events.Merge{SurvivorID: absorbed, AbsorbedID: survivor}
 
 	neither := mergeReq("merge4", 4*time.Hour)
-	neither.CustomerID = "cus_x"
+	neither.CustomerID = "cus_z"
 
 	noSurvivor := mergeReq("merge5", 4*time.Hour)
 	noSurvivor.Merge.SurvivorID = ""
@@ -374,7 +374,7 @@ func TestMergeIgnores(t *testing.T) {
 		{"hand-off of another policy", otherPolicy, merge.ReasonOtherPolicy},
 		{"hand-off of another customer's record", badSnapshot, merge.ReasonBadMerge},
 		{"merge of a merged customer into another", *intoOther, merge.ReasonAlreadyMerged},
-		{"merge into an absorbed customer", *cycle, merge.ReasonMergeCycle},
+		{"merge into a greater customer ID", *upward, merge.ReasonMergeOrder},
 		{"merge keyed by neither", *neither, merge.ReasonBadMerge},
 		{"merge without survivor", *noSurvivor, merge.ReasonBadMerge},
 		{"unmerge without merge ID", *unmergeReq("u1", "", 5*time.Hour), merge.ReasonBadMerge},
@@ -396,9 +396,9 @@ func TestMergeIgnores(t *testing.T) {
 		w2 := newWorld(t)
 		w2.recs = map[string]merge.Record{survivor: w.recs[survivor], absorbed: w.recs[absorbed]}
 		up := event(events.OpMerge, "merge6", 5*time.Hour, agent, forCustomer(survivor))
-		up.Merge = &events.Merge{SurvivorID: "cus_t", AbsorbedID: survivor}
+		up.Merge = &events.Merge{SurvivorID: "cus_r", AbsorbedID: survivor}
 		w2.apply(up)
-		if w2.recs["cus_t"].Fields["phone"].Value == "" {
+		if w2.recs["cus_r"].Fields["phone"].Value == "" {
 			t.Fatal("the chained merge did not reach the top survivor")
 		}
 		_, out := checkApply(t, w2.recs[survivor], unmergeReq("u2", "merge1", 6*time.Hour), w2.p)
