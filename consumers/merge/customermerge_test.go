@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,12 +186,7 @@ func TestMergeAbsorbs(t *testing.T) {
 // checkEmitsEncode encodes emitted events with the customer_event schema.
 func checkEmitsEncode(t testing.TB, evs []events.CustomerEvent) {
 	t.Helper()
-	text := schemas.Current(schemas.CustomerEvent)
-	codec, err := goavro.NewCodec(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema, err := avro.Parse(text)
+	codec, schema, err := eventSchema()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +200,24 @@ func checkEmitsEncode(t testing.TB, evs []events.CustomerEvent) {
 		}
 	}
 }
+
+// eventSchema returns the customer_event schema, parsed once.
+func eventSchema() (*goavro.Codec, *avro.Schema, error) {
+	eventSchemaOnce.Do(func() {
+		text := schemas.Current(schemas.CustomerEvent)
+		if eventCodec, eventSchemaErr = goavro.NewCodec(text); eventSchemaErr == nil {
+			eventAvro, eventSchemaErr = avro.Parse(text)
+		}
+	})
+	return eventCodec, eventAvro, eventSchemaErr
+}
+
+var (
+	eventSchemaOnce sync.Once
+	eventCodec      *goavro.Codec
+	eventAvro       *avro.Schema
+	eventSchemaErr  error
+)
 
 // unmergeScenario returns the own events of each side of the merge tests.
 func unmergeScenario() (sOwn, aOwn []*events.CustomerEvent) {

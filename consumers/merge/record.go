@@ -345,19 +345,19 @@ func (r Record) public() Record {
 	return r
 }
 
-// content returns the record without what changes with every change
-// (version, update time, policy hash) and without merge bookkeeping: two
+// content returns the record without its customer ID, what changes with
+// every change (version, update time, policy hash) and merge bookkeeping: two
 // records with the same content hold the same profile, identities,
 // conflicts, tombstone and last contact.
 func (r Record) content() Record {
 	r = r.public()
-	r.Version, r.UpdatedAt, r.PolicyHash = 0, time.Time{}, ""
+	r.CustomerID, r.Version, r.UpdatedAt, r.PolicyHash = "", 0, time.Time{}, ""
 	return r
 }
 
 // ContentHash returns the CanonicalHash of the record's content: the
 // profile, identities, conflicts, tombstone and last contact, without the
-// version, update time, policy hash and merge bookkeeping. An unmerge gives
+// customer ID, version, update time, policy hash and merge bookkeeping. An unmerge gives
 // each customer back the content its own events fold to.
 func (r Record) ContentHash() string { return r.content().CanonicalHash() }
 
