@@ -133,7 +133,9 @@ func applyEvent(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome)
 // ApplyMessage folds one message into r under policy p (nil means
 // DefaultPolicy): it adds the message's identities and moves the last
 // contact to the message when its stamp (occurred_at, message_id) is newer.
-// r is not modified. The message itself is not part of the record.
+// r is not modified. The message itself is not part of the record. A
+// message that changes a merged customer's record emits its hand-off
+// (Outcome.Emit), as Apply does.
 func ApplyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome) {
 	if p == nil {
 		p = defaultPolicy
