@@ -29,7 +29,14 @@ type Config struct {
 	EventsDir  string // package events
 	SchemasDir string // package schemas, for the constants naming each schema
 	Command    string // how to regenerate, for the header
+	// Schemas are the record schemas to convert; nil means the current
+	// schemas of package schemas.
+	Schemas []Schema
 }
+
+// Schema is a record schema: Name is the value of its schemas.Name
+// constant, Text its Avro JSON.
+type Schema struct{ Name, Text string }
 
 // Generate returns the generated Go file.
 func Generate(cfg Config) ([]byte, error) {
@@ -46,16 +53,22 @@ func Generate(cfg Config) ([]byte, error) {
 	type root struct {
 		goType, constName, toFn, fromFn string
 	}
+	if cfg.Schemas == nil {
+		for _, name := range schemas.All {
+			cfg.Schemas = append(cfg.Schemas, Schema{Name: string(name), Text: schemas.Current(name)})
+		}
+	}
 	var roots []root
-	for _, name := range schemas.All {
-		s, err := avro.Parse(schemas.Current(name))
+	for _, sch := range cfg.Schemas {
+		name := sch.Name
+		s, err := avro.Parse(sch.Text)
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: %w", name, err)
 		}
 		if s.Kind != avro.Record {
 			return nil, fmt.Errorf("schema %s is a %s, not a record", name, s.Kind)
 		}
-		c, ok := consts[string(name)]
+		c, ok := consts[name]
 		if !ok {
 			return nil, fmt.Errorf("package schemas has no constant of type Name for %q", name)
 		}
