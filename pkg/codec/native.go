@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -194,22 +195,22 @@ func (sc *scratch) array(n int) []any {
 
 // release empties what sc lent and returns it to the pool.
 func (sc *scratch) release() {
-	keep := sc.maps[:0]
-	for i, m := range sc.maps {
-		if i < sc.nmaps && len(m) > maxPooled {
-			continue
+	maps := sc.maps[:sc.nmaps]
+	for i, m := range maps {
+		if len(m) > maxPooled {
+			maps[i] = nil
 		}
 		clear(m)
-		keep = append(keep, m)
 	}
-	sc.maps, sc.nmaps = keep, 0
-	for i, a := range sc.arrays[:sc.narray] {
+	arrays := sc.arrays[:sc.narray]
+	for i, a := range arrays {
 		if cap(a) > maxPooled {
-			sc.arrays[i] = nil
-			continue
+			arrays[i] = nil
 		}
-		clear(a[:cap(a)])
+		clear(a)
 	}
-	sc.narray = 0
+	sc.maps = slices.DeleteFunc(sc.maps, func(m map[string]any) bool { return m == nil })
+	sc.arrays = slices.DeleteFunc(sc.arrays, func(a []any) bool { return a == nil })
+	sc.nmaps, sc.narray = 0, 0
 	scratchPool.Put(sc)
 }
