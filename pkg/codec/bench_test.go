@@ -75,6 +75,49 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeOlderVersion decodes a CustomerEvent written with the first
+// released schema: the schema resolution onto today's schema comes on top of
+// the Go mapping.
+func BenchmarkDecodeOlderVersion(b *testing.B) {
+	s, reg, _ := newSerde(b)
+	ctx := context.Background()
+	history, err := schemas.History(schemas.CustomerEvent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	old, err := goavro.NewCodec(history[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, err := reg.Register(ctx, "bench-customer-event-v1-value", history[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := benchRecords(b)[0]
+	wire, err := old.BinaryFromNative(codec.AppendHeader(nil, id), rec.native) // v1 ignores today's extra fields
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("CustomerEvent-v1/baseline=goavro", func(b *testing.B) {
+		b.ReportAllocs()
+		defer reportCPU(b, cpuTime())
+		for b.Loop() {
+			if _, _, err := old.NativeFromBinary(wire[5:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("CustomerEvent-v1/omnisync", func(b *testing.B) {
+		b.ReportAllocs()
+		defer reportCPU(b, cpuTime())
+		for b.Loop() {
+			if err := s.Decode(ctx, wire, new(events.CustomerEvent)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 type benchRecord struct {
 	name   string
 	value  any
