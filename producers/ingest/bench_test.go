@@ -171,7 +171,8 @@ func BenchmarkIngest(b *testing.B) {
 // records from 32 goroutines with ProduceSync: one record per call for
 // batch=1 (each record acknowledged before the next), 100 per call for
 // batch=100 (the records of a call in flight together). At batch=100 kcat
-// (librdkafka, acks=all, idempotent) also produces them all asynchronously.
+// (librdkafka, acks=all, idempotent) also produces them all asynchronously,
+// and http-only posts the same requests to a handler that only reads them.
 func BenchmarkIngestConcurrent(b *testing.B) {
 	backends := []testenv.Kafka{testenv.Embedded(b, "")}
 	if os.Getenv("OMNISYNC_TEST_KAFKA") != "" {
@@ -207,6 +208,11 @@ func benchIngestConcurrent(b *testing.B, k testenv.Kafka) {
 	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir})
 	srv := httptest.NewServer(p.Handler(benchChannel{}))
 	defer srv.Close()
+	noop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer noop.Close()
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	raw, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
@@ -248,29 +254,36 @@ func benchIngestConcurrent(b *testing.B, k testenv.Kafka) {
 			})
 		})
 
+		// post sends one request of batch chat lines to url.
+		var seq atomic.Int64
+		post := func(url string, client int) error {
+			id := seq.Add(1)
+			lines := make([]map[string]string, batch)
+			for i := range lines {
+				lines[i] = map[string]string{"CustomerID": fmt.Sprintf("cus_bench_%04d", (client*batch+i)%1000),
+					"ID": fmt.Sprintf("c-%d-%d-%d", run, id, i), "Text": "您好，我的订单什么时候发货？"}
+			}
+			body, _ := json.Marshal(lines)
+			r, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+			r.Header.Set("Authorization", "Bearer k")
+			resp, err := httpc.Do(r)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
 		b.Run(name+"omnisync-http", func(b *testing.B) {
-			var seq atomic.Int64
-			runClients(b, clients, requests, batch, func(client, req int) error {
-				id := seq.Add(1)
-				lines := make([]map[string]string, batch)
-				for i := range lines {
-					lines[i] = map[string]string{"CustomerID": fmt.Sprintf("cus_bench_%04d", (client*batch+i)%1000),
-						"ID": fmt.Sprintf("c-%d-%d-%d", run, id, i), "Text": "您好，我的订单什么时候发货？"}
-				}
-				body, _ := json.Marshal(lines)
-				r, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
-				r.Header.Set("Authorization", "Bearer k")
-				resp, err := httpc.Do(r)
-				if err != nil {
-					return err
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("status %d", resp.StatusCode)
-				}
-				return nil
-			})
+			runClients(b, clients, requests, batch, func(client, _ int) error { return post(srv.URL, client) })
+		})
+		// The same requests to a handler that only reads the body: what
+		// HTTP itself costs on this machine, the floor of omnisync-http.
+		b.Run(name+"http-only", func(b *testing.B) {
+			runClients(b, clients, requests, batch, func(client, _ int) error { return post(noop.URL, client) })
 		})
 
 		if batch == 100 {
