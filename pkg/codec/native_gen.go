@@ -132,6 +132,10 @@ func enumOp(sym string) (any, error) {
 		return "DELETE", nil
 	case "RESOLVE":
 		return "RESOLVE", nil
+	case "MERGE":
+		return "MERGE", nil
+	case "UNMERGE":
+		return "UNMERGE", nil
 	case "":
 		return "UNKNOWN", nil
 	}
@@ -581,9 +585,101 @@ func customerEventResolutionFromNative(native any, v *events.Resolution) error {
 	return nil
 }
 
+// customerEventMergeToNative converts a events.Merge to record io.omnisync.v1.Merge.
+func customerEventMergeToNative(sc *scratch, v *events.Merge) (any, error) {
+	m := sc.record(7)
+	m["merge_id"] = v.MergeID
+	m["survivor_id"] = v.SurvivorID
+	m["absorbed_id"] = v.AbsorbedID
+	a7 := sc.array(len(v.Evidence))
+	for i8 := range v.Evidence {
+		r9, err := customerEventIdentityToNative(sc, &v.Evidence[i8])
+		if err != nil {
+			return nil, at(".evidence"+"["+strconv.Itoa(i8)+"]", err)
+		}
+		a7[i8] = r9
+	}
+	m["evidence"] = a7
+	m["decided_by"] = v.DecidedBy
+	var u17 any
+	if v.SnapshotJSON != nil {
+		u17 = sc.union("string", (*v.SnapshotJSON))
+	}
+	m["snapshot_json"] = u17
+	m["policy_hash"] = v.PolicyHash
+	return m, nil
+}
+
+// customerEventMergeFromNative stores record io.omnisync.v1.Merge in a events.Merge.
+func customerEventMergeFromNative(native any, v *events.Merge) error {
+	m, err := nativeRecord(native, "io.omnisync.v1.Merge")
+	if err != nil {
+		return err
+	}
+	x1 := m["merge_id"]
+	x2, err := nativeString(x1)
+	if err != nil {
+		return at(".merge_id", err)
+	}
+	v.MergeID = x2
+	x3 := m["survivor_id"]
+	x4, err := nativeString(x3)
+	if err != nil {
+		return at(".survivor_id", err)
+	}
+	v.SurvivorID = x4
+	x5 := m["absorbed_id"]
+	x6, err := nativeString(x5)
+	if err != nil {
+		return at(".absorbed_id", err)
+	}
+	v.AbsorbedID = x6
+	x10 := m["evidence"]
+	a11, err := nativeArray(x10)
+	if err != nil {
+		return at(".evidence", err)
+	}
+	out12 := make([]events.Identity, len(a11))
+	for i13, x14 := range a11 {
+		if err := customerEventIdentityFromNative(x14, &out12[i13]); err != nil {
+			return at(".evidence"+"["+strconv.Itoa(i13)+"]", err)
+		}
+	}
+	v.Evidence = out12
+	x15 := m["decided_by"]
+	x16, err := nativeString(x15)
+	if err != nil {
+		return at(".decided_by", err)
+	}
+	v.DecidedBy = x16
+	x18 := m["snapshot_json"]
+	if x18 == nil {
+		v.SnapshotJSON = nil
+	} else {
+		x19, err := nativeUnion(x18, "string")
+		if err != nil {
+			return at(".snapshot_json", err)
+		}
+		p20 := new(string)
+		x21, err := nativeString(x19)
+		if err != nil {
+			return at(".snapshot_json", err)
+		}
+		*p20 = x21
+		v.SnapshotJSON = p20
+	}
+	x22 := m["policy_hash"]
+	x23, err := nativeString(x22)
+	if err != nil {
+		return at(".policy_hash", err)
+	}
+	v.PolicyHash = x23
+	return nil
+}
+
 // customerEventToNative converts a events.CustomerEvent to record io.omnisync.v1.CustomerEvent.
 func customerEventToNative(sc *scratch, v *events.CustomerEvent) (any, error) {
-	m := sc.record(12)
+	m := sc.record(13)
 	m["event_id"] = v.EventID
 	m["customer_id"] = v.CustomerID
 	e5, err := enumChannel(string(v.Channel))
@@ -636,6 +732,15 @@ func customerEventToNative(sc *scratch, v *events.CustomerEvent) (any, error) {
 		u43 = sc.union("io.omnisync.v1.Resolution", r44)
 	}
 	m["resolution"] = u43
+	var u48 any
+	if v.Merge != nil {
+		r49, err := customerEventMergeToNative(sc, v.Merge)
+		if err != nil {
+			return nil, at(".merge", err)
+		}
+		u48 = sc.union("io.omnisync.v1.Merge", r49)
+	}
+	m["merge"] = u48
 	return m, nil
 }
 
@@ -756,6 +861,20 @@ func customerEventFromNative(native any, v *events.CustomerEvent) error {
 			return at(".resolution", err)
 		}
 		v.Resolution = p47
+	}
+	x50 := m["merge"]
+	if x50 == nil {
+		v.Merge = nil
+	} else {
+		x51, err := nativeUnion(x50, "io.omnisync.v1.Merge")
+		if err != nil {
+			return at(".merge", err)
+		}
+		p52 := new(events.Merge)
+		if err := customerEventMergeFromNative(x51, p52); err != nil {
+			return at(".merge", err)
+		}
+		v.Merge = p52
 	}
 	return nil
 }
