@@ -40,6 +40,10 @@ func (e *apiError) Error() string {
 
 // exitCode returns the exit status for err.
 func exitCode(err error) int {
+	var es *exitStatus
+	if errors.As(err, &es) {
+		return es.code
+	}
 	var ae *apiError
 	if errors.As(err, &ae) {
 		switch ae.status {
