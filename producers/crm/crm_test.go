@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +97,20 @@ func TestBuild(t *testing.T) {
 	}
 	if _, err := crm.Build("main", make([]crm.Change, crm.MaxChanges+1), now); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("%d changes: %v", crm.MaxChanges+1, err)
+	}
+}
+
+// The README's example batch is accepted.
+func TestExampleBatch(t *testing.T) {
+	body, err := os.ReadFile("../../docs/examples/crm-changes.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := crm.New(map[string]ingest.KeyCredential{"main": {Key: "k"}}).Parse(request("k"), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Customers) != 3 || b.Customers[2].Op != events.OpDelete {
+		t.Fatalf("example batch %+v", b.Customers)
 	}
 }
