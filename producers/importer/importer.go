@@ -11,8 +11,9 @@
 // occurred_at), so the same file imported twice produces the same events,
 // which downstream absorbs. A row that cannot be read or does not validate
 // is reported with its line, field and reason and written to the
-// dead-letter topic. Rows are produced in batches; a row counts as
-// imported only once Kafka acknowledged it.
+// dead-letter topic. Rows are produced in batches (the next one validated
+// while Kafka takes one); a row counts as imported only once Kafka
+// acknowledged it.
 package importer
 
 import (
@@ -161,32 +162,38 @@ func Run(ctx context.Context, p *ingest.Pipeline, path string, o Options) (Summa
 	}
 	im := &run{p: p, o: o, m: m, file: filepath.Base(path), contentType: contentType, sum: &sum,
 		byContent: map[string]int{}, byID: map[string]int{}}
+	err = im.read(ctx, rs, func() int64 { return counted.n - int64(in.Buffered()) })
+	if werr := im.wait(); err == nil {
+		err = werr
+	}
+	if err == nil && o.Progress != nil {
+		o.Progress(counted.n)
+	}
+	return sum, err
+}
+
+// read validates every row, handing a batch to Kafka whenever one is full
+// and at the end.
+func (im *run) read(ctx context.Context, rs rows, read func() int64) error {
 	for {
 		r, err := rs.next()
 		if errors.Is(err, io.EOF) {
-			break
+			return im.flush(ctx)
 		}
 		if err != nil {
-			return sum, err
+			return err
 		}
-		sum.Rows++
+		im.sum.Rows++
 		im.add(r)
-		if len(im.events.Customers) >= o.BatchSize || len(im.letters) >= o.BatchSize {
+		if len(im.events.Customers) >= im.o.BatchSize || len(im.letters) >= im.o.BatchSize {
 			if err := im.flush(ctx); err != nil {
-				return sum, err
+				return err
 			}
-			if o.Progress != nil {
-				o.Progress(counted.n - int64(in.Buffered()))
+			if im.o.Progress != nil {
+				im.o.Progress(read())
 			}
 		}
 	}
-	if err := im.flush(ctx); err != nil {
-		return sum, err
-	}
-	if o.Progress != nil {
-		o.Progress(counted.n)
-	}
-	return sum, nil
 }
 
 // run is one import under way.
@@ -203,7 +210,8 @@ type run struct {
 
 	events   ingest.Batch
 	letters  []events.DeadLetter
-	rejected []Rejection // waiting for their dead letters' acknowledgement
+	rejected []Rejection // of the next batch, waiting for their dead letters' acknowledgement
+	inflight *batch      // handed to Kafka, not yet acknowledged
 }
 
 // add validates a row into the next batch's events, or its dead letters.
@@ -225,29 +233,67 @@ func (im *run) add(r row) {
 	im.letters = append(im.letters, dl)
 }
 
-// flush produces the dead letters, then the events, each once Kafka
-// acknowledged the other.
-func (im *run) flush(ctx context.Context) error {
-	if len(im.letters) > 0 {
-		written, err := im.p.DeadLetters(ctx, "import", im.letters)
+// batch is what one flush hands to Kafka: the dead letters of rejected
+// rows, then the events of accepted ones.
+type batch struct {
+	events   ingest.Batch
+	letters  []events.DeadLetter
+	rejected []Rejection
+	kept     bool // Kafka acknowledged the dead letters
+	done     chan error
+}
+
+func (b *batch) produce(ctx context.Context, p *ingest.Pipeline) error {
+	if len(b.letters) > 0 {
+		written, err := p.DeadLetters(ctx, "import", b.letters)
 		if err != nil {
-			return fmt.Errorf("Kafka did not take the dead letters of %d rejected rows: %w", len(im.letters), err)
+			return fmt.Errorf("Kafka did not take the dead letters of %d rejected rows: %w", len(b.letters), err)
 		}
 		for i, dl := range written {
-			im.rejected[i].DeadLetterID = dl.ID
+			b.rejected[i].DeadLetterID = dl.ID
 		}
-		im.sum.Rejections = append(im.sum.Rejections, im.rejected...)
-		im.sum.Rejected += len(im.rejected)
-		im.letters, im.rejected = im.letters[:0], im.rejected[:0]
+		b.kept = true
 	}
-	if n := len(im.events.Customers); n > 0 {
-		if err := im.p.Produce(ctx, events.ChannelImport, &im.events); err != nil {
+	if n := len(b.events.Customers); n > 0 {
+		if err := p.Produce(ctx, events.ChannelImport, &b.events); err != nil {
 			return fmt.Errorf("Kafka did not take a batch of %d rows: %w", n, err)
 		}
-		im.sum.Imported += n
-		im.events.Customers = im.events.Customers[:0]
 	}
 	return nil
+}
+
+// flush waits for the batch in flight, then hands the rows read since to
+// Kafka, validating the next rows while Kafka takes them.
+func (im *run) flush(ctx context.Context) error {
+	if err := im.wait(); err != nil {
+		return err
+	}
+	if len(im.events.Customers) == 0 && len(im.letters) == 0 {
+		return nil
+	}
+	b := &batch{events: im.events, letters: im.letters, rejected: im.rejected, done: make(chan error, 1)}
+	im.events, im.letters, im.rejected = ingest.Batch{}, nil, nil
+	im.inflight = b
+	go func() { b.done <- b.produce(ctx, im.p) }()
+	return nil
+}
+
+// wait waits for the batch in flight and counts what Kafka acknowledged.
+func (im *run) wait() error {
+	b := im.inflight
+	if b == nil {
+		return nil
+	}
+	im.inflight = nil
+	err := <-b.done
+	if b.kept {
+		im.sum.Rejections = append(im.sum.Rejections, b.rejected...)
+		im.sum.Rejected += len(b.rejected)
+	}
+	if err == nil {
+		im.sum.Imported += len(b.events.Customers)
+	}
+	return err
 }
 
 // event validates a row into a customer event, through the checks every
