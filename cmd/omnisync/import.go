@@ -35,6 +35,7 @@ func (e *exitStatus) Unwrap() error { return e.err }
 func newImportCommand(g *globals) *cobra.Command {
 	var format, mappingFile, source, registryURL, asOf, summaryFormat string
 	var batch int
+	var batchTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Import customer profiles from a CSV, JSON Lines or XML file (channel IMPORT)",
@@ -83,7 +84,7 @@ is safe.`,
 			if summaryFormat != "text" && summaryFormat != "json" {
 				return fmt.Errorf("--summary %q: want text or json", summaryFormat)
 			}
-			o := importer.Options{Format: format, Source: source, BatchSize: batch}
+			o := importer.Options{Format: format, Source: source, BatchSize: batch, BatchTimeout: batchTimeout}
 			if mappingFile != "" {
 				m, err := importer.LoadMapping(mappingFile)
 				if err != nil {
@@ -153,6 +154,7 @@ is safe.`,
 	f.StringVar(&source, "source", importer.DefaultSource, "name of the system the file comes from: the scope of its customer IDs (a CRM's system name in channels.crm)")
 	f.StringVar(&asOf, "as-of", "", "occurred_at of rows without one, RFC 3339 (default: the file's modification time)")
 	f.IntVar(&batch, "batch", 500, "rows produced per batch, each acknowledged by Kafka")
+	f.DurationVar(&batchTimeout, "batch-timeout", 30*time.Second, "how long to wait for Kafka to acknowledge a batch before stopping")
 	f.StringVar(&summaryFormat, "summary", "text", "summary format: text or json")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	return cmd

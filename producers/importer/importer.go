@@ -62,6 +62,9 @@ type Options struct {
 	// BatchSize is how many events (and dead letters) are produced at once;
 	// default 500.
 	BatchSize int
+	// BatchTimeout bounds the wait for Kafka's acknowledgement of a batch;
+	// past it the import stops with an error. Default 30 s.
+	BatchTimeout time.Duration
 	// Progress, when set, is called after each batch with the bytes read
 	// so far.
 	Progress func(read int64)
@@ -104,6 +107,9 @@ func Run(ctx context.Context, p *ingest.Pipeline, path string, o Options) (Summa
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
+	}
+	if o.BatchTimeout <= 0 {
+		o.BatchTimeout = 30 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -243,7 +249,9 @@ type batch struct {
 	done     chan error
 }
 
-func (b *batch) produce(ctx context.Context, p *ingest.Pipeline) error {
+func (b *batch) produce(ctx context.Context, p *ingest.Pipeline, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if len(b.letters) > 0 {
 		written, err := p.DeadLetters(ctx, "import", b.letters)
 		if err != nil {
@@ -274,7 +282,7 @@ func (im *run) flush(ctx context.Context) error {
 	b := &batch{events: im.events, letters: im.letters, rejected: im.rejected, done: make(chan error, 1)}
 	im.events, im.letters, im.rejected = ingest.Batch{}, nil, nil
 	im.inflight = b
-	go func() { b.done <- b.produce(ctx, im.p) }()
+	go func() { b.done <- b.produce(ctx, im.p, im.o.BatchTimeout) }()
 	return nil
 }
 
