@@ -156,13 +156,13 @@ func Run(ctx context.Context, p *ingest.Pipeline, path string, o Options) (Summa
 	case "jsonl":
 		if m == nil {
 			m = &Mapping{}
-			_ = m.check()
+			_ = m.defaults() // no time zone to load: cannot fail
 		}
 		rs = &jsonlRows{r: in, sep: m.TagSeparator}
 	case "xml":
 		if m == nil {
 			m = &Mapping{}
-			_ = m.check()
+			_ = m.defaults() // no time zone to load: cannot fail
 		}
 		rs = &xmlRows{d: xml.NewDecoder(in), src: f}
 	}

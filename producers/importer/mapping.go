@@ -57,8 +57,8 @@ func LoadMapping(path string) (*Mapping, error) {
 	return &m, nil
 }
 
-// check validates the mapping and fills in its defaults.
-func (m *Mapping) check() error {
+// defaults fills in the separator and the time zone.
+func (m *Mapping) defaults() error {
 	if m.TagSeparator == "" {
 		m.TagSeparator = ";"
 	}
@@ -69,6 +69,14 @@ func (m *Mapping) check() error {
 			return fmt.Errorf("timezone: %w", err)
 		}
 		m.location = loc
+	}
+	return nil
+}
+
+// check validates the mapping and fills in its defaults.
+func (m *Mapping) check() error {
+	if err := m.defaults(); err != nil {
+		return err
 	}
 	if len(m.Columns) == 0 {
 		return fmt.Errorf("columns: empty; map each column to an omnisync field (%s)", fieldList())
@@ -99,7 +107,7 @@ func identity(header []string) *Mapping {
 			m.Columns[col] = col
 		}
 	}
-	_ = m.check() // fills the defaults; a header without id is reported per row
+	_ = m.defaults() // no time zone to load: cannot fail
 	return m
 }
 
