@@ -84,8 +84,9 @@ type Scanner interface {
 	// Scan calls fn with every customer the store holds, deleted ones
 	// (tombstones) included, in customer-ID order (bytewise), each with
 	// its record and its messages sorted by MessageID. It reads a page of
-	// customers at a time, never the whole store. An error from fn stops
-	// the scan and is returned.
+	// customers at a time and holds one customer's messages at a time,
+	// never the whole store; fn must not call the store. An error from fn
+	// stops the scan and is returned.
 	Scan(ctx context.Context, fn func(r merge.Record, messages []events.MessageEvent) error) error
 }
 

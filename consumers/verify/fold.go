@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -59,7 +60,8 @@ type Store interface {
 // The fold reads one partition at a time — partition i of the events and
 // the messages topic, which hold the same customers — from the start up
 // to the store's offsets, interleaving the two topics by record timestamp
-// (events first on a tie), and folds it as the materializer does
+// (events first on a tie; a topic read far ahead of the other pauses),
+// and folds it as the materializer does
 // (materializer.Decode and materializer.Fold; records the materializer
 // dead-letters are skipped) into a scratch SQLite store on disk. Then the
 // scratch store and st are compared customer by customer in ID order, a
@@ -119,6 +121,7 @@ func AgainstLog(ctx context.Context, cfg Config, st Store) (*Report, error) {
 	defer scratch.Close()
 
 	f := &folder{cfg: cfg, scratch: scratch}
+	began := time.Now()
 	for p := range partitions {
 		end := map[string]int64{
 			schemas.CustomerEventsTopic:   offsets[schemas.CustomerEventsTopic][p],
@@ -128,7 +131,9 @@ func AgainstLog(ctx context.Context, cfg Config, st Store) (*Report, error) {
 			return nil, fmt.Errorf("folding partition %d: %w", p, err)
 		}
 	}
-	cfg.Logger.Info("log folded", zap.Int32("partitions", partitions), zap.Int64("records", f.records), zap.Int64("rejected", f.rejected))
+	cfg.Logger.Info("log folded", zap.Int32("partitions", partitions), zap.Int64("records", f.records),
+		zap.Int64("rejected", f.rejected), zap.Duration("took", time.Since(began)))
+	began = time.Now()
 
 	rep := &Report{Sides: [2]string{"store", "log"}, fresh: map[string]customer{}}
 	partitioner := kgo.StickyKeyPartitioner(nil).ForTopic(schemas.CustomerEventsTopic)
@@ -142,6 +147,8 @@ func AgainstLog(ctx context.Context, cfg Config, st Store) (*Report, error) {
 	if err := compare(ctx, st, scratch, rep, unfolded); err != nil {
 		return nil, fmt.Errorf("comparing the store with the log: %w", err)
 	}
+	cfg.Logger.Info("store compared with the log", zap.Int("agree", rep.Agree), zap.Int("differ", len(rep.Differ)),
+		zap.Duration("took", time.Since(began)))
 	return rep, nil
 }
 
@@ -207,7 +214,8 @@ func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) e
 	if len(assign) == 0 {
 		return nil
 	}
-	cl, err := kafka.NewClient(f.cfg.Kafka, kgo.ConsumePartitions(assign))
+	// Small fetches: the fold's memory is what it has read and not folded.
+	cl, err := kafka.NewClient(f.cfg.Kafka, kgo.ConsumePartitions(assign), kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
 	if err != nil {
 		return err
 	}
@@ -263,15 +271,33 @@ func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) e
 				batch = batch[:0]
 			}
 		}
+		// Stop fetching a partition read up to its end, and one whose
+		// records pile up because they span less time than the other's
+		// (fewer messages than events, say) until the other catches up.
+		for t, q := range map[string]*queue{schemas.CustomerEventsTopic: events, schemas.CustomerMessagesTopic: messages} {
+			switch {
+			case !q.paused && (q.done() || len(q.recs) >= maxQueued):
+				cl.PauseFetchPartitions(map[string][]int32{t: {p}})
+				q.paused = true
+			case q.paused && !q.done() && len(q.recs) < maxQueued/2:
+				cl.ResumeFetchPartitions(map[string][]int32{t: {p}})
+				q.paused = false
+			}
+		}
 	}
 	return f.fold(ctx, batch)
 }
 
+// maxQueued is the most records of one topic partition read ahead of the
+// other's; then fetching it pauses.
+const maxQueued = 5000
+
 // queue holds a topic partition's records read and not yet folded.
 type queue struct {
-	recs []*kgo.Record
-	next int64 // the offset after the last record read
-	end  int64
+	recs   []*kgo.Record
+	next   int64 // the offset after the last record read
+	end    int64
+	paused bool
 }
 
 func (q *queue) push(r *kgo.Record) {

@@ -93,8 +93,8 @@ func (r *rig) ends(t testing.TB) map[string]map[int32]int64 {
 }
 
 // materialize runs a materializer of group into st until st holds the
-// offsets the topics end at now, then stops it.
-func (r *rig) materialize(t testing.TB, group string, st store.Store) {
+// offsets the topics end at now (within timeout), then stops it.
+func (r *rig) materialize(t testing.TB, group string, st store.Store, timeout time.Duration) {
 	t.Helper()
 	ends := r.ends(t)
 	m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: group, Store: st, Serde: r.serde, Logger: zaptest.NewLogger(t)})
@@ -110,7 +110,7 @@ func (r *rig) materialize(t testing.TB, group string, st store.Store) {
 			t.Errorf("materializer: %v", err)
 		}
 	}()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		held, err := st.Offsets(ctx, group)
 		behind := err != nil
@@ -125,7 +125,7 @@ func (r *rig) materialize(t testing.TB, group string, st store.Store) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("store not caught up after 60s: holds %v, want %v (err %v)", held, ends, err)
+			t.Fatalf("store not caught up after %s: holds %v, want %v (err %v)", timeout, held, ends, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -249,7 +249,7 @@ func scenario(t *testing.T, r *rig, group string, sts ...fullStore) ([]string, m
 	for _, step := range steps {
 		r.produce(t, step...)
 		for _, st := range sts {
-			r.materialize(t, group, st)
+			r.materialize(t, group, st, time.Minute)
 		}
 	}
 	return ids, start

@@ -55,7 +55,16 @@ func (s *Store) Scan(ctx context.Context, fn func(merge.Record, []events.Message
 		if len(ids) == 0 {
 			return nil
 		}
-		msgs := make(map[string][]events.MessageEvent, len(ids))
+		// The page's messages stream in (customer, message ID) order; a
+		// customer is handed over once its last message is read, so only
+		// one customer's messages are held at a time.
+		i := 0
+		var cur []events.MessageEvent
+		emit := func() error {
+			err := fn(recs[i], cur)
+			i, cur = i+1, nil
+			return err
+		}
 		rows, err = s.pool.Query(ctx, `SELECT customer_id, event FROM messages WHERE customer_id = ANY($1)
 			ORDER BY customer_id, message_id`, ids)
 		if err != nil {
@@ -73,13 +82,19 @@ func (s *Store) Scan(ctx context.Context, fn func(merge.Record, []events.Message
 				rows.Close()
 				return fmt.Errorf("message of %s: %w", id, err)
 			}
-			msgs[id] = append(msgs[id], m)
+			for i < len(ids) && ids[i] != id {
+				if err := emit(); err != nil {
+					rows.Close()
+					return err
+				}
+			}
+			cur = append(cur, m)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("scanning messages: %w", err)
 		}
-		for i, r := range recs {
-			if err := fn(r, msgs[ids[i]]); err != nil {
+		for i < len(recs) {
+			if err := emit(); err != nil {
 				return err
 			}
 		}
