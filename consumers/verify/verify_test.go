@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
@@ -372,5 +373,37 @@ func TestVerifyRefuses(t *testing.T) {
 	cfg.Group = "g"
 	if _, err := verify.AgainstLog(ctx, cfg, st); err == nil || !strings.Contains(err.Error(), "past the partition's end") {
 		t.Errorf("offset past the log's end: %v", err)
+	}
+}
+
+// A store customer on a partition the group never consumed is reported as
+// such.
+func TestVerifyNamesUnconsumedPartitions(t *testing.T) {
+	r := newRig(t)
+	st, _ := backends[0].open(t)
+	ends := r.ends(t)
+	partitions := int32(len(ends[schemas.CustomerEventsTopic]))
+	// The group holds partition 0 of the events topic, at its end (and the
+	// fold starts there: nothing to read); a customer of another partition
+	// is in the store.
+	id := ""
+	for i := 0; id == ""; i++ {
+		if c := fmt.Sprintf("%s_%d", testenv.UniqueName(t, "cus"), i); testenv.PartitionFor(c, partitions) != 0 {
+			id = c
+		}
+	}
+	rec, _ := merge.Apply(merge.Record{}, upsert(id, id+"-e1", time.Minute, events.ChannelCRM, "Stray", "+8613800000099"), nil)
+	held := map[string]map[int32]int64{schemas.CustomerEventsTopic: {0: ends[schemas.CustomerEventsTopic][0]}}
+	if err := st.Apply(ctx, &store.Batch{Group: "g", Records: []merge.Record{rec}, Offsets: held}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := verify.Config{Kafka: r.k.Config(), Serde: r.serde, Group: "g", From: held, TempDir: t.TempDir()}
+	rep, err := verify.AgainstLog(ctx, cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s: missing in the log; its partition %d was never consumed by group g", id, testenv.PartitionFor(id, partitions))
+	if len(rep.Differ) != 1 || rep.Differ[0].String() != want || rep.Agree != 0 {
+		t.Fatalf("%s: %v; want [%s]", rep.Summary(), rep.Differ, want)
 	}
 }
