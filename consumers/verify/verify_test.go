@@ -250,7 +250,7 @@ func scenario(t *testing.T, r *rig, group string, sts ...fullStore) ([]string, m
 	for _, step := range steps {
 		r.produce(t, step...)
 		for _, st := range sts {
-			r.materialize(t, group, st, time.Minute)
+			r.materialize(t, group, st, 3*time.Minute) // other tests may write bursts meanwhile
 		}
 	}
 	return ids, start
