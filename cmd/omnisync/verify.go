@@ -51,10 +51,11 @@ customer by customer: each customer's record (fields with provenance,
 conflicts, identities, version, tombstone) and its messages by ID.
 
 With --against-log, the events and messages topics are folded, one
-partition at a time, up to the offsets the store holds for --group, exactly
-as the materializer folds them (into a scratch SQLite file: memory does not
-grow with the log). Stop the group's materializers first: customers they
-change meanwhile show up as differing.
+partition at a time, up to the offsets the store holds for --group, as the
+materializer folds them, the two topics interleaved by record timestamp,
+into a scratch SQLite file (the log is not held in memory). Stop the
+group's materializers first: customers they change meanwhile show up as
+differing.
 
 Prints "N customers agree, M differ" and one line per differing customer
 naming what differs. --repair re-materializes exactly those customers from
