@@ -215,7 +215,7 @@ func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) e
 		return nil
 	}
 	// Small fetches: the fold's memory is what it has read and not folded.
-	cl, err := kafka.NewClient(f.cfg.Kafka, kgo.ConsumePartitions(assign), kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
+	cl, err := kafka.NewClient(f.cfg.Kafka, kgo.ConsumePartitions(assign), kgo.FetchMaxBytes(1<<20), kgo.FetchMaxPartitionBytes(256<<10))
 	if err != nil {
 		return err
 	}
