@@ -23,15 +23,6 @@ const (
 	exitRejected = 2 // the import finished, some rows were rejected
 )
 
-// exitStatus is an error that sets the process's exit status.
-type exitStatus struct {
-	code int
-	err  error
-}
-
-func (e *exitStatus) Error() string { return e.err.Error() }
-func (e *exitStatus) Unwrap() error { return e.err }
-
 func newImportCommand(g *globals) *cobra.Command {
 	var format, mappingFile, source, registryURL, asOf, summaryFormat string
 	var batch int
@@ -143,7 +134,7 @@ is safe.`,
 			case err != nil:
 				return err
 			case sum.Rejected > 0:
-				return &exitStatus{code: exitRejected, err: fmt.Errorf("%d of %d rows rejected", sum.Rejected, sum.Rows)}
+				return &exitError{code: exitRejected, err: fmt.Errorf("%d of %d rows rejected", sum.Rejected, sum.Rows)}
 			}
 			return nil
 		},
