@@ -1,0 +1,395 @@
+package replay_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/omnisync/omnisync/api"
+	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/replay"
+	"github.com/omnisync/omnisync/consumers/store"
+	"github.com/omnisync/omnisync/consumers/store/postgres"
+	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+const token = "replay-test-token"
+
+// rig is a live deployment on the real Kafka: a store, a member of its
+// group and the API over the store, with producers feeding the topics.
+type rig struct {
+	k      testenv.Kafka
+	cl     *kgo.Client
+	serde  *codec.Serde
+	dsn    string
+	live   store.Store
+	group  string
+	prefix string   // of the test's customer IDs and names
+	ids    []string // the test's customers
+	from   map[string]map[int32]int64
+
+	mu     sync.Mutex
+	stream []any // everything produced, in order per customer
+}
+
+func newRig(t *testing.T, kind string) *rig {
+	t.Helper()
+	ctx := context.Background()
+	r := &rig{k: testenv.RealKafka(t), group: testenv.UniqueName(t, "group"), prefix: testenv.UniqueName(t, "cus")}
+	cl, err := kafka.NewClient(r.k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	r.cl = cl
+	if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: 6}.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := testenv.Registry(t)
+	if r.serde, err = codec.New(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	switch kind {
+	case "sqlite":
+		r.dsn = "sqlite:" + filepath.Join(t.TempDir(), "live.db")
+		r.live, err = sqlite.Open(ctx, r.dsn[len("sqlite:"):])
+	case "postgres":
+		r.dsn = testenv.Postgres(t)
+		r.live, err = postgres.Open(ctx, r.dsn)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.live.Close() })
+	for i := range 12 {
+		r.ids = append(r.ids, fmt.Sprintf("%s_%02d", r.prefix, i))
+	}
+	// The topics are shared: the store starts where they end now, as if
+	// it had folded everything before, and so does every replay of it.
+	r.from = endOffsets(t, r.k)
+	if err := r.live.Apply(ctx, &store.Batch{Group: r.group, Offsets: r.from}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func endOffsets(t *testing.T, k testenv.Kafka) map[string]map[int32]int64 {
+	t.Helper()
+	end, err := materializer.LogOffsets(context.Background(), k.Config(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return end
+}
+
+// member runs a member of the live group with policy until stop, which
+// returns what Run returned.
+func (r *rig) member(t *testing.T, policy *merge.Policy) (stop func() error) {
+	t.Helper()
+	m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: r.group, Store: r.live, Serde: r.serde,
+		Policy: policy, MaxBatch: 2000, Logger: zaptest.NewLogger(t).Named("live")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// produce sends values through a producer client, as the channel
+// producers do: keyed by customer ID, acknowledged by all replicas.
+func (r *rig) produce(t *testing.T, values ...any) {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, v := range values {
+		b, err := r.serde.Encode(v)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		switch v := v.(type) {
+		case *events.CustomerEvent:
+			recs = append(recs, &kgo.Record{Topic: schemas.CustomerEventsTopic, Key: []byte(v.CustomerID), Value: b})
+		case *events.MessageEvent:
+			recs = append(recs, &kgo.Record{Topic: schemas.CustomerMessagesTopic, Key: []byte(v.CustomerID), Value: b})
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock() // the stream's order is the log's, per customer
+	if err := r.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Error(err)
+		return
+	}
+	r.stream = append(r.stream, values...)
+}
+
+var base = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+
+// events makes n random events and messages of the rig's customers.
+func (r *rig) events(rng *rand.Rand, n int) []any {
+	channels := []events.Channel{events.ChannelWeb, events.ChannelApp, events.ChannelWeChat, events.ChannelPhone, events.ChannelCRM}
+	var out []any
+	for range n {
+		i := rng.IntN(1 << 30)
+		cid := r.ids[rng.IntN(len(r.ids))]
+		ch := channels[rng.IntN(len(channels))]
+		at := base.Add(time.Duration(rng.IntN(3600)) * time.Second)
+		if rng.IntN(3) == 0 {
+			text := fmt.Sprintf("message %d", i)
+			out = append(out, &events.MessageEvent{
+				MessageID: fmt.Sprintf("%s-m%d", cid, i), CustomerID: cid, Channel: ch, Source: "test/" + string(ch),
+				Direction: events.DirectionInbound, SenderType: events.SenderCustomer, ContentType: events.ContentText,
+				Text: &text, OccurredAt: at, IngestedAt: at.Add(time.Second),
+			})
+			continue
+		}
+		name := fmt.Sprintf("%s name %d", r.prefix, rng.IntN(5))
+		phone := fmt.Sprintf("+861380013%04d", rng.IntN(3))
+		out = append(out, &events.CustomerEvent{
+			EventID: fmt.Sprintf("%s-e%d", cid, i), CustomerID: cid, Channel: ch, Source: "test/" + string(ch),
+			Op: events.OpUpsert, OccurredAt: at, IngestedAt: at.Add(time.Second),
+			Identities: []events.Identity{{Kind: "phone", Value: phone}},
+			Profile:    &events.Profile{Name: &name, Phone: &phone},
+		})
+	}
+	return out
+}
+
+// waitCaughtUp waits until the live store holds the topics' end offsets.
+func (r *rig) waitCaughtUp(t *testing.T) {
+	t.Helper()
+	end := endOffsets(t, r.k)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		held, err := r.live.Offsets(context.Background(), r.group)
+		if err == nil && store.Covers(held, end) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the live store did not catch up: holds %v, want %v (%v)", held, end, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkFold checks that the live store holds exactly the fold of what was
+// produced with policy: each record as the merge contract folds it,
+// each message once.
+func (r *rig) checkFold(t *testing.T, policy *merge.Policy) {
+	t.Helper()
+	ctx := context.Background()
+	r.mu.Lock()
+	stream := append([]any(nil), r.stream...)
+	r.mu.Unlock()
+	want := map[string]merge.Record{}
+	messages := map[string]map[string]bool{}
+	for _, v := range stream {
+		switch v := v.(type) {
+		case *events.CustomerEvent:
+			want[v.CustomerID], _ = merge.Apply(want[v.CustomerID], v, policy)
+		case *events.MessageEvent:
+			want[v.CustomerID], _ = merge.ApplyMessage(want[v.CustomerID], v, policy)
+			if messages[v.CustomerID] == nil {
+				messages[v.CustomerID] = map[string]bool{}
+			}
+			messages[v.CustomerID][v.MessageID] = true
+		}
+	}
+	got, err := r.live.Load(ctx, r.ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, w := range want {
+		if g, ok := got[id]; !ok || g.CanonicalHash() != w.CanonicalHash() {
+			t.Errorf("customer %s: the store holds version %d (found %v), the fold of the log version %d", id, g.Version, ok, w.Version)
+		}
+		timeline, err := r.live.Timeline(ctx, id, nil, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		for _, m := range timeline {
+			seen[m.MessageID]++
+		}
+		for mid := range messages[id] {
+			if seen[mid] != 1 {
+				t.Errorf("customer %s: message %s stored %d times, want once", id, mid, seen[mid])
+			}
+		}
+		if len(timeline) != len(messages[id]) {
+			t.Errorf("customer %s: %d messages stored, want %d", id, len(timeline), len(messages[id]))
+		}
+	}
+}
+
+// shadowCheck is the shadow's check before the swap, until the replay
+// calls the verification of package verify: it holds the test's customers.
+func (r *rig) shadowCheck() func(context.Context, store.Store, map[string]map[int32]int64) error {
+	return func(ctx context.Context, shadow store.Store, _ map[string]map[int32]int64) error {
+		got, err := shadow.Load(ctx, r.ids)
+		if err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			return errors.New("the shadow holds none of the test's customers")
+		}
+		return nil
+	}
+}
+
+func (r *rig) api(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(api.Handler(api.Config{Store: r.live, AdminToken: token}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func get(url string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// While producers send and the live group folds, a shadow replay rebuilds
+// the store and swaps it in: the API answers every request with the
+// customers throughout, and afterwards the store holds exactly the fold
+// of the log (nothing lost or doubled by the live group carrying on), with
+// a customer planted in the live store alone gone.
+func TestShadowReplayUnderLiveTraffic(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			r := newRig(t, kind)
+			rng := rand.New(rand.NewPCG(7, 11))
+			r.produce(t, r.events(rng, 1500)...)
+			stopLive := r.member(t, nil)
+			r.waitCaughtUp(t)
+			planted := merge.Record{CustomerID: r.prefix + "_planted", Version: 1, UpdatedAt: base}
+			if err := r.live.Apply(ctx, &store.Batch{Group: "elsewhere", Records: []merge.Record{planted}}); err != nil {
+				t.Fatal(err)
+			}
+			srv := r.api(t)
+
+			// Live traffic and readers for the whole replay.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var reads, produced atomic.Int64
+			var readErrs []error
+			var errMu sync.Mutex
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(3, 5))
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					r.produce(t, r.events(rng, 10)...)
+					produced.Add(10)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					var page api.Page[api.Customer]
+					err := get(srv.URL+"/api/v1/customers?limit=500&q="+r.prefix, &page)
+					if err == nil && len(page.Items) < len(r.ids) {
+						err = fmt.Errorf("search gave %d customers, want at least %d", len(page.Items), len(r.ids))
+					}
+					var c api.Customer
+					if err == nil {
+						err = get(srv.URL+"/api/v1/customers/"+r.ids[reads.Load()%int64(len(r.ids))], &c)
+					}
+					if err == nil && len(c.Fields) == 0 {
+						err = fmt.Errorf("customer %s has no fields", c.ID)
+					}
+					reads.Add(1)
+					if err != nil {
+						errMu.Lock()
+						readErrs = append(readErrs, err)
+						errMu.Unlock()
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+
+			var progress atomic.Int64
+			res, err := replay.Run(ctx, replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde,
+				From: r.from, Verify: r.shadowCheck(), MaxBatch: 2000, Logger: zaptest.NewLogger(t).Named("replay"),
+				Progress: func(done, total int64) { progress.Add(1) }, ProgressEvery: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond) // traffic after the swap
+			close(stop)
+			wg.Wait()
+			if !res.Swapped || res.Records < 1500 {
+				t.Errorf("replay: swapped %v after folding %d records, want a swap after at least 1500", res.Swapped, res.Records)
+			}
+			t.Logf("replay folded %d records; %d produced meanwhile; %d API reads; %d progress reports", res.Records, produced.Load(), reads.Load(), progress.Load())
+			if reads.Load() < 5 || produced.Load() == 0 || progress.Load() == 0 {
+				t.Errorf("too little happened around the replay: %d reads, %d produced, %d progress reports", reads.Load(), produced.Load(), progress.Load())
+			}
+			for i, err := range readErrs {
+				if i < 5 {
+					t.Errorf("API read during the replay: %v", err)
+				}
+			}
+			r.waitCaughtUp(t)
+			if err := stopLive(); err != nil {
+				t.Errorf("live member: %v", err)
+			}
+			r.checkFold(t, merge.DefaultPolicy())
+			if _, ok, err := r.live.Customer(ctx, planted.CustomerID); err != nil || ok {
+				t.Errorf("the planted customer is still in the store after the swap (found %v, %v)", ok, err)
+			}
+		})
+	}
+}
