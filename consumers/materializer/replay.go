@@ -45,6 +45,11 @@ func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64)
 		return nil, err
 	}
 	consume := map[string]map[int32]kgo.Offset{}
+	// The store records where it starts on partitions it holds nothing
+	// of, so that it holds an offset for every partition, as the live
+	// store does for those it folded (a partition may have no record to
+	// fold).
+	first := &store.Batch{Group: cfg.Group, Offsets: map[string]map[int32]int64{}, From: map[string]map[int32]int64{}}
 	for topic, parts := range starts {
 		consume[topic] = map[int32]kgo.Offset{}
 		m.held[topic], m.next[topic], m.start[topic] = map[int32]int64{}, map[int32]int64{}, map[int32]int64{}
@@ -53,11 +58,21 @@ func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64)
 				start = f
 			}
 			m.start[topic][p] = start
-			m.held[topic][p], m.next[topic][p] = store.NoOffset, start
+			m.held[topic][p], m.next[topic][p] = start, start
 			if h, ok := held[topic][p]; ok {
 				m.held[topic][p], m.next[topic][p] = h, h
+			} else {
+				if first.Offsets[topic] == nil {
+					first.Offsets[topic], first.From[topic] = map[int32]int64{}, map[int32]int64{}
+				}
+				first.Offsets[topic][p], first.From[topic][p] = start, store.NoOffset
 			}
 			consume[topic][p] = kgo.NewOffset().At(m.next[topic][p])
+		}
+	}
+	if len(first.Offsets) > 0 {
+		if err := cfg.Store.Apply(ctx, first); err != nil {
+			return nil, fmt.Errorf("recording where the replay starts: %w", err)
 		}
 	}
 	m.cl, err = kafka.NewClient(cfg.Kafka, kgo.ConsumePartitions(consume), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

@@ -360,6 +360,10 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 				}
 			}()
 
+			var stopOnce sync.Once
+			stopTraffic := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
+			t.Cleanup(stopTraffic)
+
 			var progress atomic.Int64
 			res, err := replay.Run(ctx, replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde,
 				From: r.from, Verify: r.shadowCheck(), MaxBatch: 2000, Logger: zaptest.NewLogger(t).Named("replay"),
@@ -368,8 +372,7 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(500 * time.Millisecond) // traffic after the swap
-			close(stop)
-			wg.Wait()
+			stopTraffic()
 			if !res.Swapped || res.Records < 1500 {
 				t.Errorf("replay: swapped %v after folding %d records, want a swap after at least 1500", res.Swapped, res.Records)
 			}
