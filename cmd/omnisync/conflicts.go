@@ -40,6 +40,10 @@ func (e *apiError) Error() string {
 
 // exitCode returns the exit status for err.
 func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	var ae *apiError
 	if errors.As(err, &ae) {
 		switch ae.status {

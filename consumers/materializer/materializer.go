@@ -332,7 +332,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 
 	ids := map[string]bool{}
 	for _, d := range decoded {
-		ids[d.customerID()] = true
+		ids[d.CustomerID()] = true
 	}
 	var stored map[string]merge.Record
 	if err := m.storeOp(ctx, "loading records", func() error {
@@ -343,38 +343,14 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 		return err
 	}
 
-	batch := &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}, From: from}
-	changed := map[string]merge.Record{}
 	var outcome stats
-	for _, d := range decoded {
-		id := d.customerID()
-		r, ok := changed[id]
-		if !ok {
-			r = stored[id]
-		}
-		var o merge.Outcome
-		switch {
-		case d.event != nil:
-			r, o = merge.Apply(r, d.event, m.cfg.Policy)
-		case d.message != nil:
-			r, o = merge.ApplyMessage(r, d.message, m.cfg.Policy)
-			if o.Ignored == "" {
-				batch.Messages = append(batch.Messages, *d.message)
-			}
-		}
-		outcome.add(o)
-		if o.Changed {
-			changed[id] = r
-		}
-	}
+	batch := &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}, From: from}
+	batch.Records, batch.Messages = Fold(stored, decoded, m.cfg.Policy, outcome.add)
 	for _, rec := range recs {
 		if batch.Offsets[rec.Topic] == nil {
 			batch.Offsets[rec.Topic] = map[int32]int64{}
 		}
 		batch.Offsets[rec.Topic][rec.Partition] = rec.Offset + 1
-	}
-	for _, id := range keys(changed) {
-		batch.Records = append(batch.Records, changed[id])
 	}
 	var refused error // by the compare-and-set: the store answered
 	err = m.storeOp(ctx, "applying a batch to the store", func() error {
@@ -417,29 +393,32 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 	return nil
 }
 
-type decodedRecord struct {
-	event   *events.CustomerEvent
-	message *events.MessageEvent
+// Decoded is one decoded record of the events or the messages topic:
+// exactly one of Event and Message is set.
+type Decoded struct {
+	Event   *events.CustomerEvent
+	Message *events.MessageEvent
 }
 
-func (d decodedRecord) customerID() string {
-	if d.event != nil {
-		return d.event.CustomerID
+// CustomerID is the customer the record is for.
+func (d Decoded) CustomerID() string {
+	if d.Event != nil {
+		return d.Event.CustomerID
 	}
-	return d.message.CustomerID
+	return d.Message.CustomerID
 }
 
-func (d decodedRecord) ingestedAt() time.Time {
-	if d.event != nil {
-		return d.event.IngestedAt
+func (d Decoded) ingestedAt() time.Time {
+	if d.Event != nil {
+		return d.Event.IngestedAt
 	}
-	return d.message.IngestedAt
+	return d.Message.IngestedAt
 }
 
 // check refuses what no store can hold: numbers that are not finite
 // (Avro's double carries NaN and infinities; JSON and SQL do not).
-func (d decodedRecord) check() error {
-	m := d.message
+func (d Decoded) check() error {
+	m := d.Message
 	if m == nil {
 		return nil
 	}
@@ -461,35 +440,108 @@ func (d decodedRecord) check() error {
 	return nil
 }
 
+// RejectedError is a record that can never be folded: it does not decode,
+// holds a number no store can hold, or its key is not its customer ID. The
+// materializer sends it to the dead-letter topic with Reason.
+type RejectedError struct{ Reason error }
+
+func (e *RejectedError) Error() string { return "record rejected: " + e.Reason.Error() }
+func (e *RejectedError) Unwrap() error { return e.Reason }
+
+// Decode decodes one record of the events or the messages topic as the
+// materializer does. A record that can never be folded is a
+// *RejectedError; any other error is transient (the registry did not
+// answer) and worth retrying. A record of another topic decodes to the
+// zero Decoded, which callers skip.
+func Decode(ctx context.Context, serde *codec.Serde, rec *kgo.Record) (Decoded, error) {
+	var d Decoded
+	var target any
+	switch rec.Topic {
+	case schemas.CustomerEventsTopic:
+		d.Event = new(events.CustomerEvent)
+		target = d.Event
+	case schemas.CustomerMessagesTopic:
+		d.Message = new(events.MessageEvent)
+		target = d.Message
+	default:
+		return Decoded{}, nil
+	}
+	if err := serde.Decode(ctx, rec.Value, target); err != nil {
+		var de *codec.DecodeError
+		if errors.As(err, &de) {
+			return Decoded{}, &RejectedError{err}
+		}
+		return Decoded{}, err
+	}
+	why := d.check()
+	if d.CustomerID() == "" || d.CustomerID() != string(rec.Key) {
+		why = fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.CustomerID())
+	}
+	if why != nil {
+		return Decoded{}, &RejectedError{why}
+	}
+	return d, nil
+}
+
+// Fold folds decoded records, in order, into their customers' records
+// under policy p, as the materializer folds every batch: stored holds the
+// records before (a customer absent has the zero record; stored is not
+// modified). It returns the changed records, sorted by customer ID, and
+// the messages to store, in order. outcome, when not nil, is called with
+// every event's outcome.
+func Fold(stored map[string]merge.Record, decoded []Decoded, p *merge.Policy, outcome func(merge.Outcome)) ([]merge.Record, []events.MessageEvent) {
+	changed := map[string]merge.Record{}
+	var messages []events.MessageEvent
+	for _, d := range decoded {
+		id := d.CustomerID()
+		r, ok := changed[id]
+		if !ok {
+			r = stored[id]
+		}
+		var o merge.Outcome
+		switch {
+		case d.Event != nil:
+			r, o = merge.Apply(r, d.Event, p)
+		case d.Message != nil:
+			r, o = merge.ApplyMessage(r, d.Message, p)
+			if o.Ignored == "" {
+				messages = append(messages, *d.Message)
+			}
+		}
+		if outcome != nil {
+			outcome(o)
+		}
+		if o.Changed {
+			changed[id] = r
+		}
+	}
+	records := make([]merge.Record, 0, len(changed))
+	for _, id := range keys(changed) {
+		records = append(records, changed[id])
+	}
+	return records, messages
+}
+
 // decode decodes every record, retrying transient failures; records that
 // will never decode or cannot be stored become dead letters.
-func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decodedRecord, []*kgo.Record, error) {
-	var out []decodedRecord
+func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]Decoded, []*kgo.Record, error) {
+	var out []Decoded
 	var dead []*kgo.Record
 	for _, rec := range recs {
-		var d decodedRecord
-		var target any
-		switch rec.Topic {
-		case schemas.CustomerEventsTopic:
-			d.event = new(events.CustomerEvent)
-			target = d.event
-		case schemas.CustomerMessagesTopic:
-			d.message = new(events.MessageEvent)
-			target = d.message
-		default:
-			continue
-		}
+		var d Decoded
 		err := m.retry(ctx, "decoding a record", func() error {
-			err := m.cfg.Serde.Decode(ctx, rec.Value, target)
-			var de *codec.DecodeError
-			if errors.As(err, &de) {
+			var err error
+			d, err = Decode(ctx, m.cfg.Serde, rec)
+			var rejected *RejectedError
+			if errors.As(err, &rejected) {
 				return retry.Permanent(err)
 			}
 			return err
 		})
+		var rejected *RejectedError
 		switch {
-		case retry.IsPermanent(err):
-			dl, err := m.deadLetter(rec, errors.Unwrap(err))
+		case errors.As(err, &rejected):
+			dl, err := m.deadLetter(rec, rejected.Reason)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -497,18 +549,8 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 			continue
 		case err != nil:
 			return nil, nil, err
-		}
-		why := d.check()
-		if d.customerID() == "" || d.customerID() != string(rec.Key) {
-			why = fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.customerID())
-		}
-		if why != nil {
-			dl, err := m.deadLetter(rec, why)
-			if err != nil {
-				return nil, nil, err
-			}
-			dead = append(dead, dl)
-			continue
+		case d.Event == nil && d.Message == nil:
+			continue // another topic
 		}
 		out = append(out, d)
 	}

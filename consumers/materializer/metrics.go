@@ -191,13 +191,13 @@ func (s *stats) add(o merge.Outcome) {
 	s.resolved += o.ConflictsResolved
 }
 
-func (m *Metrics) observeBatch(s stats, batch []decodedRecord, committed time.Time) {
+func (m *Metrics) observeBatch(s stats, batch []Decoded, committed time.Time) {
 	if m == nil {
 		return
 	}
 	var customers, messages float64
 	for _, d := range batch {
-		if d.event != nil {
+		if d.Event != nil {
 			customers++
 		} else {
 			messages++

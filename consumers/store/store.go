@@ -125,6 +125,29 @@ type Reader interface {
 	Conflict(ctx context.Context, id string) (c Conflict, ok bool, err error)
 }
 
+// Scanner streams a whole store, for tools that compare it (omnisync
+// verify). Both stores implement it.
+type Scanner interface {
+	// Scan calls fn with every customer the store holds, deleted ones
+	// (tombstones) included, in customer-ID order (bytewise), each with
+	// its record and its messages sorted by MessageID. It reads a page of
+	// customers at a time, never the whole store. An error from fn stops
+	// the scan and is returned.
+	Scan(ctx context.Context, fn func(r merge.Record, messages []events.MessageEvent) error) error
+}
+
+// Replacer overwrites customers, for tools that repair a store from the
+// log (omnisync verify --repair). Both stores implement it.
+type Replacer interface {
+	// Replace removes everything the store holds of the customers
+	// customerIDs — record, fields, conflicts, identities, messages — and
+	// writes records and messages in their place as Apply writes them into
+	// a store without those customers, in one transaction. A customer listed
+	// without a record is left removed. records and messages must belong
+	// to customerIDs. Offsets and the policy hash are not touched.
+	Replace(ctx context.Context, customerIDs []string, records []merge.Record, messages []events.MessageEvent) error
+}
+
 // Cursor is where a page ends: the sort time (Unix milliseconds) and ID of
 // its last item. For customers the time is UpdatedAt (and the order
 // descending); for messages OccurredAt; for conflicts DetectedAt.
