@@ -7,7 +7,8 @@
 // partition, under the live group's name, no group membership) up to the
 // live group's offsets (or the log's end); then, holding the live store's
 // write lock on the group's offsets, the small remainder is folded, the
-// shadow verified and swapped in atomically (see postgres.Store.SwapIn and
+// shadow verified against the log (verify.AgainstLog: exactly the state
+// swapped in) and swapped in atomically (see postgres.Store.SwapIn and
 // sqlite.SwapIn). The live members find the store's offsets where they
 // left them, or later (their batches are compare-and-sets on offsets, see
 // store.Batch.From) and carry on from the store's offsets.
@@ -36,6 +37,7 @@ import (
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/consumers/verify"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/kafka"
 )
@@ -63,9 +65,9 @@ type Config struct {
 	// partition; default the log's start. (Tests share topics with others
 	// and start their stores at the end.)
 	From map[string]map[int32]int64
-	// Verify checks the shadow, folded up to offsets, before the swap; an
-	// error refuses the swap. Nil skips verification.
-	Verify func(ctx context.Context, shadow store.Store, offsets map[string]map[int32]int64) error
+	// TempDir is where verification's scratch fold goes (see
+	// verify.Config); default the system's temporary directory.
+	TempDir string
 	// Progress, when set, is called about every ProgressEvery while
 	// folding with the records folded so far and the records to fold.
 	Progress      func(done, total int64)
@@ -79,7 +81,13 @@ type Result struct {
 	Offsets map[string]map[int32]int64 // the store's offsets after the swap (or the in-place refold)
 	Records int64                      // records folded by this run
 	Swapped bool
+	// Verified is verification's summary of the shadow before the swap.
+	Verified string
 }
+
+// ErrVerification is returned when the shadow does not agree with the log:
+// the swap is refused and the live store left untouched.
+var ErrVerification = errors.New("the shadow does not agree with the log; not swapping (the shadow is kept: inspect it, or re-run with --restart)")
 
 // target is a store a replay rebuilds: SQLite or PostgreSQL.
 type target interface {
@@ -189,12 +197,22 @@ func shadow(ctx context.Context, cfg Config, t target) (*Result, error) {
 		}
 		next, _ := r.Position()
 		res.Offsets = next
-		if cfg.Verify != nil {
-			log.Info("verifying the shadow", zap.Any("offsets", next))
-			if err := cfg.Verify(ctx, sh, next); err != nil {
-				return fmt.Errorf("the shadow failed verification, not swapping: %w", err)
-			}
+		log.Info("verifying the shadow against the log", zap.Any("offsets", next))
+		rep, err := verify.AgainstLog(ctx, verify.Config{Kafka: cfg.Kafka, Serde: cfg.Serde, Group: cfg.Group, From: cfg.From,
+			Policy: cfg.Policy, TempDir: cfg.TempDir, MaxBatch: cfg.MaxBatch, Logger: log.Named("verify")}, sh.(verify.Store))
+		if err != nil {
+			return fmt.Errorf("verifying the shadow: %w", err)
 		}
+		if !rep.OK() {
+			for i, d := range rep.Differ {
+				if i == 10 {
+					break
+				}
+				log.Error("the shadow differs from the log", zap.Stringer("customer", d))
+			}
+			return fmt.Errorf("%w: %s", ErrVerification, rep.Summary())
+		}
+		res.Verified = rep.Summary()
 		log.Info("swapping the shadow in", zap.Any("offsets", next))
 		return nil
 	})

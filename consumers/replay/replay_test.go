@@ -26,6 +26,7 @@ import (
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
+	"github.com/omnisync/omnisync/consumers/verify"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
@@ -106,7 +107,7 @@ func endOffsets(t *testing.T, k testenv.Kafka) map[string]map[int32]int64 {
 
 // member runs a member of the live group with policy until stop, which
 // returns what Run returned.
-func (r *rig) member(t *testing.T, policy *merge.Policy) (stop func() error) {
+func (r *rig) member(t *testing.T, policy *merge.Policy) (stop func() error, done <-chan struct{}) {
 	t.Helper()
 	m, err := materializer.New(materializer.Config{Kafka: r.k.Config(), Group: r.group, Store: r.live, Serde: r.serde,
 		Policy: policy, MaxBatch: 2000, Logger: zaptest.NewLogger(t).Named("live")})
@@ -114,16 +115,16 @@ func (r *rig) member(t *testing.T, policy *merge.Policy) (stop func() error) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
+	ended := make(chan struct{})
 	var runErr error
+	go func() { runErr = m.Run(ctx); close(ended) }()
 	stop = func() error {
-		once.Do(func() { cancel(); runErr = <-done })
+		cancel()
+		<-ended
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return stop
+	return stop, ended
 }
 
 // produce sends values through a producer client, as the channel
@@ -189,7 +190,7 @@ func (r *rig) events(rng *rand.Rand, n int) []any {
 func (r *rig) waitCaughtUp(t *testing.T) {
 	t.Helper()
 	end := endOffsets(t, r.k)
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(180 * time.Second) // the topics are shared: others' traffic is folded too
 	for {
 		held, err := r.live.Offsets(context.Background(), r.group)
 		if err == nil && store.Covers(held, end) {
@@ -252,19 +253,19 @@ func (r *rig) checkFold(t *testing.T, policy *merge.Policy) {
 	}
 }
 
-// shadowCheck is the shadow's check before the swap, until the replay
-// calls the verification of package verify: it holds the test's customers.
-func (r *rig) shadowCheck() func(context.Context, store.Store, map[string]map[int32]int64) error {
-	return func(ctx context.Context, shadow store.Store, _ map[string]map[int32]int64) error {
-		got, err := shadow.Load(ctx, r.ids)
-		if err != nil {
-			return err
-		}
-		if len(got) == 0 {
-			return errors.New("the shadow holds none of the test's customers")
-		}
-		return nil
+// verifyLive checks the live store against a fresh fold of the log (what
+// omnisync verify --against-log does); its members must be stopped.
+func (r *rig) verifyLive(t *testing.T, policy *merge.Policy) {
+	t.Helper()
+	rep, err := verify.AgainstLog(context.Background(), verify.Config{Kafka: r.k.Config(), Serde: r.serde, Group: r.group,
+		From: r.from, Policy: policy, TempDir: t.TempDir(), Logger: zaptest.NewLogger(t).Named("verify")}, r.live.(verify.Store))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if !rep.OK() {
+		t.Errorf("the live store does not agree with the log: %s; first: %v", rep.Summary(), rep.Differ[0])
+	}
+	t.Logf("verify --against-log of the live store: %s", rep.Summary())
 }
 
 func (r *rig) api(t *testing.T) *httptest.Server {
@@ -302,7 +303,7 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 			r := newRig(t, kind)
 			rng := rand.New(rand.NewPCG(7, 11))
 			r.produce(t, r.events(rng, 1500)...)
-			stopLive := r.member(t, nil)
+			stopLive, _ := r.member(t, nil)
 			r.waitCaughtUp(t)
 			planted := merge.Record{CustomerID: r.prefix + "_planted", Version: 1, UpdatedAt: base}
 			if err := r.live.Apply(ctx, &store.Batch{Group: "elsewhere", Records: []merge.Record{planted}}); err != nil {
@@ -366,7 +367,7 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 
 			var progress atomic.Int64
 			res, err := replay.Run(ctx, replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde,
-				From: r.from, Verify: r.shadowCheck(), MaxBatch: 2000, Logger: zaptest.NewLogger(t).Named("replay"),
+				From: r.from, MaxBatch: 2000, Logger: zaptest.NewLogger(t).Named("replay"),
 				Progress: func(done, total int64) { progress.Add(1) }, ProgressEvery: 100 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -376,7 +377,7 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 			if !res.Swapped || res.Records < 1500 {
 				t.Errorf("replay: swapped %v after folding %d records, want a swap after at least 1500", res.Swapped, res.Records)
 			}
-			t.Logf("replay folded %d records; %d produced meanwhile; %d API reads; %d progress reports", res.Records, produced.Load(), reads.Load(), progress.Load())
+			t.Logf("replay folded %d records, verified the shadow (%s); %d produced meanwhile; %d API reads; %d progress reports", res.Records, res.Verified, produced.Load(), reads.Load(), progress.Load())
 			if reads.Load() < 5 || produced.Load() == 0 || progress.Load() == 0 {
 				t.Errorf("too little happened around the replay: %d reads, %d produced, %d progress reports", reads.Load(), produced.Load(), progress.Load())
 			}
@@ -390,9 +391,97 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 				t.Errorf("live member: %v", err)
 			}
 			r.checkFold(t, merge.DefaultPolicy())
+			r.verifyLive(t, nil)
 			if _, ok, err := r.live.Customer(ctx, planted.CustomerID); err != nil || ok {
 				t.Errorf("the planted customer is still in the store after the swap (found %v, %v)", ok, err)
 			}
+		})
+	}
+}
+
+// Operators replay to change the merge policy: a replay with another
+// authority order builds a different store, verified against the log with
+// the new policy; after the swap the API shows the new outcome, the
+// members still on the old policy stop rather than mix policies, and
+// members on the new one carry on.
+func TestReplayWithNewPolicy(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			r := newRig(t, kind)
+			file := filepath.Join(t.TempDir(), "policy.yaml")
+			if err := os.WriteFile(file, []byte("authority: [WEB, APP, CRM, AGENT, IMPORT, MINIPROGRAM, WECHAT, PHONE, UNKNOWN]\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			newPolicy, err := merge.LoadPolicy(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The CRM sets a phone; two hours later the web form sets
+			// another: the CRM outranks the web by default, not in the
+			// new policy.
+			id := r.ids[0]
+			phoneEvent := func(n int, ch events.Channel, phone string) *events.CustomerEvent {
+				at := base.Add(time.Duration(n) * 2 * time.Hour)
+				return &events.CustomerEvent{EventID: fmt.Sprintf("%s-p%d", id, n), CustomerID: id, Channel: ch, Source: "test/" + string(ch),
+					Op: events.OpUpsert, OccurredAt: at, IngestedAt: at, Profile: &events.Profile{Phone: &phone}}
+			}
+			scenario := []any{phoneEvent(0, events.ChannelCRM, "+8613800000001"), phoneEvent(1, events.ChannelWeb, "+8613800000002")}
+			outcome := func(p *merge.Policy) string {
+				var rec merge.Record
+				for _, e := range scenario {
+					rec, _ = merge.Apply(rec, e.(*events.CustomerEvent), p)
+				}
+				return string(rec.Fields["phone"].Value)
+			}
+			before, after := outcome(merge.DefaultPolicy()), outcome(newPolicy)
+			if before == after {
+				t.Fatalf("the scenario gives phone %s under both policies; it must tell them apart", before)
+			}
+			r.produce(t, scenario...)
+			r.produce(t, r.events(rand.New(rand.NewPCG(1, 2)), 300)...)
+			stopOld, oldDone := r.member(t, nil)
+			r.waitCaughtUp(t)
+			srv := r.api(t)
+			phone := func() (string, string) {
+				var c api.Customer
+				if err := get(srv.URL+"/api/v1/customers/"+id, &c); err != nil {
+					t.Fatal(err)
+				}
+				return string(c.Fields["phone"].Value), c.PolicyHash
+			}
+			if got, _ := phone(); got != before {
+				t.Fatalf("before the replay the API shows phone %s, want %s", got, before)
+			}
+
+			res, err := replay.Run(ctx, replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde,
+				Policy: newPolicy, From: r.from, TempDir: t.TempDir(), Logger: zaptest.NewLogger(t).Named("replay")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, hash := phone(); got != after || hash != newPolicy.Hash() {
+				t.Errorf("after the swap the API shows phone %s of policy %s, want %s of %s", got, hash, after, newPolicy.Hash())
+			}
+			t.Logf("phone %s became %s; shadow verified: %s", before, after, res.Verified)
+
+			// The member on the old policy refuses the new store at its
+			// next batch, writing nothing; one on the new policy carries on.
+			r.produce(t, r.events(rand.New(rand.NewPCG(3, 4)), 50)...)
+			select {
+			case <-oldDone:
+			case <-time.After(120 * time.Second):
+				t.Fatal("the member on the old policy is still running after the swap")
+			}
+			if err := stopOld(); !errors.Is(err, materializer.ErrPolicyChanged) {
+				t.Errorf("the member on the old policy ended with %v, want ErrPolicyChanged", err)
+			}
+			stopNew, _ := r.member(t, newPolicy)
+			r.waitCaughtUp(t)
+			if err := stopNew(); err != nil {
+				t.Errorf("the member on the new policy: %v", err)
+			}
+			r.checkFold(t, newPolicy)
+			r.verifyLive(t, newPolicy)
 		})
 	}
 }
