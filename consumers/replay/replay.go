@@ -79,7 +79,7 @@ type Config struct {
 // Result says what a replay did.
 type Result struct {
 	Offsets map[string]map[int32]int64 // the store's offsets after the swap (or the in-place refold)
-	Records int64                      // records folded by this run
+	Records int64                      // records folded by this run (a re-run resumes)
 	Swapped bool
 	// Verified is verification's summary of the shadow before the swap.
 	Verified string
@@ -161,7 +161,7 @@ func shadow(ctx context.Context, cfg Config, t target) (*Result, error) {
 		return later(live, end)
 	}
 	res := &Result{}
-	_, started := r.Position()
+	started, _ := r.Position() // where this run starts: a re-run resumes
 	stop := cfg.report(r, func() map[string]map[int32]int64 {
 		live, err := t.live().Offsets(ctx, cfg.Group)
 		if err != nil {

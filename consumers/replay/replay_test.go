@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -482,6 +483,164 @@ func TestReplayWithNewPolicy(t *testing.T) {
 			}
 			r.checkFold(t, newPolicy)
 			r.verifyLive(t, newPolicy)
+		})
+	}
+}
+
+// openShadow opens the shadow an interrupted replay of the rig's store left.
+func (r *rig) openShadow(t *testing.T) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	var sh store.Store
+	var err error
+	if path, ok := strings.CutPrefix(r.dsn, "sqlite:"); ok {
+		if _, err := os.Stat(sqlite.ShadowPath(path)); err != nil {
+			t.Fatalf("no shadow file after the interrupted replay: %v", err)
+		}
+		sh, err = sqlite.Open(ctx, sqlite.ShadowPath(path))
+	} else {
+		schema, serr := r.live.(*postgres.Store).Schema(ctx)
+		if serr != nil {
+			t.Fatal(serr)
+		}
+		sh, err = postgres.OpenSchema(ctx, r.dsn, postgres.ShadowSchema(schema))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
+}
+
+// Interrupted, a replay leaves the live store untouched and its shadow in
+// place; a re-run resumes the shadow, and one that does not verify is
+// not swapped in; --restart starts over and swaps.
+func TestReplayInterruptedResumesOrRestarts(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			r := newRig(t, kind)
+			r.produce(t, r.events(rand.New(rand.NewPCG(5, 6)), 1000)...)
+			stopLive, _ := r.member(t, nil)
+			r.waitCaughtUp(t)
+			planted := merge.Record{CustomerID: r.prefix + "_planted", Version: 1, UpdatedAt: base}
+			if err := r.live.Apply(ctx, &store.Batch{Group: "elsewhere", Records: []merge.Record{planted}}); err != nil {
+				t.Fatal(err)
+			}
+			cfg := replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde, From: r.from,
+				TempDir: t.TempDir(), MaxBatch: 100, ProgressEvery: 10 * time.Millisecond, Logger: zaptest.NewLogger(t).Named("replay")}
+
+			// Ctrl-C once some of the log is folded.
+			interrupted, cancel := context.WithCancel(ctx)
+			cfg.Progress = func(done, total int64) {
+				if done > 0 {
+					cancel()
+				}
+			}
+			if _, err := replay.Run(interrupted, cfg); !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted replay: %v, want context.Canceled", err)
+			}
+			cfg.Progress = nil
+			if _, ok, err := r.live.Customer(ctx, planted.CustomerID); err != nil || !ok {
+				t.Fatalf("the interrupted replay touched the live store: the planted customer is gone (%v)", err)
+			}
+
+			// A customer the log never had, slipped into the shadow: the
+			// resumed shadow does not verify and is not swapped in.
+			sh := r.openShadow(t)
+			held, err := sh.Offsets(ctx, r.group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bogus := merge.Record{CustomerID: r.prefix + "_bogus", Version: 1, UpdatedAt: base}
+			if err := sh.Apply(ctx, &store.Batch{Group: "elsewhere", Records: []merge.Record{bogus}}); err != nil {
+				t.Fatal(err)
+			}
+			sh.Close()
+			_, err = replay.Run(ctx, cfg)
+			if !errors.Is(err, replay.ErrVerification) {
+				t.Fatalf("resumed replay of a tampered shadow: %v, want ErrVerification", err)
+			}
+			if _, ok, err := r.live.Customer(ctx, planted.CustomerID); err != nil || !ok {
+				t.Fatalf("the refused swap touched the live store: the planted customer is gone (%v)", err)
+			}
+			if _, ok, _ := r.live.Customer(ctx, bogus.CustomerID); ok {
+				t.Fatal("the refused shadow's customer is in the live store")
+			}
+			t.Logf("interrupted at %v; the resumed shadow was refused: %v", held, err)
+
+			cfg.Restart = true
+			res, err := replay.Run(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Records < 1000 {
+				t.Errorf("the restarted replay folded %d records, want all (at least 1000)", res.Records)
+			}
+			r.produce(t, r.events(rand.New(rand.NewPCG(7, 8)), 100)...)
+			r.waitCaughtUp(t)
+			if err := stopLive(); err != nil {
+				t.Errorf("live member: %v", err)
+			}
+			r.checkFold(t, merge.DefaultPolicy())
+			r.verifyLive(t, nil)
+			if _, ok, _ := r.live.Customer(ctx, planted.CustomerID); ok {
+				t.Error("the planted customer is still in the store after the swap")
+			}
+		})
+	}
+}
+
+// In place, a replay empties the store and refolds it while the live
+// group keeps running and producers keep sending: the two writers fence
+// each other through the store's offsets, and the store ends as the fold
+// of the log.
+func TestReplayInPlace(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			r := newRig(t, kind)
+			r.produce(t, r.events(rand.New(rand.NewPCG(9, 10)), 800)...)
+			stopLive, _ := r.member(t, nil)
+			r.waitCaughtUp(t)
+			planted := merge.Record{CustomerID: r.prefix + "_planted", Version: 1, UpdatedAt: base}
+			if err := r.live.Apply(ctx, &store.Batch{Group: "elsewhere", Records: []merge.Record{planted}}); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(11, 12))
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					r.produce(t, r.events(rng, 5)...)
+				}
+			}()
+			res, err := replay.Run(ctx, replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde,
+				From: r.from, InPlace: true, MaxBatch: 100, Logger: zaptest.NewLogger(t).Named("replay")})
+			time.Sleep(300 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Records < 800 {
+				t.Errorf("the in-place replay folded %d records, want at least 800", res.Records)
+			}
+			r.waitCaughtUp(t)
+			if err := stopLive(); err != nil {
+				t.Errorf("live member: %v", err)
+			}
+			r.checkFold(t, merge.DefaultPolicy())
+			r.verifyLive(t, nil)
+			if _, ok, _ := r.live.Customer(ctx, planted.CustomerID); ok {
+				t.Error("the planted customer survived the in-place replay")
+			}
 		})
 	}
 }
