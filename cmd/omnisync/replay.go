@@ -19,7 +19,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 	var cfg replay.Config
 	var policyFile, registryURL, toOffsets, startOffsets string
 	cmd := &cobra.Command{
-		Use:   "replay --store DSN [--group NAME] [--policy FILE] [--to-offsets live|end] [--in-place] [--restart]",
+		Use:   "replay --store DSN [--group NAME] [--policy FILE] [--to-offsets live|end] [--in-place | --no-swap] [--restart]",
 		Short: "Rebuild a store from the log while the live store keeps serving, then swap it in",
 		Long: `Rebuild a store from the events and messages topics, folding them with the
 materializer's own code (and --policy, to change the merge policy).
@@ -38,6 +38,12 @@ into the live file in one transaction. Readers never see a partial store;
 the group's members carry on from the swapped-in offsets. A shadow that does
 not verify is not swapped in.
 
+--no-swap stops once the shadow is built and verified, leaving it beside the
+live store to compare with it (omnisync verify --store LIVE --store SHADOW,
+the shadow being sqlite:PATH.replay, or the same PostgreSQL DSN with
+search_path=SCHEMA_replay); a re-run without it resumes the shadow, catches
+up and swaps it in.
+
 Ctrl-C leaves the live store untouched and the shadow in place: a re-run
 resumes it, --restart drops it and starts over.
 
@@ -54,7 +60,10 @@ few seconds otherwise.`,
 		Example: `  # Rebuild the SQLite store of omnisync dev beside it and swap it in
   omnisync replay --store sqlite:.omnisync/omnisync.db --group omnisync-dev-sqlite
 
-  # Rebuild a PostgreSQL store with a new merge policy
+  # Rebuild a PostgreSQL store with a new merge policy: build the shadow,
+  # see which customers change, then swap it in
+  omnisync replay --store postgres://omnisync:secret@db:5432/omnisync --group omnisync-pg --policy policy-v2.yaml --no-swap
+  omnisync verify --store postgres://omnisync:secret@db:5432/omnisync --store 'postgres://omnisync:secret@db:5432/omnisync?search_path=public_replay'
   omnisync replay --store postgres://omnisync:secret@db:5432/omnisync --group omnisync-pg --policy policy-v2.yaml
 
   # Resume an interrupted replay, or throw its shadow away and start over
@@ -102,9 +111,12 @@ few seconds otherwise.`,
 				}
 				return err
 			}
-			if cfg.InPlace {
+			switch {
+			case cfg.InPlace:
 				fmt.Fprintf(cmd.OutOrStdout(), "refolded the store in place: %d records\n", res.Records)
-			} else {
+			case !res.Swapped:
+				fmt.Fprintf(cmd.OutOrStdout(), "built the shadow, not swapped in: %d records folded; verified: %s\n", res.Records, res.Verified)
+			default:
 				fmt.Fprintf(cmd.OutOrStdout(), "swapped in the rebuilt store: %d records folded; verified: %s\n", res.Records, res.Verified)
 			}
 			return nil
@@ -118,6 +130,7 @@ few seconds otherwise.`,
 	f.StringVar(&toOffsets, "to-offsets", "live", "fold up to: live (the group's offsets in the live store) or end (the log's end at the start, and at least live)")
 	f.BoolVar(&cfg.InPlace, "in-place", false, "empty the live store and refold it (no shadow; readers see a partial store meanwhile)")
 	f.BoolVar(&cfg.Restart, "restart", false, "drop the shadow an interrupted replay left, instead of resuming it")
+	f.BoolVar(&cfg.NoSwap, "no-swap", false, "build and verify the shadow, then leave it beside the live store (compare them with omnisync verify --store LIVE --store SHADOW); a re-run without it swaps it in")
 	f.StringVar(&cfg.TempDir, "temp-dir", "", "directory of verification's scratch fold (default: the system's temporary directory)")
 	f.StringVar(&startOffsets, "start-offsets", "", `where the log starts for this store, as JSON {"topic":{"partition":offset}} (default: the start of the log); only for a group that began mid-log`)
 	return cmd

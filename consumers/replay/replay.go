@@ -61,6 +61,10 @@ type Config struct {
 	// Restart drops a shadow left by an interrupted replay instead of
 	// resuming it.
 	Restart bool
+	// NoSwap builds and verifies the shadow but leaves it beside the live
+	// store (to compare the two, e.g. with verify.Stores); a re-run
+	// without it resumes the shadow and swaps it in.
+	NoSwap bool
 	// From are the offsets the log starts at for this store, per
 	// partition; default the log's start. (Tests share topics with others
 	// and start their stores at the end.)
@@ -105,6 +109,9 @@ type target interface {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Group == "" {
 		return nil, errors.New("replay: no consumer group: name the store's live group")
+	}
+	if cfg.InPlace && cfg.NoSwap {
+		return nil, errors.New("replay: in place there is no shadow to leave unswapped (--in-place with --no-swap)")
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = merge.DefaultPolicy()
@@ -191,12 +198,8 @@ func shadow(ctx context.Context, cfg Config, t target) (*Result, error) {
 		}
 	}
 
-	err = t.swapIn(ctx, cfg.Group, func(ctx context.Context, live map[string]map[int32]int64) error {
-		if err := r.CatchUp(ctx, goal(live)); err != nil {
-			return err
-		}
-		next, _ := r.Position()
-		res.Offsets = next
+	// check verifies the shadow, folded to next, against the log.
+	check := func(ctx context.Context, next map[string]map[int32]int64) error {
 		log.Info("verifying the shadow against the log", zap.Any("offsets", next))
 		rep, err := verify.AgainstLog(ctx, verify.Config{Kafka: cfg.Kafka, Serde: cfg.Serde, Group: cfg.Group, From: cfg.From,
 			Policy: cfg.Policy, TempDir: cfg.TempDir, MaxBatch: cfg.MaxBatch, Logger: log.Named("verify")}, sh.(verify.Store))
@@ -213,6 +216,34 @@ func shadow(ctx context.Context, cfg Config, t target) (*Result, error) {
 			return fmt.Errorf("%w: %s", ErrVerification, rep.Summary())
 		}
 		res.Verified = rep.Summary()
+		return nil
+	}
+	if cfg.NoSwap {
+		live, err := t.live().Offsets(ctx, cfg.Group)
+		if err != nil {
+			return nil, fmt.Errorf("reading the live store's offsets: %w", err)
+		}
+		if err := r.CatchUp(ctx, goal(live)); err != nil {
+			return nil, err
+		}
+		next, _ := r.Position()
+		if err := check(ctx, next); err != nil {
+			return nil, err
+		}
+		res.Offsets, res.Records = next, folded(next, started)
+		log.Info("the shadow is built and verified; not swapping it in (re-run without --no-swap to)", zap.Int64("records", res.Records))
+		return res, nil
+	}
+
+	err = t.swapIn(ctx, cfg.Group, func(ctx context.Context, live map[string]map[int32]int64) error {
+		if err := r.CatchUp(ctx, goal(live)); err != nil {
+			return err
+		}
+		next, _ := r.Position()
+		res.Offsets = next
+		if err := check(ctx, next); err != nil {
+			return err
+		}
 		log.Info("swapping the shadow in", zap.Any("offsets", next))
 		return nil
 	})
