@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
@@ -269,6 +270,36 @@ func (r *rig) verifyLive(t *testing.T, policy *merge.Policy) {
 	t.Logf("verify --against-log of the live store: %s", rep.Summary())
 }
 
+// liveSchemaOID is the OID of the PostgreSQL schema the live store's
+// tables are in (0 for SQLite).
+func (r *rig) liveSchemaOID(t *testing.T) uint32 {
+	t.Helper()
+	pg, ok := r.live.(*postgres.Store)
+	if !ok {
+		return 0
+	}
+	ctx := context.Background()
+	schema, err := pg.Schema(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, r.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var oid uint32
+	if err := conn.QueryRow(ctx, `SELECT oid FROM pg_namespace WHERE nspname = $1`, schema).Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	var left bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1 OR nspname = $2)`,
+		schema+"_replaced", postgres.ShadowSchema(schema)).Scan(&left); err != nil || left {
+		t.Errorf("a shadow or replaced schema is left beside %s (%v)", schema, err)
+	}
+	return oid
+}
+
 func (r *rig) api(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(api.Handler(api.Config{Store: r.live, AdminToken: token}))
 	t.Cleanup(srv.Close)
@@ -311,6 +342,7 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 			srv := r.api(t)
+			schemaOID := r.liveSchemaOID(t)
 
 			// Live traffic and readers for the whole replay.
 			stop := make(chan struct{})
@@ -391,6 +423,12 @@ func TestShadowReplayUnderLiveTraffic(t *testing.T) {
 			if err := stopLive(); err != nil {
 				t.Errorf("live member: %v", err)
 			}
+			if after := r.liveSchemaOID(t); kind == "postgres" && after == schemaOID {
+				t.Errorf("the store's schema is still OID %d after the swap", after)
+			}
+			// The live member's and the API's pooled connections (pgx
+			// prepares their statements) wrote and read the swapped-in
+			// tables: the old ones are dropped, and the store holds all.
 			r.checkFold(t, merge.DefaultPolicy())
 			r.verifyLive(t, nil)
 			if _, ok, err := r.live.Customer(ctx, planted.CustomerID); err != nil || ok {
