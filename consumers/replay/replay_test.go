@@ -682,3 +682,43 @@ func TestReplayInPlace(t *testing.T) {
 		})
 	}
 }
+
+// --to-offsets end folds past the live group, to the log's end: members
+// that find the store ahead of them resume from the store's offsets.
+func TestReplayToEnd(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			r := newRig(t, kind)
+			r.produce(t, r.events(rand.New(rand.NewPCG(13, 14)), 300)...)
+			stopLive, _ := r.member(t, nil)
+			r.waitCaughtUp(t)
+			if err := stopLive(); err != nil {
+				t.Fatal(err)
+			}
+			// The group is stopped; the log moves on.
+			r.produce(t, r.events(rand.New(rand.NewPCG(15, 16)), 300)...)
+			before, err := r.live.Offsets(ctx, r.group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := endOffsets(t, r.k)
+			res, err := replay.Run(ctx, replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde,
+				From: r.from, ToEnd: true, TempDir: t.TempDir(), Logger: zaptest.NewLogger(t).Named("replay")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !store.Covers(res.Offsets, end) || store.Covers(before, end) {
+				t.Fatalf("the replay to the end swapped in offsets %v; the log ended at %v, the group was at %v", res.Offsets, end, before)
+			}
+			stopLive, _ = r.member(t, nil)
+			r.produce(t, r.events(rand.New(rand.NewPCG(17, 18)), 50)...)
+			r.waitCaughtUp(t)
+			if err := stopLive(); err != nil {
+				t.Errorf("live member: %v", err)
+			}
+			r.checkFold(t, merge.DefaultPolicy())
+			r.verifyLive(t, nil)
+		})
+	}
+}
