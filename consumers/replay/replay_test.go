@@ -264,8 +264,16 @@ func (r *rig) verifyLive(t *testing.T, policy *merge.Policy) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() {
-		t.Errorf("the live store does not agree with the log: %s; first: %v", rep.Summary(), rep.Differ[0])
+	// Other tests' customers on the shared topics may include a DELETE
+	// racing a newer message across the two topics, which verify can
+	// report although the materializer followed the contract (see
+	// docs/design.md, Verify): only this test's customers must agree.
+	for _, d := range rep.Differ {
+		if strings.HasPrefix(d.CustomerID, r.prefix) {
+			t.Errorf("the live store does not agree with the log: %v", d)
+		} else {
+			t.Logf("another test's customer differs: %v", d)
+		}
 	}
 	t.Logf("verify --against-log of the live store: %s", rep.Summary())
 }
