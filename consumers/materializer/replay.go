@@ -3,6 +3,7 @@ package materializer
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -75,7 +76,11 @@ func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64)
 			return nil, fmt.Errorf("recording where the replay starts: %w", err)
 		}
 	}
-	m.cl, err = kafka.NewClient(cfg.Kafka, kgo.ConsumePartitions(consume), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	m.cl, err = kafka.NewClient(cfg.Kafka, kgo.ConsumePartitions(consume), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A replayer re-seeks and pauses partitions as it reaches its
+		// targets (the last ones under the live store's lock): fetches
+		// that wait long for new records would hold it up.
+		kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}
