@@ -4,7 +4,11 @@
 // of records and the group's per-partition offsets are applied in one
 // store transaction, and on (re)assignment the group seeks to the offsets
 // the store holds. Offsets are also committed to Kafka so lag tools see
-// progress.
+// progress. Each batch is a compare-and-set from the offsets the store
+// held (store.Batch.From): when a replay swapped another store in or reset
+// this one, or another writer moved them, the member drops the batch and
+// resumes from the store's offsets; when the store now has another policy
+// it stops (ErrPolicyChanged). NewReplay runs the same fold as a replayer.
 //
 // Transient failures (store or broker down, registry unreachable) are
 // retried with the project's policy (package retry: backoff capped at 2 s,
@@ -44,7 +48,7 @@ import (
 
 // ErrPolicyChanged is returned by Run when the store was built with another
 // merge policy: its records must be rebuilt by a replay.
-var ErrPolicyChanged = errors.New("the store was built with another merge policy; replay the topics into a fresh store")
+var ErrPolicyChanged = errors.New("the store was built with another merge policy; run with the store's policy, or rebuild the store with omnisync replay --policy")
 
 // Config configures a Materializer.
 type Config struct {
