@@ -4,7 +4,11 @@
 // of records and the group's per-partition offsets are applied in one
 // store transaction, and on (re)assignment the group seeks to the offsets
 // the store holds. Offsets are also committed to Kafka so lag tools see
-// progress.
+// progress. Each batch is a compare-and-set from the offsets the store
+// held (store.Batch.From): when a replay swapped another store in or reset
+// this one, or another writer moved them, the member drops the batch and
+// resumes from the store's offsets; when the store now has another policy
+// it stops (ErrPolicyChanged). NewReplay runs the same fold as a replayer.
 //
 // Transient failures (store or broker down, registry unreachable) are
 // retried with the project's policy (package retry: backoff capped at 2 s,
@@ -44,7 +48,7 @@ import (
 
 // ErrPolicyChanged is returned by Run when the store was built with another
 // merge policy: its records must be rebuilt by a replay.
-var ErrPolicyChanged = errors.New("the store was built with another merge policy; replay the topics into a fresh store")
+var ErrPolicyChanged = errors.New("the store was built with another merge policy; run with the store's policy, or rebuild the store with omnisync replay --policy")
 
 // Config configures a Materializer.
 type Config struct {
@@ -63,13 +67,22 @@ type Config struct {
 	Metrics  *Metrics // optional
 }
 
-// Materializer is one member of a consumer group.
+// Materializer is one member of a consumer group, or (NewReplay) a
+// replayer folding every partition into a store without joining a group.
 type Materializer struct {
-	cfg Config
-	cl  *kgo.Client
+	cfg    Config
+	cl     *kgo.Client
+	replay bool // no group: direct partitions, no commits, no dead letters sent
 
 	mu       sync.Mutex
 	storeErr error // the last store operation's error; nil once one succeeds
+	// held is, per owned partition, the offset the store holds for the
+	// group (store.NoOffset when none): each batch is a compare-and-set
+	// from it (store.Batch.From).
+	held map[string]map[int32]int64
+	// next is, for a replayer, the next offset to consume per partition,
+	// and start where it started where the store held none.
+	next, start map[string]map[int32]int64
 }
 
 // New returns a member of cfg.Group; Run starts it.
@@ -83,7 +96,7 @@ func New(cfg Config) (*Materializer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	m := &Materializer{cfg: cfg}
+	m := &Materializer{cfg: cfg, held: map[string]map[int32]int64{}}
 	cl, err := kafka.NewClient(cfg.Kafka, append(kafka.GroupOpts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic),
@@ -136,6 +149,19 @@ func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map
 			}
 		}
 	}
+	m.mu.Lock()
+	for topic, parts := range assigned {
+		if m.held[topic] == nil {
+			m.held[topic] = map[int32]int64{}
+		}
+		for p := range parts {
+			m.held[topic][p] = store.NoOffset
+			if next, ok := held[topic][p]; ok {
+				m.held[topic][p] = next
+			}
+		}
+	}
+	m.mu.Unlock()
 	m.cfg.Metrics.setNext(resume)
 	m.cfg.Logger.Info("partitions assigned; resuming at the store's offsets", zap.Any("offsets", resume))
 	return out, nil
@@ -143,6 +169,13 @@ func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map
 
 // revoked forgets the lag of partitions this member no longer owns.
 func (m *Materializer) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	m.mu.Lock()
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(m.held[topic], p)
+		}
+	}
+	m.mu.Unlock()
 	m.cfg.Metrics.revoked(parts)
 	if len(parts) > 0 {
 		m.cfg.Logger.Info("partitions revoked", zap.Any("partitions", parts))
@@ -157,16 +190,12 @@ func (m *Materializer) Run(ctx context.Context) error {
 			m.cfg.Logger.Warn("leaving the consumer group", zap.Error(err))
 		}
 	}()
-	hash, err := m.cfg.Store.PolicyHash(ctx)
-	if err != nil {
-		return fmt.Errorf("reading the store's policy hash: %w", err)
-	}
-	m.setStoreErr(nil)
-	if hash != "" && hash != m.cfg.Policy.Hash() {
-		return fmt.Errorf("%w (store %s, configured %s)", ErrPolicyChanged, hash, m.cfg.Policy.Hash())
+	if err := m.checkPolicy(ctx); err != nil {
+		return err
 	}
 	var publisher *kgo.Client
 	if m.cfg.PublishState {
+		var err error
 		if publisher, err = kafka.NewClient(m.cfg.Kafka); err != nil {
 			return err
 		}
@@ -194,12 +223,107 @@ func (m *Materializer) Run(ctx context.Context) error {
 	}
 }
 
+// checkPolicy refuses a store built with another merge policy.
+func (m *Materializer) checkPolicy(ctx context.Context) error {
+	hash, err := m.cfg.Store.PolicyHash(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the store's policy hash: %w", err)
+	}
+	m.setStoreErr(nil)
+	if hash != "" && hash != m.cfg.Policy.Hash() {
+		return fmt.Errorf("%w (store %s, configured %s)", ErrPolicyChanged, hash, m.cfg.Policy.Hash())
+	}
+	return nil
+}
+
+// fresh drops the records below the offsets the store holds (left in the
+// client's buffers from before a re-seek) and returns the batch's From.
+func (m *Materializer) fresh(recs []*kgo.Record) ([]*kgo.Record, map[string]map[int32]int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	from := map[string]map[int32]int64{}
+	out := recs[:0:0]
+	for _, rec := range recs {
+		held, ok := m.held[rec.Topic][rec.Partition]
+		if !ok {
+			continue // no longer owned
+		}
+		if held != store.NoOffset && rec.Offset < held {
+			continue
+		}
+		if from[rec.Topic] == nil {
+			from[rec.Topic] = map[int32]int64{}
+		}
+		from[rec.Topic][rec.Partition] = held
+		out = append(out, rec)
+	}
+	return out, from
+}
+
+// applied records the offsets a batch moved the store to.
+func (m *Materializer) applied(offsets map[string]map[int32]int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for topic, parts := range offsets {
+		for p, next := range parts {
+			if _, owned := m.held[topic][p]; !owned {
+				continue
+			}
+			m.held[topic][p] = next
+			if m.next != nil {
+				m.next[topic][p] = next
+			}
+		}
+	}
+}
+
+// reseek moves every owned partition to the offsets the store holds after
+// another writer moved them (a replay's swap or reset, a zombie member):
+// consuming resumes there and the batch that found them moved is dropped.
+func (m *Materializer) reseek(moved *store.OffsetsMovedError) {
+	m.mu.Lock()
+	set := map[string]map[int32]kgo.EpochOffset{}
+	for topic, parts := range m.held {
+		set[topic] = map[int32]kgo.EpochOffset{}
+		for p := range parts {
+			next, ok := moved.Held[topic][p]
+			if !ok {
+				// Offset 0 is the log's start, or out of range and
+				// reset to the start (ConsumeResetOffset).
+				next, parts[p] = 0, store.NoOffset
+			} else {
+				parts[p] = next
+			}
+			if m.next != nil {
+				m.next[topic][p] = next
+				if !ok {
+					m.next[topic][p] = m.start[topic][p]
+				}
+			}
+			set[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: next}
+		}
+	}
+	m.mu.Unlock()
+	m.cfg.Logger.Warn("the store's offsets moved under this member (a replay's swap or reset, or another member); resuming from them",
+		zap.Any("offsets", moved.Held))
+	m.cl.SetOffsets(set)
+	m.cfg.Metrics.setNext(moved.Held)
+}
+
 // process folds one polled batch into the store. Records of a partition
 // arrive in order; a customer's events are all on one partition.
 func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publisher *kgo.Client) error {
+	recs, from := m.fresh(recs)
+	if len(recs) == 0 {
+		return nil
+	}
 	decoded, deadLetters, err := m.decode(ctx, recs)
 	if err != nil {
 		return err
+	}
+	if len(deadLetters) > 0 && m.replay {
+		// The live group sent them when it read these records first.
+		deadLetters = nil
 	}
 	if len(deadLetters) > 0 {
 		if err := m.retry(ctx, "writing dead letters", func() error {
@@ -224,7 +348,7 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 	}
 
 	var outcome stats
-	batch := &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}
+	batch := &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}, From: from}
 	batch.Records, batch.Messages = Fold(stored, decoded, m.cfg.Policy, outcome.add)
 	for _, rec := range recs {
 		if batch.Offsets[rec.Topic] == nil {
@@ -232,13 +356,34 @@ func (m *Materializer) process(ctx context.Context, recs []*kgo.Record, publishe
 		}
 		batch.Offsets[rec.Topic][rec.Partition] = rec.Offset + 1
 	}
-	if err := m.storeOp(ctx, "applying a batch to the store", func() error { return m.cfg.Store.Apply(ctx, batch) }); err != nil {
+	var refused error // by the compare-and-set: the store answered
+	err = m.storeOp(ctx, "applying a batch to the store", func() error {
+		err := m.cfg.Store.Apply(ctx, batch)
+		var moved *store.OffsetsMovedError
+		if errors.As(err, &moved) || errors.Is(err, store.ErrPolicyMismatch) {
+			refused = err
+			return nil
+		}
 		return err
+	})
+	var moved *store.OffsetsMovedError
+	switch {
+	case err != nil:
+		return err
+	case errors.As(refused, &moved):
+		m.reseek(moved)
+		return nil
+	case refused != nil:
+		return fmt.Errorf("%w: %w", ErrPolicyChanged, refused)
 	}
+	m.applied(batch.Offsets)
 	now := time.Now()
 	m.cfg.Metrics.observeBatch(outcome, decoded, now)
 	m.cfg.Metrics.setNext(batch.Offsets)
 
+	if m.replay {
+		return nil
+	}
 	// For lag tools; the store's offsets are the truth, so a failed commit
 	// is only logged.
 	if err := m.cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {

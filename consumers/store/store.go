@@ -7,6 +7,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/pkg/events"
@@ -50,6 +52,51 @@ type Batch struct {
 	Messages []events.MessageEvent
 	// Offsets are the group's next offsets per topic and partition.
 	Offsets map[string]map[int32]int64
+	// From, when not nil, makes Apply a compare-and-set: the group's
+	// offsets the store holds for these partitions must be these (NoOffset
+	// for a partition the store holds none of), and the store's policy
+	// hash must be PolicyHash or none; else Apply writes nothing and
+	// returns an *OffsetsMovedError or ErrPolicyMismatch. A replay that
+	// swapped in another store, an in-place reset, or another member that
+	// took the partitions over moved them.
+	From map[string]map[int32]int64
+}
+
+// NoOffset stands in Batch.From for a partition the store holds no offset
+// of.
+const NoOffset int64 = -1
+
+// ErrPolicyMismatch is returned by Apply when a batch folded with one
+// merge policy meets a store built with another (a replay with a new
+// policy was swapped in).
+var ErrPolicyMismatch = errors.New("the store was built with another merge policy than the batch")
+
+// OffsetsMovedError is returned by Apply when the store's offsets are not
+// the batch's From: the writer must resume from Held.
+type OffsetsMovedError struct {
+	Group string
+	Held  map[string]map[int32]int64 // the group's offsets the store holds
+}
+
+func (e *OffsetsMovedError) Error() string {
+	return fmt.Sprintf("the store's offsets of group %s moved under the writer (now %v); resume from them", e.Group, e.Held)
+}
+
+// CheckFrom returns nil when held (a group's offsets in the store) agrees
+// with b.From, else an *OffsetsMovedError; held's own map is kept in it.
+func CheckFrom(b *Batch, held map[string]map[int32]int64) error {
+	for topic, parts := range b.From {
+		for p, from := range parts {
+			got, ok := held[topic][p]
+			if !ok {
+				got = NoOffset
+			}
+			if got != from {
+				return &OffsetsMovedError{Group: b.Group, Held: held}
+			}
+		}
+	}
+	return nil
 }
 
 // Reader answers the agents' queries. Lists are pages in a fixed order;
@@ -114,4 +161,39 @@ type Cursor struct {
 type Conflict struct {
 	CustomerID string
 	merge.Conflict
+}
+
+// SameOffsets reports whether a and b hold the same partitions at the same
+// offsets.
+func SameOffsets(a, b map[string]map[int32]int64) bool {
+	count := func(m map[string]map[int32]int64) (n int) {
+		for _, parts := range m {
+			n += len(parts)
+		}
+		return n
+	}
+	if count(a) != count(b) {
+		return false
+	}
+	for topic, parts := range a {
+		for p, next := range parts {
+			if got, ok := b[topic][p]; !ok || got != next {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Covers reports whether a holds every partition of b at b's offset or a
+// later one.
+func Covers(a, b map[string]map[int32]int64) bool {
+	for topic, parts := range b {
+		for p, next := range parts {
+			if got, ok := a[topic][p]; !ok || got < next {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -59,6 +59,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing the PostgreSQL DSN: %w", err)
 	}
+	return open(ctx, cfg)
+}
+
+func open(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
@@ -139,6 +143,11 @@ func (s *Store) Load(ctx context.Context, customerIDs []string) (map[string]merg
 func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	recs := newestPerCustomer(b.Records)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if b.From != nil {
+			if err := checkFrom(ctx, tx, b); err != nil {
+				return err
+			}
+		}
 		written, err := upsertCustomers(ctx, tx, recs)
 		if err != nil {
 			return fmt.Errorf("writing customers: %w", err)
@@ -422,9 +431,38 @@ func queueOffsets(batch *pgx.Batch, b *store.Batch) {
 	}
 }
 
+// checkFrom is Apply's compare-and-set (see store.Batch.From), the
+// transaction's first statements: it locks the group's offset rows, so a
+// replay's swap (which locks the table) holds the batch back before it
+// writes anything, and the batch's statements then name the swapped-in
+// tables.
+func checkFrom(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
+	held, err := offsetsOf(ctx, tx, `SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1 FOR UPDATE`, b.Group)
+	if err != nil {
+		return err
+	}
+	var h string
+	err = tx.QueryRow(ctx, `SELECT value FROM store_meta WHERE key = 'policy_hash'`).Scan(&h)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("reading the policy hash: %w", err)
+	}
+	if h != "" && b.PolicyHash != "" && h != text(b.PolicyHash) {
+		return fmt.Errorf("%w (store %s, batch %s)", store.ErrPolicyMismatch, h, b.PolicyHash)
+	}
+	return store.CheckFrom(b, held)
+}
+
 // Offsets returns the group's next offsets.
 func (s *Store) Offsets(ctx context.Context, group string) (map[string]map[int32]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1`, text(group))
+	return offsetsOf(ctx, s.pool, `SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1`, group)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func offsetsOf(ctx context.Context, q querier, query, group string) (map[string]map[int32]int64, error) {
+	rows, err := q.Query(ctx, query, text(group))
 	if err != nil {
 		return nil, fmt.Errorf("reading offsets: %w", err)
 	}
