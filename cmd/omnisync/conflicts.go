@@ -38,8 +38,21 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("API answered %d %s: %s", e.status, e.body.Error, e.body.Reason)
 }
 
+// exitError is an error that sets the process's exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 // exitCode returns the exit status for err.
 func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	var ae *apiError
 	if errors.As(err, &ae) {
 		switch ae.status {

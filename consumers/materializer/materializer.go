@@ -4,7 +4,13 @@
 // of records and the group's per-partition offsets are applied in one
 // store transaction, and on (re)assignment the group seeks to the offsets
 // the store holds. Offsets are also committed to Kafka so lag tools see
-// progress.
+// progress. Each batch is a compare-and-set from the offsets the store
+// held (store.Batch.From): when a replay swapped another store in or reset
+// this one, or another writer moved them, the member drops the batch (and
+// every later one it folded meanwhile, and the records it holds in
+// memory) and resumes from the store's offsets; when the store now has
+// another policy it stops (ErrPolicyChanged). NewReplay runs the same fold
+// as a replayer.
 //
 // Transient failures (store or broker down, registry unreachable) are
 // retried with the project's policy (package retry: backoff capped at 2 s,
@@ -49,7 +55,7 @@ import (
 
 // ErrPolicyChanged is returned by Run when the store was built with another
 // merge policy: its records must be rebuilt by a replay.
-var ErrPolicyChanged = errors.New("the store was built with another merge policy; replay the topics into a fresh store")
+var ErrPolicyChanged = errors.New("the store was built with another merge policy; run with the store's policy, or rebuild the store with omnisync replay --policy")
 
 // Config configures a Materializer.
 type Config struct {
@@ -81,20 +87,30 @@ type Config struct {
 	Metrics   *Metrics // optional
 }
 
-// Materializer is one member of a consumer group.
+// Materializer is one member of a consumer group, or (NewReplay) a
+// replayer folding every partition into a store without joining a group.
 type Materializer struct {
-	cfg   Config
-	opts  []kgo.Opt   // of the group member's client
-	cl    *kgo.Client // created by Run
-	cache *recordCache
-	w     *writer
+	cfg    Config
+	opts   []kgo.Opt   // of the group member's client
+	cl     *kgo.Client // created by Run (by NewReplay for a replayer)
+	cache  *recordCache
+	w      *writer
+	replay bool // no group: direct partitions, no commits, no dead letters sent
 
 	mu       sync.Mutex
 	storeErr error // the last store operation's error; nil once one succeeds
+	// held is, per owned partition, the offset the store holds for the
+	// group as this member last read or applied it (store.NoOffset when
+	// none); planned is where the store will be once every batch
+	// submitted is applied: the next batch's From, below which polled
+	// records are old (buffered from before a re-seek).
+	held, planned map[string]map[int32]int64
+	// start is, for a replayer, where it started per partition.
+	start map[string]map[int32]int64
 }
 
-// New returns a member of cfg.Group; Run starts it.
-func New(cfg Config) (*Materializer, error) {
+// withDefaults fills in cfg's defaults.
+func withDefaults(cfg Config) Config {
 	if cfg.Policy == nil {
 		cfg.Policy = merge.DefaultPolicy()
 	}
@@ -112,7 +128,14 @@ func New(cfg Config) (*Materializer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	m := &Materializer{cfg: cfg, cache: newRecordCache(cfg.MaxCached), w: newWriter(cfg.Writers)}
+	return cfg
+}
+
+// New returns a member of cfg.Group; Run starts it.
+func New(cfg Config) (*Materializer, error) {
+	cfg = withDefaults(cfg)
+	m := &Materializer{cfg: cfg, cache: newRecordCache(cfg.MaxCached), w: newWriter(cfg.Writers),
+		held: map[string]map[int32]int64{}, planned: map[string]map[int32]int64{}}
 	if _, err := cfg.Kafka.Opts(); err != nil {
 		return nil, err
 	}
@@ -173,6 +196,20 @@ func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map
 			}
 		}
 	}
+	m.mu.Lock()
+	for topic, parts := range assigned {
+		if m.held[topic] == nil {
+			m.held[topic], m.planned[topic] = map[int32]int64{}, map[int32]int64{}
+		}
+		for p := range parts {
+			next, ok := held[topic][p]
+			if !ok {
+				next = store.NoOffset
+			}
+			m.held[topic][p], m.planned[topic][p] = next, next
+		}
+	}
+	m.mu.Unlock()
 	m.cfg.Metrics.setNext(resume)
 	m.cfg.Logger.Info("partitions assigned; resuming at the store's offsets", zap.Any("offsets", resume))
 	return out, nil
@@ -209,13 +246,22 @@ func (m *Materializer) lockWriter(ctx context.Context, sw store.SingleWriter) (u
 	}
 }
 
-// revoked waits until every polled batch is in the store (or the writer
-// stopped), so partitions move only between applied batches, forgets the
-// records held in memory (another member may write them now) and the lag
-// of partitions this member no longer owns.
+// revoked waits until every polled batch is in the store (or dropped,
+// or the writer stopped), so partitions move only between applied
+// batches, forgets the records held in memory (another member may write
+// them now) and the offsets and lag of partitions this member no longer
+// owns.
 func (m *Materializer) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
 	m.w.drain()
 	m.cache.reset()
+	m.mu.Lock()
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(m.held[topic], p)
+			delete(m.planned[topic], p)
+		}
+	}
+	m.mu.Unlock()
 	m.cfg.Metrics.revoked(parts)
 	if len(parts) > 0 {
 		m.cfg.Logger.Info("partitions revoked", zap.Any("partitions", parts))
@@ -242,13 +288,8 @@ func (m *Materializer) Run(ctx context.Context) error {
 			m.cfg.Logger.Warn("leaving the consumer group", zap.Error(err))
 		}
 	}()
-	hash, err := m.cfg.Store.PolicyHash(ctx)
-	if err != nil {
-		return fmt.Errorf("reading the store's policy hash: %w", err)
-	}
-	m.setStoreErr(nil)
-	if hash != "" && hash != m.cfg.Policy.Hash() {
-		return fmt.Errorf("%w (store %s, configured %s)", ErrPolicyChanged, hash, m.cfg.Policy.Hash())
+	if err := m.checkPolicy(ctx); err != nil {
+		return err
 	}
 	var publisher *kgo.Client
 	if m.cfg.PublishState {
@@ -260,16 +301,33 @@ func (m *Materializer) Run(ctx context.Context) error {
 	// Polled batches are folded here and applied in order by the writer
 	// goroutine, so the next batch is read, decoded and folded while the
 	// store applies the one before. A rebalance waits in revoked until the
-	// writer has applied every polled batch.
+	// writer has applied every polled batch. When the store refused a
+	// batch because its offsets moved, the writer drops every later batch
+	// and wakes the poll; the member then re-seeks (resync).
 	go m.w.run(ctx, m, publisher)
 	defer m.w.close()
 	for {
-		fs := m.cl.PollRecords(ctx, m.cfg.MaxBatch)
+		pctx, wake := context.WithCancel(ctx)
+		m.w.setWake(wake)
+		fs := m.cl.PollRecords(pctx, m.cfg.MaxBatch)
+		m.w.setWake(nil)
+		wake()
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err := m.w.failed(); err != nil {
 			return err
+		}
+		if m.w.moved() {
+			// What was polled may predate the re-seek.
+			if err := m.resync(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			m.cl.AllowRebalance()
+			continue
 		}
 		fs.EachError(func(topic string, p int32, err error) {
 			m.cfg.Logger.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
@@ -294,6 +352,121 @@ func (m *Materializer) Run(ctx context.Context) error {
 	}
 }
 
+// checkPolicy refuses a store built with another merge policy.
+func (m *Materializer) checkPolicy(ctx context.Context) error {
+	hash, err := m.cfg.Store.PolicyHash(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the store's policy hash: %w", err)
+	}
+	m.setStoreErr(nil)
+	if hash != "" && hash != m.cfg.Policy.Hash() {
+		return fmt.Errorf("%w (store %s, configured %s)", ErrPolicyChanged, hash, m.cfg.Policy.Hash())
+	}
+	return nil
+}
+
+// resync follows the store after it refused a batch because its offsets
+// moved under this member (a replay's swap or reset, a zombie member):
+// once every submitted batch is applied or dropped, it forgets the
+// records held in memory (folded from a store state that may no longer
+// exist), reads the store's offsets and moves every owned partition there
+// (kgo.Client.SetOffsets drops what was buffered).
+func (m *Materializer) resync(ctx context.Context) error {
+	m.w.drain()
+	m.cache.reset()
+	var held map[string]map[int32]int64
+	if err := m.storeOp(ctx, "reading the store's offsets", func() error {
+		var err error
+		held, err = m.cfg.Store.Offsets(ctx, m.cfg.Group)
+		return err
+	}); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	set := map[string]map[int32]kgo.EpochOffset{}
+	resume := map[string]map[int32]int64{}
+	for topic, parts := range m.held {
+		set[topic], resume[topic] = map[int32]kgo.EpochOffset{}, map[int32]int64{}
+		for p := range parts {
+			next, ok := held[topic][p]
+			if ok {
+				resume[topic][p] = next
+			}
+			parts[p], m.planned[topic][p] = next, next
+			if !ok {
+				// Offset 0 is the log's start, or out of range and reset
+				// to the start (ConsumeResetOffset); a replayer restarts
+				// where it started.
+				parts[p], m.planned[topic][p] = store.NoOffset, store.NoOffset
+				next = 0
+				if m.replay {
+					next = m.start[topic][p]
+				}
+			}
+			set[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: next}
+		}
+	}
+	m.mu.Unlock()
+	m.cfg.Logger.Warn("the store's offsets moved under this member (a replay's swap or reset, or another member); resuming from them",
+		zap.Any("offsets", resume))
+	m.cl.SetOffsets(set)
+	m.cfg.Metrics.setNext(resume)
+	m.w.resume()
+	return nil
+}
+
+// fresh drops the records of partitions this member does not own and
+// those below the offsets the store will hold once the submitted batches
+// are applied (left in the client's buffers from before a re-seek).
+func (m *Materializer) fresh(recs []*kgo.Record) []*kgo.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := recs[:0:0]
+	for _, rec := range recs {
+		planned, ok := m.planned[rec.Topic][rec.Partition]
+		if !ok || (planned != store.NoOffset && rec.Offset < planned) {
+			continue
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// plan returns the From of a batch of partition number p (the offsets
+// the store will hold for p of both topics once the batches before it are
+// applied) and records that the store will hold offsets once it is.
+func (m *Materializer) plan(p int32, offsets map[string]map[int32]int64) map[string]map[int32]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	from := map[string]map[int32]int64{}
+	for _, topic := range []string{m.cfg.EventsTopic, m.cfg.MessagesTopic} {
+		if planned, ok := m.planned[topic][p]; ok {
+			from[topic] = map[int32]int64{p: planned}
+		}
+	}
+	for topic, parts := range offsets {
+		for p, next := range parts {
+			if _, ok := m.planned[topic][p]; ok {
+				m.planned[topic][p] = next
+			}
+		}
+	}
+	return from
+}
+
+// applied records the offsets a batch moved the store to.
+func (m *Materializer) applied(offsets map[string]map[int32]int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for topic, parts := range offsets {
+		for p, next := range parts {
+			if _, owned := m.held[topic][p]; owned {
+				m.held[topic][p] = next
+			}
+		}
+	}
+}
+
 // job is a folded batch of one partition number for the writer.
 type job struct {
 	partition int32
@@ -308,9 +481,17 @@ type job struct {
 // store transactions, one per partition number. Records of a partition
 // arrive in order; a customer's events are all on one partition.
 func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, error) {
+	recs = m.fresh(recs)
+	if len(recs) == 0 {
+		return nil, nil
+	}
 	decoded, deadLetters, err := m.decode(ctx, recs)
 	if err != nil {
 		return nil, err
+	}
+	if m.replay {
+		// The live group sent them when it read these records first.
+		deadLetters = nil
 	}
 	if len(deadLetters) > 0 {
 		if err := m.retry(ctx, "writing dead letters", func() error {
@@ -328,7 +509,7 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 	current := map[string]merge.Record{}
 	var missing []string
 	for _, d := range decoded {
-		id := d.customerID()
+		id := d.CustomerID()
 		if _, ok := current[id]; ok {
 			continue
 		}
@@ -369,30 +550,27 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 		}
 		return j
 	}
-	before := maps.Clone(current)
-	changed := map[string]int32{} // customer → partition
-	outcomes := map[int32]*stats{}
+	perPartition := map[int32][]Decoded{}
 	for _, d := range decoded {
-		id := d.customerID()
-		j := jobOf(d.partition)
-		r := current[id]
-		var o merge.Outcome
-		switch {
-		case d.event != nil:
-			r, o = merge.Apply(r, d.event, m.cfg.Policy)
-		case d.message != nil:
-			r, o = merge.ApplyMessage(r, d.message, m.cfg.Policy)
-			if o.Ignored == "" {
-				j.batch.Messages = append(j.batch.Messages, *d.message)
+		perPartition[d.partition] = append(perPartition[d.partition], d.Decoded)
+	}
+	before := maps.Clone(current)
+	outcomes := map[int32]*stats{}
+	for _, p := range slices.Sorted(maps.Keys(perPartition)) {
+		j, o := jobOf(p), &stats{}
+		outcomes[p] = o
+		j.batch.Records, j.batch.Messages = Fold(current, perPartition[p], m.cfg.Policy, o.add)
+		for _, r := range j.batch.Records {
+			current[r.CustomerID] = r
+			// What the customer was before this batch, as the store holds
+			// it once the batches before are applied: the store then
+			// writes only the child rows that changed.
+			if b, ok := before[r.CustomerID]; ok && b.Version > 0 {
+				if j.batch.Base == nil {
+					j.batch.Base = map[string]merge.Record{}
+				}
+				j.batch.Base[r.CustomerID] = b
 			}
-		}
-		if outcomes[d.partition] == nil {
-			outcomes[d.partition] = &stats{}
-		}
-		outcomes[d.partition].add(o)
-		if o.Changed {
-			current[id] = r
-			changed[id] = d.partition
 		}
 	}
 	for _, rec := range recs {
@@ -404,23 +582,6 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 		j.batch.Offsets[rec.Topic][rec.Partition] = rec.Offset + 1
 		j.commit[rec.Topic][rec.Partition] = kgo.EpochOffset{Epoch: rec.LeaderEpoch, Offset: rec.Offset + 1}
 	}
-	for _, id := range keys(changed) {
-		j := jobs[changed[id]]
-		j.batch.Records = append(j.batch.Records, current[id])
-		// What the customer was before this batch, as the store holds it
-		// once the batches before are applied: the store then writes only
-		// the child rows that changed.
-		if b, ok := before[id]; ok && b.Version > 0 {
-			if j.batch.Base == nil {
-				j.batch.Base = map[string]merge.Record{}
-			}
-			j.batch.Base[id] = b
-		}
-	}
-	perPartition := map[int32][]decodedRecord{}
-	for _, d := range decoded {
-		perPartition[d.partition] = append(perPartition[d.partition], d)
-	}
 	out := make([]*job, 0, len(jobs))
 	for _, p := range slices.Sorted(maps.Keys(jobs)) {
 		j := jobs[p]
@@ -429,6 +590,7 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 			o = *outcomes[p]
 		}
 		j.stats = newBatchStats(o, perPartition[p])
+		j.batch.From = m.plan(p, j.batch.Offsets)
 		m.cache.pin(j.batch.Records)
 		out = append(out, j)
 	}
@@ -436,15 +598,37 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 }
 
 // apply writes a folded batch to the store, then commits its offsets to
-// Kafka and publishes its records.
+// Kafka and publishes its records. When the store's offsets moved from
+// the batch's From it writes nothing and returns the
+// *store.OffsetsMovedError; when the store has another policy, an
+// ErrPolicyChanged.
 func (m *Materializer) apply(ctx context.Context, j *job, publisher *kgo.Client) error {
 	batch := j.batch
-	if err := m.storeOp(ctx, "applying a batch to the store", func() error { return m.cfg.Store.Apply(ctx, batch) }); err != nil {
+	var refused error // by the compare-and-set: the store answered
+	err := m.storeOp(ctx, "applying a batch to the store", func() error {
+		err := m.cfg.Store.Apply(ctx, batch)
+		var moved *store.OffsetsMovedError
+		if errors.As(err, &moved) || errors.Is(err, store.ErrPolicyMismatch) {
+			refused = err
+			return nil
+		}
 		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case errors.Is(refused, store.ErrPolicyMismatch):
+		return fmt.Errorf("%w: %w", ErrPolicyChanged, refused)
+	case refused != nil:
+		return refused
 	}
+	m.applied(batch.Offsets)
 	m.cache.unpin(batch.Records)
 	m.cfg.Metrics.observeBatch(j.stats, time.Now())
 	m.cfg.Metrics.setNext(batch.Offsets)
+	if m.replay {
+		return nil
+	}
 
 	// For lag tools; the store's offsets are the truth, so a failed commit
 	// is only logged. It does not wait: a rebalance may be waiting for
@@ -462,30 +646,32 @@ func (m *Materializer) apply(ctx context.Context, j *job, publisher *kgo.Client)
 	return nil
 }
 
-type decodedRecord struct {
-	event     *events.CustomerEvent
-	message   *events.MessageEvent
-	partition int32
+// Decoded is one decoded record of the events or the messages topic:
+// exactly one of Event and Message is set.
+type Decoded struct {
+	Event   *events.CustomerEvent
+	Message *events.MessageEvent
 }
 
-func (d decodedRecord) customerID() string {
-	if d.event != nil {
-		return d.event.CustomerID
+// CustomerID is the customer the record is for.
+func (d Decoded) CustomerID() string {
+	if d.Event != nil {
+		return d.Event.CustomerID
 	}
-	return d.message.CustomerID
+	return d.Message.CustomerID
 }
 
-func (d decodedRecord) ingestedAt() time.Time {
-	if d.event != nil {
-		return d.event.IngestedAt
+func (d Decoded) ingestedAt() time.Time {
+	if d.Event != nil {
+		return d.Event.IngestedAt
 	}
-	return d.message.IngestedAt
+	return d.Message.IngestedAt
 }
 
 // check refuses what no store can hold: numbers that are not finite
 // (Avro's double carries NaN and infinities; JSON and SQL do not).
-func (d decodedRecord) check() error {
-	m := d.message
+func (d Decoded) check() error {
+	m := d.Message
 	if m == nil {
 		return nil
 	}
@@ -507,14 +693,106 @@ func (d decodedRecord) check() error {
 	return nil
 }
 
+// RejectedError is a record that can never be folded: it does not decode,
+// holds a number no store can hold, or its key is not its customer ID. The
+// materializer sends it to the dead-letter topic with Reason.
+type RejectedError struct{ Reason error }
+
+func (e *RejectedError) Error() string { return "record rejected: " + e.Reason.Error() }
+func (e *RejectedError) Unwrap() error { return e.Reason }
+
+// Decode decodes one record of the events or the messages topic as the
+// materializer does. A record that can never be folded is a
+// *RejectedError; any other error is transient (the registry did not
+// answer) and worth retrying. A record of another topic decodes to the
+// zero Decoded, which callers skip.
+func Decode(ctx context.Context, serde *codec.Serde, rec *kgo.Record) (Decoded, error) {
+	return decodeFrom(ctx, serde, rec, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic)
+}
+
+// decodeFrom is Decode with the events and the messages topic named.
+func decodeFrom(ctx context.Context, serde *codec.Serde, rec *kgo.Record, eventsTopic, messagesTopic string) (Decoded, error) {
+	var d Decoded
+	var target any
+	switch rec.Topic {
+	case eventsTopic:
+		d.Event = new(events.CustomerEvent)
+		target = d.Event
+	case messagesTopic:
+		d.Message = new(events.MessageEvent)
+		target = d.Message
+	default:
+		return Decoded{}, nil
+	}
+	if err := serde.Decode(ctx, rec.Value, target); err != nil {
+		var de *codec.DecodeError
+		if errors.As(err, &de) {
+			return Decoded{}, &RejectedError{err}
+		}
+		return Decoded{}, err
+	}
+	why := d.check()
+	if d.CustomerID() == "" || d.CustomerID() != string(rec.Key) {
+		why = fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.CustomerID())
+	}
+	if why != nil {
+		return Decoded{}, &RejectedError{why}
+	}
+	return d, nil
+}
+
+// Fold folds decoded records, in order, into their customers' records
+// under policy p, as the materializer folds every batch: stored holds the
+// records before (a customer absent has the zero record; stored is not
+// modified). It returns the changed records, sorted by customer ID, and
+// the messages to store, in order. outcome, when not nil, is called with
+// every event's outcome.
+func Fold(stored map[string]merge.Record, decoded []Decoded, p *merge.Policy, outcome func(merge.Outcome)) ([]merge.Record, []events.MessageEvent) {
+	changed := map[string]merge.Record{}
+	var messages []events.MessageEvent
+	for _, d := range decoded {
+		id := d.CustomerID()
+		r, ok := changed[id]
+		if !ok {
+			r = stored[id]
+		}
+		var o merge.Outcome
+		switch {
+		case d.Event != nil:
+			r, o = merge.Apply(r, d.Event, p)
+		case d.Message != nil:
+			r, o = merge.ApplyMessage(r, d.Message, p)
+			if o.Ignored == "" {
+				messages = append(messages, *d.Message)
+			}
+		}
+		if outcome != nil {
+			outcome(o)
+		}
+		if o.Changed {
+			changed[id] = r
+		}
+	}
+	records := make([]merge.Record, 0, len(changed))
+	for _, id := range keys(changed) {
+		records = append(records, changed[id])
+	}
+	return records, messages
+}
+
+// decoded is a decoded record and the partition it came from.
+type decoded struct {
+	Decoded
+	partition int32
+}
+
 // decode decodes every record, retrying transient failures; records that
 // will never decode or cannot be stored become dead letters. The records
 // are decoded on GOMAXPROCS goroutines and returned in their order.
-func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decodedRecord, []*kgo.Record, error) {
+func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decoded, []*kgo.Record, error) {
 	type result struct {
-		d   decodedRecord
+		d   Decoded
 		why error // not storable: a dead letter
-		ok  bool  // false: skipped (another topic)
 	}
 	results := make([]result, len(recs))
 	workers := min(runtime.GOMAXPROCS(0), (len(recs)+255)/256)
@@ -525,11 +803,25 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 		out := results[start:]
 		g.Go(func() error {
 			for i, rec := range part {
-				d, why, ok, err := m.decodeOne(gctx, rec)
-				if err != nil {
+				var d Decoded
+				err := m.retry(gctx, "decoding a record", func() error {
+					var err error
+					d, err = decodeFrom(gctx, m.cfg.Serde, rec, m.cfg.EventsTopic, m.cfg.MessagesTopic)
+					var rejected *RejectedError
+					if errors.As(err, &rejected) {
+						return retry.Permanent(err)
+					}
 					return err
+				})
+				var rejected *RejectedError
+				switch {
+				case errors.As(err, &rejected):
+					out[i] = result{why: rejected.Reason}
+				case err != nil:
+					return err
+				default:
+					out[i] = result{d: d}
 				}
-				out[i] = result{d, why, ok}
 			}
 			return nil
 		})
@@ -537,7 +829,7 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
-	out := make([]decodedRecord, 0, len(recs))
+	out := make([]decoded, 0, len(recs))
 	var dead []*kgo.Record
 	for i, r := range results {
 		switch {
@@ -547,47 +839,11 @@ func (m *Materializer) decode(ctx context.Context, recs []*kgo.Record) ([]decode
 				return nil, nil, err
 			}
 			dead = append(dead, dl)
-		case r.ok:
-			out = append(out, r.d)
+		case r.d.Event != nil || r.d.Message != nil: // else another topic
+			out = append(out, decoded{r.d, recs[i].Partition})
 		}
 	}
 	return out, dead, nil
-}
-
-// decodeOne decodes one record: ok is false for a record of another
-// topic, why is set for one that will never decode or cannot be stored.
-func (m *Materializer) decodeOne(ctx context.Context, rec *kgo.Record) (d decodedRecord, why error, ok bool, err error) {
-	d.partition = rec.Partition
-	var target any
-	switch rec.Topic {
-	case m.cfg.EventsTopic:
-		d.event = new(events.CustomerEvent)
-		target = d.event
-	case m.cfg.MessagesTopic:
-		d.message = new(events.MessageEvent)
-		target = d.message
-	default:
-		return d, nil, false, nil
-	}
-	err = m.retry(ctx, "decoding a record", func() error {
-		err := m.cfg.Serde.Decode(ctx, rec.Value, target)
-		var de *codec.DecodeError
-		if errors.As(err, &de) {
-			return retry.Permanent(err)
-		}
-		return err
-	})
-	switch {
-	case retry.IsPermanent(err):
-		return d, errors.Unwrap(err), true, nil
-	case err != nil:
-		return d, nil, false, err
-	}
-	why = d.check()
-	if d.customerID() == "" || d.customerID() != string(rec.Key) {
-		why = fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, d.customerID())
-	}
-	return d, why, true, nil
 }
 
 func (m *Materializer) deadLetter(rec *kgo.Record, why error) (*kgo.Record, error) {

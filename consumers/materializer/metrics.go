@@ -200,10 +200,10 @@ type batchStats struct {
 	ingested            []time.Time // of each record
 }
 
-func newBatchStats(o stats, batch []decodedRecord) batchStats {
+func newBatchStats(o stats, batch []Decoded) batchStats {
 	s := batchStats{outcome: o, ingested: make([]time.Time, len(batch))}
 	for i, d := range batch {
-		if d.event != nil {
+		if d.Event != nil {
 			s.customers++
 		} else {
 			s.messages++

@@ -3,11 +3,13 @@ package materializer
 import (
 	"cmp"
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 )
 
 // writer applies folded batches to the store on lanes, one goroutine
@@ -15,11 +17,18 @@ import (
 // submitted, so batches of other partitions are applied at once. On each
 // lane at most one batch waits while another is applied, which bounds the
 // memory a fast Kafka and a slow store take.
+//
+// When the store refuses a batch because its offsets moved (the
+// compare-and-set of store.Batch.From), the writer drops every batch
+// after it, on every lane, until resume: they were folded on top of it,
+// or from records the member may no longer hold.
 type writer struct {
 	lanes []*lane
 
-	mu  sync.Mutex
-	err error // why the writer stopped; nil while it runs
+	mu      sync.Mutex
+	err     error  // why the writer stopped; nil while it runs
+	isMoved bool   // a batch was refused: drop batches until resume
+	wake    func() // called when a batch is refused or the writer stops; see setWake
 }
 
 type lane struct {
@@ -45,12 +54,20 @@ func (w *writer) run(ctx context.Context, m *Materializer, publisher *kgo.Client
 		go func() {
 			defer close(l.stopped)
 			for j := range l.jobs {
-				if w.failed() == nil {
-					if err := m.apply(ctx, j, publisher); err != nil {
-						w.mu.Lock()
+				if w.failed() == nil && !w.moved() {
+					err := m.apply(ctx, j, publisher)
+					var moved *store.OffsetsMovedError
+					w.mu.Lock()
+					switch {
+					case errors.As(err, &moved):
+						w.isMoved = true
+					case err != nil:
 						w.err = cmp.Or(w.err, err)
-						w.mu.Unlock()
 					}
+					if err != nil && w.wake != nil {
+						w.wake()
+					}
+					w.mu.Unlock()
 				}
 				close(j.done)
 			}
@@ -85,6 +102,33 @@ func (w *writer) drain() {
 			<-last.done
 		}
 	}
+}
+
+// moved reports whether the store refused a batch because its offsets
+// moved: the writer drops batches until resume.
+func (w *writer) moved() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.isMoved
+}
+
+// setWake sets the function called when a batch is refused or the writer
+// stops (nil for none); it is called at once when that already happened.
+func (w *writer) setWake(wake func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wake = wake
+	if wake != nil && (w.isMoved || w.err != nil) {
+		wake()
+	}
+}
+
+// resume applies batches again after a refusal, once the member has
+// re-seeked.
+func (w *writer) resume() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.isMoved = false
 }
 
 // failed returns why the writer stopped, nil while it runs.

@@ -7,6 +7,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/pkg/events"
@@ -66,6 +68,51 @@ type Batch struct {
 	// for customers absent from Base, it writes the whole record. The
 	// result is the same either way.
 	Base map[string]merge.Record
+	// From, when not nil, makes Apply a compare-and-set: the group's
+	// offsets the store holds for these partitions must be these (NoOffset
+	// for a partition the store holds none of), and the store's policy
+	// hash must be PolicyHash or none; else Apply writes nothing and
+	// returns an *OffsetsMovedError or ErrPolicyMismatch. A replay that
+	// swapped in another store, an in-place reset, or another member that
+	// took the partitions over moved them.
+	From map[string]map[int32]int64
+}
+
+// NoOffset stands in Batch.From for a partition the store holds no offset
+// of.
+const NoOffset int64 = -1
+
+// ErrPolicyMismatch is returned by Apply when a batch folded with one
+// merge policy meets a store built with another (a replay with a new
+// policy was swapped in).
+var ErrPolicyMismatch = errors.New("the store was built with another merge policy than the batch")
+
+// OffsetsMovedError is returned by Apply when the store's offsets are not
+// the batch's From: the writer must resume from Held.
+type OffsetsMovedError struct {
+	Group string
+	Held  map[string]map[int32]int64 // the group's offsets the store holds, at least From's partitions
+}
+
+func (e *OffsetsMovedError) Error() string {
+	return fmt.Sprintf("the store's offsets of group %s moved under the writer (now %v); resume from them", e.Group, e.Held)
+}
+
+// CheckFrom returns nil when held (a group's offsets in the store) agrees
+// with b.From, else an *OffsetsMovedError; held's own map is kept in it.
+func CheckFrom(b *Batch, held map[string]map[int32]int64) error {
+	for topic, parts := range b.From {
+		for p, from := range parts {
+			got, ok := held[topic][p]
+			if !ok {
+				got = NoOffset
+			}
+			if got != from {
+				return &OffsetsMovedError{Group: b.Group, Held: held}
+			}
+		}
+	}
+	return nil
 }
 
 // Reader answers the agents' queries. Lists are pages in a fixed order;
@@ -94,6 +141,30 @@ type Reader interface {
 	Conflict(ctx context.Context, id string) (c Conflict, ok bool, err error)
 }
 
+// Scanner streams a whole store, for tools that compare it (omnisync
+// verify). Both stores implement it.
+type Scanner interface {
+	// Scan calls fn with every customer the store holds, deleted ones
+	// (tombstones) included, in customer-ID order (bytewise), each with
+	// its record and its messages sorted by MessageID. It reads a page of
+	// customers at a time and holds one customer's messages at a time,
+	// never the whole store; fn must not call the store. An error from fn
+	// stops the scan and is returned.
+	Scan(ctx context.Context, fn func(r merge.Record, messages []events.MessageEvent) error) error
+}
+
+// Replacer overwrites customers, for tools that repair a store from the
+// log (omnisync verify --repair). Both stores implement it.
+type Replacer interface {
+	// Replace removes everything the store holds of the customers
+	// customerIDs — record, fields, conflicts, identities, messages — and
+	// writes records and messages in their place as Apply writes them into
+	// a store without those customers, in one transaction. A customer listed
+	// without a record is left removed. records and messages must belong
+	// to customerIDs. Offsets and the policy hash are not touched.
+	Replace(ctx context.Context, customerIDs []string, records []merge.Record, messages []events.MessageEvent) error
+}
+
 // Cursor is where a page ends: the sort time (Unix milliseconds) and ID of
 // its last item. For customers the time is UpdatedAt (and the order
 // descending); for messages OccurredAt; for conflicts DetectedAt.
@@ -106,4 +177,39 @@ type Cursor struct {
 type Conflict struct {
 	CustomerID string
 	merge.Conflict
+}
+
+// SameOffsets reports whether a and b hold the same partitions at the same
+// offsets.
+func SameOffsets(a, b map[string]map[int32]int64) bool {
+	count := func(m map[string]map[int32]int64) (n int) {
+		for _, parts := range m {
+			n += len(parts)
+		}
+		return n
+	}
+	if count(a) != count(b) {
+		return false
+	}
+	for topic, parts := range a {
+		for p, next := range parts {
+			if got, ok := b[topic][p]; !ok || got != next {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Covers reports whether a holds every partition of b at b's offset or a
+// later one.
+func Covers(a, b map[string]map[int32]int64) bool {
+	for topic, parts := range b {
+		for p, next := range parts {
+			if got, ok := a[topic][p]; !ok || got < next {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -61,6 +61,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing the PostgreSQL DSN: %w", err)
 	}
+	return open(ctx, cfg)
+}
+
+func open(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
@@ -141,6 +145,13 @@ func (s *Store) Load(ctx context.Context, customerIDs []string) (map[string]merg
 func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	recs := newestPerCustomer(b.Records)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The compare-and-set comes first, so that nothing is written (and
+		// no Base is trusted) unless the store holds the batch's From.
+		if b.From != nil {
+			if err := checkFrom(ctx, tx, b); err != nil {
+				return err
+			}
+		}
 		// Customers stored at their Base version are updated in place and
 		// get only their changed child rows; the others are upserted whole.
 		diffed, err := updateCustomers(ctx, tx, recs, b.Base)
@@ -536,9 +547,49 @@ func queueOffsets(batch *pgx.Batch, b *store.Batch) {
 	}
 }
 
+// checkFrom is Apply's compare-and-set (see store.Batch.From), the
+// transaction's first statements: it locks the group's offset rows of
+// From's partitions, so a replay's swap (which locks the table) holds the
+// batch back before it writes anything, and the batch's statements then
+// name the swapped-in tables.
+func checkFrom(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
+	// Only the rows of From's partitions: transactions of other
+	// partitions (Writers) run at once.
+	var topics []string
+	var parts []int32
+	for topic, ps := range b.From {
+		for p := range ps {
+			topics, parts = append(topics, text(topic)), append(parts, p)
+		}
+	}
+	held, err := offsetsOf(ctx, tx, `SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o
+		JOIN unnest($2::text[], $3::integer[]) AS u(topic, partition) ON o.topic = u.topic AND o.partition = u.partition
+		WHERE o.group_id = $1 FOR UPDATE OF o`, b.Group, topics, parts)
+	if err != nil {
+		return err
+	}
+	var h string
+	err = tx.QueryRow(ctx, `SELECT value FROM store_meta WHERE key = 'policy_hash'`).Scan(&h)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("reading the policy hash: %w", err)
+	}
+	if h != "" && b.PolicyHash != "" && h != text(b.PolicyHash) {
+		return fmt.Errorf("%w (store %s, batch %s)", store.ErrPolicyMismatch, h, b.PolicyHash)
+	}
+	return store.CheckFrom(b, held)
+}
+
 // Offsets returns the group's next offsets.
 func (s *Store) Offsets(ctx context.Context, group string) (map[string]map[int32]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1`, text(group))
+	return offsetsOf(ctx, s.pool, `SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1`, group)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func offsetsOf(ctx context.Context, q querier, query, group string, args ...any) (map[string]map[int32]int64, error) {
+	rows, err := q.Query(ctx, query, append([]any{text(group)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading offsets: %w", err)
 	}

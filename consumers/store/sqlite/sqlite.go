@@ -156,6 +156,11 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
 	defer tx.Rollback()
+	if b.From != nil {
+		if err := checkFrom(ctx, tx, b); err != nil {
+			return err
+		}
+	}
 	w, err := prepareWriter(ctx, tx)
 	if err != nil {
 		return err
@@ -429,9 +434,35 @@ func (w *writer) upsertMessage(ctx context.Context, m *events.MessageEvent) erro
 	return err
 }
 
+// checkFrom is Apply's compare-and-set (see store.Batch.From), inside its
+// transaction, which holds the write lock.
+func checkFrom(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
+	var h string
+	err := tx.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'policy_hash'`).Scan(&h)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("reading the policy hash: %w", err)
+	}
+	if h != "" && b.PolicyHash != "" && h != b.PolicyHash {
+		return fmt.Errorf("%w (store %s, batch %s)", store.ErrPolicyMismatch, h, b.PolicyHash)
+	}
+	held, err := offsets(ctx, tx, b.Group)
+	if err != nil {
+		return err
+	}
+	return store.CheckFrom(b, held)
+}
+
 // Offsets returns the group's next offsets.
 func (s *Store) Offsets(ctx context.Context, group string) (map[string]map[int32]int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = ?`, group)
+	return offsets(ctx, s.db, group)
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func offsets(ctx context.Context, q querier, group string) (map[string]map[int32]int64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = ?`, group)
 	if err != nil {
 		return nil, fmt.Errorf("reading offsets: %w", err)
 	}

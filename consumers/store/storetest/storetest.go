@@ -7,6 +7,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AllOrNothing", testAllOrNothing},
 		{"Offsets", testOffsets},
 		{"PolicyHash", testPolicyHash},
+		{"CompareAndSetOffsets", testCompareAndSet},
 		{"Delete", testDelete},
 		{"MessagesAndTombstones", testMessagesAndTombstones},
 		{"MessageUpsertIdempotent", testMessageIdempotent},
@@ -40,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Paging", testPaging},
 		{"Conflicts", testConflicts},
 		{"OddText", testOddText},
+		{"ScanAndReplace", testScanAndReplace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,6 +346,41 @@ func testPolicyHash(t *testing.T, s store.Store) {
 		if h, err := s.PolicyHash(ctx); err != nil || h != want {
 			t.Errorf("PolicyHash = %q, %v; want %q", h, err, want)
 		}
+	}
+}
+
+// testCompareAndSet: a batch with From applies only while the store holds
+// From's offsets (store.NoOffset for none) and no other policy hash;
+// otherwise it writes nothing and says why.
+func testCompareAndSet(t *testing.T, s store.Store) {
+	type offsets = map[string]map[int32]int64
+	rec, _ := rich(t, "cas-1")
+	apply(t, s, &store.Batch{Group: group, PolicyHash: policy.Hash(), Offsets: offsets{"events": {0: 10}},
+		From: offsets{"events": {0: store.NoOffset}}})
+	var moved *store.OffsetsMovedError
+	err := s.Apply(ctx, &store.Batch{Group: group, PolicyHash: policy.Hash(), Records: []merge.Record{rec},
+		Offsets: offsets{"events": {0: 20}}, From: offsets{"events": {0: 5}}})
+	if !errors.As(err, &moved) || moved.Held["events"][0] != 10 {
+		t.Fatalf("Apply from offsets the store does not hold = %v; want an OffsetsMovedError holding 10", err)
+	}
+	err = s.Apply(ctx, &store.Batch{Group: group, PolicyHash: policy.Hash(), Records: []merge.Record{rec},
+		Offsets: offsets{"events": {1: 3}}, From: offsets{"events": {1: 0}}})
+	if !errors.As(err, &moved) {
+		t.Fatalf("Apply from an offset on a partition the store holds none of = %v; want an OffsetsMovedError", err)
+	}
+	err = s.Apply(ctx, &store.Batch{Group: group, PolicyHash: "another policy", Records: []merge.Record{rec},
+		Offsets: offsets{"events": {0: 20}}, From: offsets{"events": {0: 10}}})
+	if !errors.Is(err, store.ErrPolicyMismatch) {
+		t.Fatalf("Apply of a batch of another policy = %v; want ErrPolicyMismatch", err)
+	}
+	if got, err := s.Load(ctx, []string{rec.CustomerID}); err != nil || len(got) != 0 {
+		t.Fatalf("refused batches wrote %v (%v); want nothing", got, err)
+	}
+	apply(t, s, &store.Batch{Group: group, PolicyHash: policy.Hash(), Records: []merge.Record{rec},
+		Offsets: offsets{"events": {0: 20}}, From: offsets{"events": {0: 10}}})
+	checkCustomer(t, s, rec)
+	if got, err := s.Offsets(ctx, group); err != nil || got["events"][0] != 20 {
+		t.Errorf("Offsets after the compare-and-set = %v, %v; want events/0 at 20", got, err)
 	}
 }
 
