@@ -14,6 +14,7 @@ import (
 	"github.com/omnisync/omnisync/producers"
 	"github.com/omnisync/omnisync/producers/app"
 	"github.com/omnisync/omnisync/producers/chatjson"
+	"github.com/omnisync/omnisync/producers/crm"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/phone"
 	"github.com/omnisync/omnisync/producers/web"
@@ -82,7 +83,8 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	}
 
 	creds := ingest.KeyCredential{Key: "k"}
-	for path, ch := range map[string]ingest.Channel{web.Path: web.New(creds), app.Path: app.New(creds), phone.Path: phone.New(creds)} {
+	for path, ch := range map[string]ingest.Channel{web.Path: web.New(creds), app.Path: app.New(creds), phone.Path: phone.New(creds),
+		crm.Path: crm.New(map[string]ingest.KeyCredential{"main": creds})} {
 		example := s.Paths[path].Post.RequestBody.Content["application/json"].Example
 		if example == nil {
 			t.Errorf("%s has no example request", path)
@@ -92,7 +94,9 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ch.Parse(httptest.NewRequest("POST", path, nil), body); err != nil {
+		req := httptest.NewRequest("POST", path, nil)
+		req.Header.Set("Authorization", "Bearer k")
+		if _, err := ch.Parse(req, body); err != nil {
 			t.Errorf("%s: the spec's example is refused: %v", path, err)
 		}
 	}
@@ -101,6 +105,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		"WebRequest": web.Request{}, "AppRequest": app.Request{}, "Event": chatjson.Event{}, "Profile": chatjson.Profile{},
 		"Sender": chatjson.Sender{}, "Attachment": chatjson.Attachment{}, "Transcript": phone.Transcript{}, "Segment": phone.Segment{},
 		"Accepted": ingest.Accepted{}, "Error": ingest.Error{},
+		"CRMRequest": crm.Request{}, "CRMChange": crm.Change{}, "CRMIdentity": crm.Identity{},
 	} {
 		var documented []string
 		for name := range s.Components.Schemas[schema].Properties {

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/omnisync/omnisync/producers/app"
+	"github.com/omnisync/omnisync/producers/crm"
 	"github.com/omnisync/omnisync/producers/ingest"
 	"github.com/omnisync/omnisync/producers/miniprogram"
 	"github.com/omnisync/omnisync/producers/phone"
@@ -18,6 +19,7 @@ import (
 // channels builds each channel from its credentials.
 var channels = map[string]func(ingest.Credentials) ingest.Channel{
 	"web":         func(c ingest.Credentials) ingest.Channel { return web.New(c.Channels.Web) },
+	"crm":         func(c ingest.Credentials) ingest.Channel { return crm.New(c.Channels.CRM) },
 	"app":         func(c ingest.Credentials) ingest.Channel { return app.New(c.Channels.App) },
 	"phone":       func(c ingest.Credentials) ingest.Channel { return phone.New(c.Channels.Phone) },
 	"miniprogram": func(c ingest.Credentials) ingest.Channel { return miniprogram.New(c.Channels.MiniProgram) },

@@ -44,6 +44,7 @@ type env struct {
 	serde *codec.Serde
 	url   string
 	cl    *kgo.Client
+	p     *ingest.Pipeline
 	// from is where the messages topic ended when the test began: the
 	// test reads its own messages only, not every other test's; dlqFrom
 	// likewise for the dead-letter topic.
@@ -86,7 +87,7 @@ func startWith(t *testing.T, k testenv.Kafka, creds ingest.Credentials) *env {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	from := testenv.EndOffsets(t, cl, schemas.CustomerMessagesTopic, schemas.DeadLetterTopic)
-	return &env{k: k, serde: serde, url: srv.URL, cl: cl, from: from[schemas.CustomerMessagesTopic], dlqFrom: from[schemas.DeadLetterTopic]}
+	return &env{k: k, serde: serde, url: srv.URL, cl: cl, p: p, from: from[schemas.CustomerMessagesTopic], dlqFrom: from[schemas.DeadLetterTopic]}
 }
 
 // messages returns the messages of customers whose sender is senderID,

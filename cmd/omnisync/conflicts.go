@@ -38,6 +38,15 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("API answered %d %s: %s", e.status, e.body.Error, e.body.Reason)
 }
 
+// exitError is an error that sets the process's exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 // exitCode returns the exit status for err.
 func exitCode(err error) int {
 	var ee *exitError

@@ -223,6 +223,9 @@ func devCredentials(path string) (ingest.Credentials, error) {
 	fill(&c.Channels.App.Key, secret)
 	fill(&c.Channels.App.IdentitySecret, secret)
 	fill(&c.Channels.Phone.Key, secret)
+	if len(c.Channels.CRM) == 0 {
+		c.Channels.CRM, changed = map[string]ingest.KeyCredential{"main": {Key: secret()}}, true
+	}
 	for _, wc := range []*ingest.WeChatCredential{&c.Channels.WeChat, &c.Channels.MiniProgram} {
 		fill(&wc.AppID, func() string { return "wx" + secret()[:16] })
 		fill(&wc.Token, secret)

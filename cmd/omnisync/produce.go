@@ -25,11 +25,13 @@ func newProduceCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "produce",
 		Short: "Run channel producers: native channel input in, Avro events to Kafka",
-		Long: `Run one channel's producer (--channel web|app|miniprogram|wechat|phone), or all
+		Long: `Run one channel's producer (--channel web|app|miniprogram|wechat|phone|crm), or all
 of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 /metrics, /healthz and /readyz beside them. Secrets come from --credentials
 (JSON, the format omnisync dev writes) and the environment
-(OMNISYNC_WEB_KEY, OMNISYNC_WECHAT_TOKEN, …), never from code.`,
+(OMNISYNC_WEB_KEY, OMNISYNC_WECHAT_TOKEN, OMNISYNC_CRM_KEYS=system=key,…, …),
+never from code. The CRM channel takes one bearer key per source system
+(channels.crm.<system>.key).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()

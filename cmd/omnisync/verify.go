@@ -21,15 +21,6 @@ const (
 	exitVerifyFailed = 2
 )
 
-// exitError carries a command's exit status.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
 // failed marks err as verify's operational failure.
 func failed(err error) error {
 	var ee *exitError

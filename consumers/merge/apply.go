@@ -28,6 +28,14 @@ type Outcome struct {
 	// Ignored is why the whole event was ignored; empty when it was not.
 	// An ignored event changes nothing.
 	Ignored Reason
+	// Emit holds the events this fold asks the materializer to produce,
+	// each keyed by its customer ID, in order, acknowledged by Kafka
+	// before the batch is committed (docs/design.md, Customer merge): the
+	// hand-off of a merged customer's record to its survivor, the release
+	// of an unmerged customer, a delete of the customers absorbed into a
+	// deleted one. They depend only on the record, the event and the
+	// policy, so a batch folded again emits the same events.
+	Emit []events.CustomerEvent
 }
 
 // Reason is why an event was ignored as a whole.
@@ -55,6 +63,22 @@ const (
 	ReasonUnknownChoice Reason = "unknown resolution choice"
 	// ReasonInvalidValue: a SET_VALUE text is not a value of the field.
 	ReasonInvalidValue Reason = "invalid resolution value"
+	// ReasonBadMerge: a MERGE or UNMERGE without both customers, keyed by
+	// neither, without its merge ID, or a hand-off whose snapshot does not
+	// decode or is of another customer.
+	ReasonBadMerge Reason = "malformed merge"
+	// ReasonOtherPolicy: an event a materializer emitted under another policy.
+	ReasonOtherPolicy Reason = "emitted under another policy"
+	// ReasonAlreadyMerged: a MERGE request for a customer already merged
+	// into another by another merge.
+	ReasonAlreadyMerged Reason = "customer already merged"
+	// ReasonMergeOrder: a MERGE or UNMERGE whose survivor's ID sorts after
+	// the absorbed customer's: merges go from the greater ID to the smaller,
+	// so they never form a cycle.
+	ReasonMergeOrder Reason = "survivor ID after absorbed ID"
+	// ReasonSurvivorMerged: an UNMERGE request to a survivor that is
+	// itself merged into another; unmerge that first.
+	ReasonSurvivorMerged Reason = "survivor is itself merged"
 )
 
 // Apply folds one customer event into r under policy p (nil means
@@ -63,8 +87,10 @@ const (
 //
 // UPSERT writes the profile's fields and clears and adds the event's
 // identities; DELETE erases the record down to its tombstone; RESOLVE closes
-// a conflict (and adds identities). See the package documentation for the
-// rules.
+// a conflict (and adds identities); MERGE and UNMERGE are the steps of a
+// customer merge (docs/design.md, Customer merge). See the package
+// documentation for the rules. The events in Outcome.Emit must be produced
+// before the batch holding the result is committed.
 func Apply(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome) {
 	if p == nil {
 		p = defaultPolicy
@@ -72,6 +98,20 @@ func Apply(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome) {
 	if ev == nil || ev.EventID == "" || ev.CustomerID == "" {
 		return r, Outcome{Ignored: ReasonMalformed}
 	}
+	if m := ev.Merge; m != nil && m.PolicyHash != "" && m.PolicyHash != p.Hash() {
+		return r, Outcome{Ignored: ReasonOtherPolicy}
+	}
+	if ev.Op == events.OpMerge || ev.Op == events.OpUnmerge {
+		return applyMerge(r, ev, p)
+	}
+	next, out := applyEvent(r, ev, p)
+	t := trigger{stampOf(ev.OccurredAt, ev.EventID), ev.IngestedAt, channelOf(ev.Channel), ev.Source}
+	return follow(r, next, out, t, p, ev.Op == events.OpDelete, func(own Record) (Record, Outcome) { return applyEvent(own, ev, p) })
+}
+
+// applyEvent folds an UPSERT, DELETE or RESOLVE into r, leaving the merge
+// bookkeeping to follow.
+func applyEvent(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome) {
 	s := stampOf(ev.OccurredAt, ev.EventID)
 	if reason := admit(r, ev.CustomerID, s); reason != "" {
 		return r, Outcome{Ignored: reason}
@@ -93,7 +133,9 @@ func Apply(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome) {
 // ApplyMessage folds one message into r under policy p (nil means
 // DefaultPolicy): it adds the message's identities and moves the last
 // contact to the message when its stamp (occurred_at, message_id) is newer.
-// r is not modified. The message itself is not part of the record.
+// r is not modified. The message itself is not part of the record. A
+// message that changes a merged customer's record emits its hand-off
+// (Outcome.Emit), as Apply does.
 func ApplyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome) {
 	if p == nil {
 		p = defaultPolicy
@@ -101,6 +143,14 @@ func ApplyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome)
 	if m == nil || m.MessageID == "" || m.CustomerID == "" {
 		return r, Outcome{Ignored: ReasonMalformed}
 	}
+	next, out := applyMessage(r, m, p)
+	t := trigger{stampOf(m.OccurredAt, m.MessageID), m.IngestedAt, channelOf(m.Channel), m.Source}
+	return follow(r, next, out, t, p, false, func(own Record) (Record, Outcome) { return applyMessage(own, m, p) })
+}
+
+// applyMessage folds a message into r, leaving the merge bookkeeping to
+// follow.
+func applyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome) {
 	s := stampOf(m.OccurredAt, m.MessageID)
 	if reason := admit(r, m.CustomerID, s); reason != "" {
 		return r, Outcome{Ignored: reason}

@@ -1,6 +1,7 @@
 package merge_test
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -681,7 +682,8 @@ func TestApplyIgnores(t *testing.T) {
 		want merge.Reason
 	}{
 		{"unknown op", event(events.OpUnknown, "e2", time.Hour, crm, set("name", "x")), merge.ReasonUnknownOp},
-		{"op from a newer schema", event("MERGE", "e2", time.Hour, crm), merge.ReasonUnknownOp},
+		{"op from a newer schema", event("SPLIT", "e2", time.Hour, crm), merge.ReasonUnknownOp},
+		{"merge without its merge record", event(events.OpMerge, "e2", time.Hour, crm), merge.ReasonBadMerge},
 		{"no event ID", upsert("", time.Hour, crm, set("name", "x")), merge.ReasonMalformed},
 		{"no customer ID", upsert("e2", time.Hour, crm, set("name", "x"), forCustomer("")), merge.ReasonMalformed},
 		{"nil event", nil, merge.ReasonMalformed},
@@ -690,7 +692,7 @@ func TestApplyIgnores(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			next, out := checkApply(t, r, tt.when, nil)
-			if out != (merge.Outcome{Ignored: tt.want}) {
+			if !reflect.DeepEqual(out, merge.Outcome{Ignored: tt.want}) {
 				t.Errorf("outcome %+v, want ignored: %s", out, tt.want)
 			}
 			if next.CanonicalHash() != r.CanonicalHash() {

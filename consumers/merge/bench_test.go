@@ -1,9 +1,12 @@
 package merge_test
 
 import (
+	"maps"
 	"testing"
+	"time"
 
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/pkg/events"
 )
 
 // BenchmarkApply measures one event (op = event) of a generated log with
@@ -76,4 +79,43 @@ func BenchmarkApply(b *testing.B) {
 			it.apply(final[it.customer()], p)
 		}
 	})
+}
+
+// BenchmarkApplyMerged measures one event (op = event) of the same log for
+// customers that have each absorbed another: every event folds into the
+// merged record and into the survivor's own record, which an unmerge gives
+// back. The baseline is the log for customers that never merged.
+func BenchmarkApplyMerged(b *testing.B) {
+	customers := []string{"cus_a", "cus_b", "cus_c"}
+	log := genStream(1, customers, 1000)
+	merged := map[string]merge.Record{}
+	for _, c := range customers {
+		w := newWorld(b)
+		other := "cus_z" + c // greater: merges go to the smaller ID
+		w.apply(upsert("z-"+c, -time.Hour, crm, forCustomer(other), set("phone", "+8613800000009"), set("name", "Zed"),
+			set("attributes.color", "green"), ident("crm", "z"+c)))
+		req := event(events.OpMerge, "m-"+c, 0, agent, forCustomer(other))
+		req.Merge = &events.Merge{SurvivorID: c, AbsorbedID: other}
+		w.apply(req)
+		merged[c] = w.recs[c]
+	}
+	p := merge.DefaultPolicy()
+	for _, bc := range []struct {
+		name  string
+		start map[string]merge.Record
+	}{{"stream/baseline=unmerged", map[string]merge.Record{}}, {"stream/merged", merged}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var records map[string]merge.Record
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if i%len(log) == 0 {
+					records = maps.Clone(bc.start)
+				}
+				it := log[i%len(log)]
+				i++
+				records[it.customer()], _ = it.apply(records[it.customer()], p)
+			}
+		})
+	}
 }

@@ -65,6 +65,26 @@
 // channel's clock runs ahead. Afterwards every event or message whose stamp
 // is not After the tombstone is ignored; a newer one recreates the customer.
 //
+// # Customer merge
+//
+// A merge folds absorbed customer A into survivor S (docs/design.md,
+// Customer merge), always from the greater customer ID to the smaller. The
+// MERGE request, keyed by A, freezes A (Record.MergedInto) and emits the
+// hand-off in Outcome.Emit: a MERGE keyed by S carrying A's record. The
+// hand-off absorbs A into S field by field with the rules above (Absorb):
+// the two registers of a field in stamp order, so a key field's
+// disagreement opens a conflict, whichever side is newer. S keeps each
+// absorbed snapshot (Record.Absorbed) and its own record (Record.Own),
+// which S's later events update too. A frozen record still folds its own
+// events, and emits a new hand-off on every change, of which S absorbs what
+// changed. The UNMERGE request, keyed by S, gives S back its own record
+// (with the other absorptions folded in again) and emits the release, an
+// UNMERGE keyed by A, which unfreezes A. Events a fold emits carry the
+// policy hash and are folded only under that policy; each is absorbed when
+// it arrives again, so a materializer may emit them again after a crash or
+// in a replay. A DELETE of a survivor, or of an absorbed customer after the
+// merge, erases both.
+//
 // # Versions
 //
 // Record.Version grows by exactly one for every event that changed the

@@ -1,7 +1,9 @@
 package merge_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -161,6 +163,176 @@ func FuzzApply(f *testing.F) {
 		}
 		if _, err := codec.BinaryFromNative(nil, native); err != nil {
 			t.Fatalf("state does not encode: %v", err)
+		}
+	})
+}
+
+// fuzzMergeCustomers are the customers of FuzzMerge, greatest ID last.
+var fuzzMergeCustomers = []string{"cus_1", "cus_2", "cus_3"}
+
+// FuzzMerge folds fuzzed sequences of upserts, deletes, resolutions,
+// messages, MERGE and UNMERGE requests for three customers, delivering
+// what the folds emit late, twice or in between, and checks what must hold
+// for any input: no panic; the invariants of every fold; a fold repeated
+// right after itself changes nothing and emits nothing; what is emitted
+// encodes and comes to an end; each customer's record, refolded from the
+// events it received through JSON, is the same; and without deletes each
+// customer's own record has the content its own events alone fold to.
+func FuzzMerge(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{
+		0, 0, 0, 1, 0x0f, // cus_1 upserts
+		0, 2, 1, 2, 0x0f, // cus_3 upserts
+		3, 2, 0, 3, 0, // MERGE cus_3 into cus_1
+		6, 0, 0, 4, 0, // deliver the hand-off
+		0, 2, 2, 5, 0x03, // a straggler for cus_3
+		6, 0, 0, 6, 0, 7, 0, 0, 7, 0, // deliver it, twice
+		4, 0, 0, 8, 0, // UNMERGE cus_1's first absorption
+	})
+	f.Add([]byte{3, 1, 0, 1, 0, 6, 0, 0, 2, 0, 1, 0, 0, 3, 0, 6, 0, 0, 4, 0, 6, 0, 0, 5, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := merge.DefaultPolicy()
+		recs := map[string]merge.Record{}
+		received := map[string][]*events.CustomerEvent{} // every event each customer got, in order
+		own := map[string][]item{}                       // each customer's own events and messages
+		var pending, emitted []events.CustomerEvent
+		deleted := false
+		deliver := func(it item) {
+			c := it.customer()
+			prev := recs[c]
+			next, out := it.apply(prev, p)
+			checkInvariants(t, prev, next, out)
+			again, out2 := it.apply(next, p)
+			if out2.Changed || len(out2.Emit) > 0 || again.CanonicalHash() != next.CanonicalHash() {
+				t.Fatalf("%s applied twice changed the record or emitted: %+v", it, out2)
+			}
+			recs[c] = next
+			if it.ev != nil {
+				received[c] = append(received[c], it.ev)
+			}
+			pending = append(pending, out.Emit...)
+			emitted = append(emitted, out.Emit...)
+		}
+		var n int
+		for len(data) >= 5 && n < 64 {
+			b := data[:5]
+			data = data[5:]
+			n++
+			c := fuzzMergeCustomers[int(b[1])%3]
+			at := time.Duration(b[3]) * time.Hour
+			id := fmt.Sprintf("e%03d", n)
+			var it item
+			switch b[0] % 9 {
+			case 0: // upsert
+				ch := []events.Channel{crm, app, wechat, phone}[b[2]%4]
+				e := upsert(id, at, ch, forCustomer(c), from(fmt.Sprintf("src-%d", b[2]>>7)))
+				for i, fld := range fuzzFields {
+					if b[4]>>i&1 == 1 {
+						setField(e, fld, fuzzValues[(int(b[2])+i)%len(fuzzValues)])
+					}
+				}
+				if b[2]&0x40 != 0 {
+					e.Identities = []events.Identity{{Kind: "phone", Value: fuzzValues[b[4]%3], Verified: b[2]&0x20 != 0}}
+				}
+				it = item{ev: e}
+			case 1: // message
+				m := message(id, at, []events.Channel{web, app}[b[2]%2])
+				m.CustomerID = c
+				it = item{msg: m}
+			case 2: // resolve an open conflict
+				open := slices.IndexFunc(recs[c].Conflicts, merge.Conflict.Open)
+				if open < 0 {
+					continue
+				}
+				cf := recs[c].Conflicts[open]
+				e := event(events.OpResolve, id, at, agent, forCustomer(c), from("console"))
+				e.Resolution = &events.Resolution{ConflictID: cf.ID, Field: cf.Field, ResolvedBy: "agent",
+					Choice: []events.ResolutionChoice{events.ChoiceKeepCurrent, events.ChoiceTakeCandidate}[b[2]%2]}
+				it = item{ev: e}
+			case 3: // MERGE request: c into another, whatever the ID order
+				s := fuzzMergeCustomers[int(b[2])%3]
+				e := event(events.OpMerge, id, at, agent, forCustomer(c), from("console"))
+				e.Merge = &events.Merge{SurvivorID: s, AbsorbedID: c}
+				it = item{ev: e}
+			case 4: // UNMERGE request of one of c's absorptions, or of a made-up merge
+				e := event(events.OpUnmerge, id, at, agent, forCustomer(c), from("console"))
+				e.Merge = &events.Merge{MergeID: "no-such-merge", SurvivorID: c, AbsorbedID: fuzzMergeCustomers[2]}
+				if as := recs[c].Absorbed; len(as) > 0 {
+					a := as[int(b[2])%len(as)]
+					e.Merge.MergeID, e.Merge.AbsorbedID = a.MergeID, a.CustomerID
+				}
+				it = item{ev: e}
+			case 5: // delete
+				it = item{ev: remove(id, at, forCustomer(c))}
+				deleted = true
+			case 6, 7: // deliver the oldest emitted event (7: and again later)
+				if len(pending) == 0 {
+					continue
+				}
+				e := pending[0]
+				pending = pending[1:]
+				if b[0]%9 == 7 {
+					pending = append(pending, e)
+				}
+				deliver(item{ev: &e})
+				continue
+			case 8: // re-send an earlier event of c
+				if len(own[c]) == 0 {
+					continue
+				}
+				it = own[c][int(b[2])%len(own[c])]
+			}
+			if it.ev == nil || it.ev.Merge == nil {
+				own[c] = append(own[c], it)
+			}
+			deliver(it)
+		}
+		for steps := 0; len(pending) > 0; steps++ {
+			if steps > 10_000 {
+				t.Fatal("emitted events do not come to an end")
+			}
+			e := pending[0]
+			pending = pending[1:]
+			deliver(item{ev: &e})
+		}
+		checkEmitsEncode(t, emitted)
+
+		for _, c := range fuzzMergeCustomers {
+			// Refolded through JSON from what c received (messages are
+			// left out, so compare with a refold of the same).
+			var refold merge.Record
+			for _, e := range received[c] {
+				b, err := json.Marshal(refold)
+				if err != nil {
+					t.Fatal(err)
+				}
+				refold = merge.Record{}
+				if err := json.Unmarshal(b, &refold); err != nil {
+					t.Fatal(err)
+				}
+				refold, _ = merge.Apply(refold, e, p)
+			}
+			var direct merge.Record
+			for _, e := range received[c] {
+				direct, _ = merge.Apply(direct, e, p)
+			}
+			if refold.CanonicalHash() != direct.CanonicalHash() {
+				t.Fatalf("%s: refold through JSON differs", c)
+			}
+			if deleted {
+				continue
+			}
+			var ownRec merge.Record
+			for _, it := range own[c] {
+				ownRec, _ = it.apply(ownRec, p)
+			}
+			mine := recs[c]
+			if mine.Own != nil {
+				mine = *mine.Own
+			}
+			if mine.ContentHash() != ownRec.ContentHash() {
+				t.Fatalf("%s: own record differs from its own events' fold:\nrecord %s\nown    %s", c, js(mine), js(ownRec))
+			}
 		}
 	})
 }

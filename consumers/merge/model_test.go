@@ -466,28 +466,39 @@ func (m *refModel) keyWrite(w refWrite) {
 	if m.conflicts[id] != nil {
 		return
 	}
-	var wins bool
-	switch {
-	case cur.value == "null" || cur.value == w.value:
-		wins = true
-	case cur.channel == w.channel && cur.source == w.source:
-		wins = true
-	case refRank[w.channel] != refRank[cur.channel]:
-		wins = refRank[w.channel] < refRank[cur.channel]
-	default:
-		wins = w.stamp.At.Sub(cur.stamp.At) >= refWindow
-	}
-	if wins {
+	if refWins(cur, w) {
 		m.keys[w.field] = w
 		return
 	}
-	for _, c := range m.conflicts {
-		if c.field == w.field && c.current == cur.value && c.candidate == w.value &&
-			(c.status == events.ConflictOpen || c.status == events.ConflictKeptCurrent) {
-			return
-		}
+	if m.settled(w.field, cur.value, w.value) {
+		return
 	}
 	m.conflicts[id] = &refConflict{w.field, cur.value, w.value, w.stamp.EventID, events.ConflictOpen}
+}
+
+// refWins reports whether newer write w to a key field replaces cur.
+func refWins(cur, w refWrite) bool {
+	switch {
+	case cur.value == "null" || cur.value == w.value:
+		return true
+	case cur.channel == w.channel && cur.source == w.source:
+		return true
+	case refRank[w.channel] != refRank[cur.channel]:
+		return refRank[w.channel] < refRank[cur.channel]
+	}
+	return w.stamp.At.Sub(cur.stamp.At) >= refWindow
+}
+
+// settled reports whether a conflict of candidate over current on field
+// awaits review or was decided for current.
+func (m *refModel) settled(field, current, candidate string) bool {
+	for _, c := range m.conflicts {
+		if c.field == field && c.current == current && c.candidate == candidate &&
+			(c.status == events.ConflictOpen || c.status == events.ConflictKeptCurrent) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *refModel) resolve(e *events.CustomerEvent, s merge.Stamp) {
@@ -532,6 +543,22 @@ func (m *refModel) addIdentities(ids []events.Identity) {
 
 // compare reports how the package's record differs from the model.
 func (m *refModel) compare(r merge.Record) error {
+	errs := m.contentErrs(r)
+	if r.Version != m.version {
+		errs = append(errs, fmt.Sprintf("version %d, model %d", r.Version, m.version))
+	}
+	if !r.UpdatedAt.Equal(m.updatedAt) {
+		errs = append(errs, fmt.Sprintf("updated at %v, model %v", r.UpdatedAt, m.updatedAt))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+// contentErrs lists how the content of the package's record (all but its
+// version and update time) differs from the model.
+func (m *refModel) contentErrs(r merge.Record) []string {
 	var errs []string
 	want := m.fields()
 	for f, w := range want {
@@ -581,16 +608,7 @@ func (m *refModel) compare(r merge.Record) error {
 	if fmt.Sprint(r.LastContact) != fmt.Sprint(m.last) || r.LastContactChannel != m.lastCh {
 		errs = append(errs, fmt.Sprintf("last contact %v %s, model %v %s", r.LastContact, r.LastContactChannel, m.last, m.lastCh))
 	}
-	if r.Version != m.version {
-		errs = append(errs, fmt.Sprintf("version %d, model %d", r.Version, m.version))
-	}
-	if !r.UpdatedAt.Equal(m.updatedAt) {
-		errs = append(errs, fmt.Sprintf("updated at %v, model %v", r.UpdatedAt, m.updatedAt))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "\n"))
-	}
-	return nil
+	return errs
 }
 
 // modelSeeds is how many random logs TestModel checks.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -28,12 +29,35 @@ var (
 	}
 )
 
+// MergeAction is what an identity shown by two customers does to them.
+type MergeAction string
+
+// The merge actions.
+const (
+	// MergeAuto: the customers are merged without review.
+	MergeAuto MergeAction = "auto"
+	// MergeSuggest: a merge suggestion awaits an agent's confirmation.
+	MergeSuggest MergeAction = "suggest"
+	// MergeNever: the identity never merges customers.
+	MergeNever MergeAction = "never"
+)
+
+// defaultMergeIdentities is the default merge section: identity kinds by
+// the action they take. Kinds not listed never merge.
+var defaultMergeIdentities = map[MergeAction][]string{
+	MergeAuto:    {"app_user", "crm", "wechat_unionid"},
+	MergeSuggest: {"email", "id_number", "miniprogram_openid", "phone", "wechat_openid"},
+	MergeNever:   {"device", "web_visitor"},
+}
+
 // DefaultConflictWindow is how close in time two writes of equal authority
 // to a key field must be to conflict rather than the newer one winning.
 const DefaultConflictWindow = 24 * time.Hour
 
 // policyFormat names the canonical form Policy.Hash digests; change it when
-// the meaning of a policy changes without its YAML changing.
+// the meaning of a policy changes without its YAML changing. The merge
+// section joined the form without a new name: it is digested only when it
+// differs from the default (see digest).
 const policyFormat = "omnisync.merge.policy.v1"
 
 // Policy is the versioned configuration of the merge contract: which fields
@@ -48,6 +72,11 @@ const policyFormat = "omnisync.merge.policy.v1"
 //	field_authority:          # per key field, replaces authority for it
 //	  email: [CRM, APP, AGENT, IMPORT, WEB, MINIPROGRAM, WECHAT, PHONE, UNKNOWN]
 //	conflict_window: 24h      # a Go duration, >= 0
+//	merge_identities:         # identity kinds by what they do to two customers showing them;
+//	                          # a section replaces the default whole (a list left out is empty)
+//	  auto: [app_user, crm, wechat_unionid]     # merged without review
+//	  suggest: [email, id_number, miniprogram_openid, phone, wechat_openid]  # an agent confirms
+//	  never: [device, web_visitor]              # kinds not listed never merge either
 //
 // In an authority list the first channel ranks highest; channels it does not
 // name rank below every named one and equal to each other. A write of equal
@@ -58,16 +87,26 @@ type Policy struct {
 	authority      []events.Channel
 	fieldAuthority map[string][]events.Channel // key field → its own order; only those differing from authority
 	window         time.Duration
+	mergeKinds     map[string]MergeAction // identity kind → action; unlisted kinds never merge
 	hash           string
 }
 
 // policyDoc is the YAML form of a Policy. Pointers tell an absent key (take
 // the default) from an empty one.
 type policyDoc struct {
-	KeyFields      *[]string           `yaml:"key_fields"`
-	Authority      *[]string           `yaml:"authority"`
-	FieldAuthority map[string][]string `yaml:"field_authority"`
-	ConflictWindow *string             `yaml:"conflict_window"`
+	KeyFields       *[]string           `yaml:"key_fields"`
+	Authority       *[]string           `yaml:"authority"`
+	FieldAuthority  map[string][]string `yaml:"field_authority"`
+	ConflictWindow  *string             `yaml:"conflict_window"`
+	MergeIdentities *mergeDoc           `yaml:"merge_identities"`
+}
+
+// mergeDoc is the YAML form of the merge section. A section replaces the
+// default whole: a list it does not name is empty.
+type mergeDoc struct {
+	Auto    *[]string `yaml:"auto"`
+	Suggest *[]string `yaml:"suggest"`
+	Never   *[]string `yaml:"never"`
 }
 
 // DefaultPolicy returns the policy with every default.
@@ -175,6 +214,37 @@ func newPolicy(doc policyDoc) (*Policy, error) {
 		}
 	}
 
+	var merges mergeDoc
+	if doc.MergeIdentities != nil {
+		merges = *doc.MergeIdentities
+	}
+	p.mergeKinds = map[string]MergeAction{}
+	for _, l := range []struct {
+		action MergeAction
+		kinds  *[]string
+	}{{MergeAuto, merges.Auto}, {MergeSuggest, merges.Suggest}, {MergeNever, merges.Never}} {
+		kinds := defaultMergeIdentities[l.action]
+		if doc.MergeIdentities != nil {
+			kinds = nil // a merge section replaces the default whole
+			if l.kinds != nil {
+				kinds = *l.kinds
+			}
+		}
+		for i, k := range kinds {
+			where := fmt.Sprintf("merge_identities.%s[%d]", l.action, i)
+			switch prev, dup := p.mergeKinds[k]; {
+			case !validKind(k):
+				errs = append(errs, fmt.Errorf("%s: %q is not an identity kind (lower-case letters, digits and _)", where, k))
+			case dup && prev == l.action:
+				errs = append(errs, fmt.Errorf("%s: %q listed twice", where, k))
+			case dup:
+				errs = append(errs, fmt.Errorf("%s: %q is already listed under %s", where, k, prev))
+			default:
+				p.mergeKinds[k] = l.action
+			}
+		}
+	}
+
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -234,6 +304,30 @@ func (p *Policy) order(field string) []events.Channel {
 	return p.authority
 }
 
+// MergeAction returns what identity id, shown by two customers, does to
+// them: the action of its kind, and MergeNever for an unverified identity
+// (a client's mere claim never joins two customers) or a kind the policy
+// does not list.
+func (p *Policy) MergeAction(id events.Identity) MergeAction {
+	if a, ok := p.mergeKinds[id.Kind]; ok && id.Verified {
+		return a
+	}
+	return MergeNever
+}
+
+// validKind reports whether k can be an identity kind.
+func validKind(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // ConflictWindow returns the policy's conflict window.
 func (p *Policy) ConflictWindow() time.Duration { return p.window }
 
@@ -255,7 +349,17 @@ func (p *Policy) digest() string {
 		Authority      []events.Channel            `json:"authority"`
 		FieldAuthority map[string][]events.Channel `json:"field_authority"`
 		ConflictWindow string                      `json:"conflict_window"`
-	}{policyFormat, p.keyFields, p.authority, p.fieldAuthority, p.window.String()}
+		// MergeKinds is left out when it is the default, so the default
+		// policy keeps the hash it had before merges existed: no log
+		// written then holds a MERGE or UNMERGE, so a store built then is
+		// what today's fold builds from the same log (docs/design.md,
+		// Customer merge). Stores built under another policy need a replay
+		// as for any policy change.
+		MergeKinds *map[string]MergeAction `json:"merge_identities,omitempty"`
+	}{policyFormat, p.keyFields, p.authority, p.fieldAuthority, p.window.String(), nil}
+	if merging := mergingKinds(p.mergeKinds); !maps.Equal(merging, mergingKinds(defaultMergeKinds())) {
+		canonical.MergeKinds = &merging
+	}
 	if canonical.KeyFields == nil {
 		canonical.KeyFields = []string{}
 	}
@@ -265,6 +369,29 @@ func (p *Policy) digest() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// defaultMergeKinds returns the default merge section by kind.
+func defaultMergeKinds() map[string]MergeAction {
+	out := map[string]MergeAction{}
+	for a, kinds := range defaultMergeIdentities {
+		for _, k := range kinds {
+			out[k] = a
+		}
+	}
+	return out
+}
+
+// mergingKinds returns the kinds of m that merge (auto or suggest): a kind
+// listed under never means what an unlisted one does.
+func mergingKinds(m map[string]MergeAction) map[string]MergeAction {
+	out := map[string]MergeAction{}
+	for k, a := range m {
+		if a != MergeNever {
+			out[k] = a
+		}
+	}
+	return out
 }
 
 // sortedKeys returns m's keys in order.

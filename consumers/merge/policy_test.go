@@ -19,6 +19,10 @@ const defaultYAML = `
 key_fields: [phone, email, id_number, attributes.order_no]
 authority: [CRM, AGENT, IMPORT, APP, WEB, MINIPROGRAM, WECHAT, PHONE, UNKNOWN]
 conflict_window: 24h
+merge_identities:
+  auto: [wechat_unionid, crm, app_user]
+  suggest: [phone, email, wechat_openid, miniprogram_openid, id_number]
+  never: [device, web_visitor]
 `
 
 func TestDefaultPolicy(t *testing.T) {
@@ -163,6 +167,9 @@ func TestPolicyHash(t *testing.T) {
 		"# comment only\n",
 		"key_fields: [attributes.order_no, id_number, email, phone]\nconflict_window: 1440m",
 		"conflict_window: 86400s\nfield_authority:\n  email: [CRM, AGENT, IMPORT, APP, WEB, MINIPROGRAM, WECHAT, PHONE, UNKNOWN]",
+		// never means what unlisted means
+		"merge_identities:\n  auto: [app_user, crm, wechat_unionid]\n  suggest: [phone, email, wechat_openid, miniprogram_openid, id_number]",
+		"merge_identities:\n  auto: [app_user, crm, wechat_unionid]\n  suggest: [phone, email, wechat_openid, miniprogram_openid, id_number]\n  never: [device, web_visitor, ip_address]",
 	}
 	for _, y := range same {
 		if h := mustPolicy(t, y).Hash(); h != def {
@@ -178,6 +185,10 @@ func TestPolicyHash(t *testing.T) {
 		"conflict_window: 0s",
 		"field_authority:\n  email: [APP, CRM]",
 		"field_authority:\n  phone: [APP, CRM]",
+		"merge_identities:\n  auto: [wechat_unionid, crm, app_user, phone]\n  suggest: [email, wechat_openid, miniprogram_openid, id_number]",
+		"merge_identities:\n  suggest: [phone, email]",
+		"merge_identities:\n  auto: [app_user, crm, wechat_unionid]",
+		"merge_identities: {}",
 	}
 	seen := map[string]string{def: "default"}
 	for _, y := range different {
@@ -214,5 +225,49 @@ func TestLoadPolicy(t *testing.T) {
 	}
 	if _, err := merge.LoadPolicy(bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), `"FAX"`) {
 		t.Errorf("bad file: %v, want an error naming the file and the channel", err)
+	}
+}
+
+func TestMergeAction(t *testing.T) {
+	p := merge.DefaultPolicy()
+	for _, tt := range []struct {
+		id   events.Identity
+		want merge.MergeAction
+	}{
+		{events.Identity{Kind: "wechat_unionid", Value: "u", Verified: true}, merge.MergeAuto},
+		{events.Identity{Kind: "crm", Value: "42", Verified: true}, merge.MergeAuto},
+		{events.Identity{Kind: "app_user", Value: "u1", Verified: true}, merge.MergeAuto},
+		{events.Identity{Kind: "app_user", Value: "u1"}, merge.MergeNever}, // not logged in: a claim
+		{events.Identity{Kind: "phone", Value: "+8613800000001", Verified: true}, merge.MergeSuggest},
+		{events.Identity{Kind: "email", Value: "a@x.cn", Verified: true}, merge.MergeSuggest},
+		{events.Identity{Kind: "wechat_openid", Scope: "wx1", Value: "o1", Verified: true}, merge.MergeSuggest},
+		{events.Identity{Kind: "device", Value: "d1", Verified: true}, merge.MergeNever},
+		{events.Identity{Kind: "web_visitor", Value: "v1", Verified: true}, merge.MergeNever},
+		{events.Identity{Kind: "ip_address", Value: "10.0.0.1", Verified: true}, merge.MergeNever},
+	} {
+		if got := p.MergeAction(tt.id); got != tt.want {
+			t.Errorf("%+v: %s, want %s", tt.id, got, tt.want)
+		}
+	}
+	q := mustPolicy(t, "merge_identities:\n  auto: [phone]\n  suggest: [email]\n  never: [crm]")
+	for kind, want := range map[string]merge.MergeAction{"phone": merge.MergeAuto, "crm": merge.MergeNever, "email": merge.MergeSuggest, "wechat_unionid": merge.MergeNever} {
+		if got := q.MergeAction(events.Identity{Kind: kind, Value: "x", Verified: true}); got != want {
+			t.Errorf("custom policy, %s: %s, want %s", kind, got, want)
+		}
+	}
+}
+
+func TestMergeIdentitiesErrors(t *testing.T) {
+	for y, want := range map[string]string{
+		"merge_identities:\n  auto: [phone, phone]":          `merge_identities.auto[1]: "phone" listed twice`,
+		"merge_identities:\n  auto: [Phone]":                 `merge_identities.auto[0]: "Phone" is not an identity kind`,
+		"merge_identities:\n  auto: [crm]\n  never: [crm]":   `merge_identities.never[0]: "crm" is already listed under auto`,
+		"merge_identities:\n  auto: [crm]\n  suggest: [crm]": `merge_identities.suggest[0]: "crm" is already listed under auto`,
+		"merge_identities:\n  sometimes: [crm]":              `field sometimes not found`,
+	} {
+		_, err := merge.ParsePolicy([]byte(y))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error containing %q", y, err, want)
+		}
 	}
 }

@@ -46,6 +46,45 @@ type Record struct {
 	UpdatedAt time.Time
 	// PolicyHash is the Hash of the policy of the last change.
 	PolicyHash string
+
+	// The customer merge (docs/design.md, Customer merge). All are empty
+	// for a customer that never took part in a merge.
+
+	// MergedInto is set while the customer is absorbed into another: the
+	// API answers for it with the survivor. Its own events still fold into
+	// the record, which is what an unmerge gives back.
+	MergedInto *MergeRef
+	// Absorbed is every customer merged into this one and not unmerged,
+	// in the order their hand-offs arrived, each with the snapshot of its
+	// record absorbed last.
+	Absorbed []Absorption
+	// Own is, while Absorbed is not empty, the record this customer's own
+	// events alone fold to (what an unmerge restores); nil otherwise.
+	Own *Record
+	// EndedMerges holds the IDs of the unmerged merges this customer took
+	// part in, sorted, so late copies of their events change nothing.
+	EndedMerges []string
+}
+
+// MergeRef names the survivor a customer is merged into.
+type MergeRef struct {
+	// MergeID is the event ID of the MERGE request.
+	MergeID string
+	// CustomerID is the survivor.
+	CustomerID string
+	// At is the stamp of the MERGE request.
+	At Stamp
+}
+
+// Absorption is a customer merged into this one.
+type Absorption struct {
+	MergeID    string
+	CustomerID string
+	// At is the stamp of the first hand-off (the MERGE request's time).
+	At Stamp
+	// Snapshot is the absorbed customer's record as last handed off,
+	// without merge bookkeeping.
+	Snapshot Record
 }
 
 // Register is a last-write-wins field value with the stamp and provenance
@@ -154,6 +193,24 @@ type (
 		LastContactChannel events.Channel          `json:"last_contact_channel"`
 		UpdatedAt          int64                   `json:"updated_at"`
 		PolicyHash         string                  `json:"policy_hash"`
+		// The merge keys are left out when empty, so the record of a
+		// customer that never took part in a merge encodes (and hashes) as
+		// it did before merges existed, and stored JSON of then loads.
+		MergedInto  *mergeRefJSON    `json:"merged_into,omitempty"`
+		Absorbed    []absorptionJSON `json:"absorbed,omitempty"`
+		Own         *Record          `json:"own,omitempty"`
+		EndedMerges []string         `json:"ended_merges,omitempty"`
+	}
+	mergeRefJSON struct {
+		MergeID    string    `json:"merge_id"`
+		CustomerID string    `json:"customer_id"`
+		At         stampJSON `json:"at"`
+	}
+	absorptionJSON struct {
+		MergeID    string    `json:"merge_id"`
+		CustomerID string    `json:"customer_id"`
+		At         stampJSON `json:"at"`
+		Snapshot   Record    `json:"snapshot"`
 	}
 	stampJSON struct {
 		At      int64  `json:"at"`
@@ -201,6 +258,14 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		LastContactChannel: r.LastContactChannel,
 		UpdatedAt:          r.UpdatedAt.UnixMilli(),
 		PolicyHash:         r.PolicyHash,
+		Own:                r.Own,
+		EndedMerges:        r.EndedMerges,
+	}
+	if m := r.MergedInto; m != nil {
+		out.MergedInto = &mergeRefJSON{m.MergeID, m.CustomerID, *stampToJSON(&m.At)}
+	}
+	for _, a := range r.Absorbed {
+		out.Absorbed = append(out.Absorbed, absorptionJSON{a.MergeID, a.CustomerID, *stampToJSON(&a.At), a.Snapshot})
 	}
 	for f, g := range r.Fields {
 		out.Fields[f] = registerJSON{g.Value, *stampToJSON(&g.Stamp), g.Channel, g.Source}
@@ -240,6 +305,14 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		LastContactChannel: in.LastContactChannel,
 		UpdatedAt:          fromMillis(in.UpdatedAt),
 		PolicyHash:         in.PolicyHash,
+		Own:                in.Own,
+		EndedMerges:        in.EndedMerges,
+	}
+	if m := in.MergedInto; m != nil {
+		out.MergedInto = &MergeRef{m.MergeID, m.CustomerID, *stampFromJSON(&m.At)}
+	}
+	for _, a := range in.Absorbed {
+		out.Absorbed = append(out.Absorbed, Absorption{a.MergeID, a.CustomerID, *stampFromJSON(&a.At), a.Snapshot})
 	}
 	if len(in.Fields) > 0 {
 		out.Fields = make(map[string]Register, len(in.Fields))
@@ -264,6 +337,29 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	*r = out
 	return nil
 }
+
+// public returns the record without its merge bookkeeping: what a hand-off
+// carries and what Own holds.
+func (r Record) public() Record {
+	r.MergedInto, r.Absorbed, r.Own, r.EndedMerges = nil, nil, nil, nil
+	return r
+}
+
+// content returns the record without its customer ID, what changes with
+// every change (version, update time, policy hash) and merge bookkeeping: two
+// records with the same content hold the same profile, identities,
+// conflicts, tombstone and last contact.
+func (r Record) content() Record {
+	r = r.public()
+	r.CustomerID, r.Version, r.UpdatedAt, r.PolicyHash = "", 0, time.Time{}, ""
+	return r
+}
+
+// ContentHash returns the CanonicalHash of the record's content: the
+// profile, identities, conflicts, tombstone and last contact, without the
+// customer ID, version, update time, policy hash and merge bookkeeping. An unmerge gives
+// each customer back the content its own events fold to.
+func (r Record) ContentHash() string { return r.content().CanonicalHash() }
 
 func stampToJSON(s *Stamp) *stampJSON {
 	if s == nil {

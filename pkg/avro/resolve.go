@@ -95,6 +95,10 @@ func (c *compiler) compile(w, r *Schema, path string) (convertFn, error) {
 	if p, ok := c.memo[key]; ok {
 		return func(v any) (any, error) { return (*p)(v) }, nil
 	}
+	if sameShape(w, r, map[[2]*Schema]bool{}) {
+		// Writer values already are reader values: no copy.
+		return identity, nil
+	}
 	var slot convertFn
 	c.memo[key] = &slot
 	fn, err := c.compileNew(w, r, path)
@@ -107,6 +111,72 @@ func (c *compiler) compile(w, r *Schema, path string) (convertFn, error) {
 }
 
 func identity(v any) (any, error) { return v, nil }
+
+// sameShape reports whether every native value of writer type w already is
+// the native value of reader type r that resolution would make: the same
+// types, names, field names and union branches, and enum symbols the reader
+// has. Then resolution passes values through instead of rebuilding them,
+// which matters when only a few fields changed between versions. seen
+// holds the pairs being compared, assumed alike, so recursive types end.
+func sameShape(w, r *Schema, seen map[[2]*Schema]bool) bool {
+	key := [2]*Schema{w, r}
+	if seen[key] {
+		return true
+	}
+	seen[key] = true
+	if w.Kind != r.Kind {
+		return false
+	}
+	switch w.Kind {
+	case Null, Boolean, Bytes, String:
+		return true
+	case Int, Long, Float, Double:
+		return w.isTime() == r.isTime() // as compileNew: identity for either time unit
+	case Fixed:
+		return namesMatch(w, r) && w.Size == r.Size
+	case Enum:
+		if !namesMatch(w, r) {
+			return false
+		}
+		for _, sym := range w.Symbols {
+			if !contains(r.Symbols, sym) {
+				return false
+			}
+		}
+		return true
+	case Array:
+		return sameShape(w.Items, r.Items, seen)
+	case Map:
+		return sameShape(w.Values, r.Values, seen)
+	case Record:
+		if !namesMatch(w, r) || len(w.Fields) != len(r.Fields) {
+			return false
+		}
+		for _, rf := range r.Fields {
+			wf := w.Field(rf.Name)
+			if wf == nil || !sameShape(wf.Type, rf.Type, seen) {
+				return false
+			}
+		}
+		return true
+	case Union:
+		// Branch by branch, and with no two reader branches of one kind, so
+		// that resolution would pick the same branch.
+		if len(w.Branches) != len(r.Branches) {
+			return false
+		}
+		kinds := map[Kind]bool{}
+		for i, rb := range r.Branches {
+			wb := w.Branches[i]
+			if kinds[rb.Kind] || wb.UnionName() != rb.UnionName() || !sameShape(wb, rb, seen) {
+				return false
+			}
+			kinds[rb.Kind] = true
+		}
+		return true
+	}
+	return false
+}
 
 func (c *compiler) compileNew(w, r *Schema, path string) (convertFn, error) {
 	if w.Kind == Union {

@@ -113,3 +113,50 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// Parts of a record the versions share pass through resolution as they are;
+// the parts that differ are rebuilt.
+func TestResolvePassesUnchangedPartsThrough(t *testing.T) {
+	inner := `{"name":"p","type":{"type":"record","name":"P","fields":[{"name":"x","type":"string"}]}}`
+	enum := func(symbols string) string {
+		return `{"name":"e","type":{"type":"enum","name":"E","symbols":[` + symbols + `],"default":"A"}}`
+	}
+	w, err := Parse(rec(inner + `,` + enum(`"A","B"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		reader      string
+		same, sameP bool   // the record, and its field p, pass through
+		e           string // what the writer's symbol B reads as
+	}{
+		{rec(inner + `,` + enum(`"A","B"`)), true, true, "B"},
+		{rec(inner + `,` + enum(`"A","B","C"`)), true, true, "B"}, // the reader knows every writer symbol
+		{rec(inner + `,` + enum(`"A"`)), false, true, "A"},        // B becomes the default
+		{rec(inner + `,` + enum(`"A","B"`) + `,{"name":"n","type":"int","default":1}`), false, true, "B"},
+	} {
+		r, err := Parse(tc.reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Compile(w, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		native := map[string]any{"p": map[string]any{"x": "y"}, "e": "B"}
+		out, err := res.Resolve(native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := out.(map[string]any)
+		if same := reflect.ValueOf(got).Pointer() == reflect.ValueOf(native).Pointer(); same != tc.same {
+			t.Errorf("reader %s: record passed through %v, want %v", tc.reader, same, tc.same)
+		}
+		if same := reflect.ValueOf(got["p"]).Pointer() == reflect.ValueOf(native["p"]).Pointer(); same != tc.sameP {
+			t.Errorf("reader %s: unchanged field passed through %v, want %v", tc.reader, same, tc.sameP)
+		}
+		if got["e"] != tc.e {
+			t.Errorf("reader %s: enum %v, want %v", tc.reader, got["e"], tc.e)
+		}
+	}
+}

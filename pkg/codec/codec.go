@@ -7,6 +7,12 @@
 // ID in the header, decodes with goavro, resolves the writer's fields onto
 // the current schema by name (filling defaults) and fills the Go type.
 // Compiled codecs and resolutions are cached per schema ID.
+//
+// The conversions between the Go types and goavro's native values are
+// generated from the schemas and the Go types (native_gen.go, written by
+// internal/tools/avrogen with `go generate`), not done by reflection: a
+// change to a schema or to package events needs `go generate ./pkg/codec`,
+// and TestGeneratedCodeIsCurrent fails until it is run.
 package codec
 
 import (
@@ -18,7 +24,6 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/omnisync/omnisync/pkg/avro"
-	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/registry"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -99,22 +104,6 @@ func New(ctx context.Context, reg Registry) (*Serde, error) {
 // SchemaID returns the registry ID of the current schema of name.
 func (s *Serde) SchemaID(name schemas.Name) int { return s.current[name].id }
 
-func nameOf(v any) (schemas.Name, error) {
-	switch v.(type) {
-	case *events.CustomerEvent:
-		return schemas.CustomerEvent, nil
-	case *events.MessageEvent:
-		return schemas.MessageEvent, nil
-	case *events.CustomerState:
-		return schemas.CustomerState, nil
-	case *events.DeadLetter:
-		return schemas.DeadLetter, nil
-	case *events.IdentityLink:
-		return schemas.IdentityLink, nil
-	}
-	return "", fmt.Errorf("codec: %T is not a record of package events (pass a pointer)", v)
-}
-
 // Encode returns v, a pointer to a record of package events, in the wire format.
 func (s *Serde) Encode(v any) ([]byte, error) { return s.AppendEncode(nil, v) }
 
@@ -125,7 +114,9 @@ func (s *Serde) AppendEncode(dst []byte, v any) ([]byte, error) {
 		return nil, err
 	}
 	w := s.current[name]
-	native, err := avro.ToNative(w.schema, v)
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	native, err := toNative(sc, v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", name, err)
 	}
@@ -166,7 +157,7 @@ func (s *Serde) Decode(ctx context.Context, b []byte, out any) error {
 			return &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: %v", ErrIncompatible, err)}
 		}
 	}
-	if err := avro.FromNative(s.current[name].schema, native, out); err != nil {
+	if err := fromNative(native, out); err != nil {
 		return &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: %v", ErrIncompatible, err)}
 	}
 	return nil

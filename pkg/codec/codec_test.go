@@ -209,7 +209,7 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 		t.Fatal("a non-pointer must be rejected")
 	}
 	ev := sampleCustomerEvent()
-	ev.Op = "MERGE"
+	ev.Op = "SPLIT"
 	if _, err := s.Encode(ev); err == nil {
 		t.Fatal("an unknown op must be rejected")
 	}

@@ -30,6 +30,10 @@ const (
 	OpUpsert  Op = "UPSERT"
 	OpDelete  Op = "DELETE"
 	OpResolve Op = "RESOLVE"
+	// OpMerge and OpUnmerge are the steps of a customer merge and unmerge
+	// (docs/design.md, Customer merge); the event's Merge says which.
+	OpMerge   Op = "MERGE"
+	OpUnmerge Op = "UNMERGE"
 )
 
 // Identity is a channel identity seen with an event.
@@ -57,6 +61,7 @@ type CustomerEvent struct {
 	Profile       *Profile    `avro:"profile"`
 	Clears        []string    `avro:"clears"`
 	Resolution    *Resolution `avro:"resolution"`
+	Merge         *Merge      `avro:"merge"`
 }
 
 // Gender of a customer.
@@ -113,6 +118,24 @@ type Resolution struct {
 	Choice     ResolutionChoice `avro:"choice"`
 	Value      *string          `avro:"value"` // for SET_VALUE, in the field's text form
 	ResolvedBy string           `avro:"resolved_by"`
+}
+
+// Merge names the customers and the merge of a MERGE or UNMERGE event. A
+// MERGE keyed by the absorbed customer is the request, one keyed by the
+// survivor the hand-off a materializer emits; an UNMERGE keyed by the
+// survivor is the request, one keyed by the absorbed customer the release.
+type Merge struct {
+	MergeID    string     `avro:"merge_id"` // the MERGE request's event ID; empty on the request itself
+	SurvivorID string     `avro:"survivor_id"`
+	AbsorbedID string     `avro:"absorbed_id"`
+	Evidence   []Identity `avro:"evidence"`
+	DecidedBy  string     `avro:"decided_by"`
+	// SnapshotJSON is, on a hand-off, the absorbed record in the merge
+	// contract's canonical JSON.
+	SnapshotJSON *string `avro:"snapshot_json"`
+	// PolicyHash is set on events a materializer emitted: the hash of the
+	// policy that folded them. Empty on requests.
+	PolicyHash string `avro:"policy_hash"`
 }
 
 // Direction of a message.

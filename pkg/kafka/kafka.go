@@ -109,7 +109,11 @@ func (cfg Config) Opts() ([]kgo.Opt, error) {
 		// nil hasher: Kafka's murmur2, as the Java client's default partitioner.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerBatchCompression(compression),
-		kgo.ProducerLinger(5 * time.Millisecond),
+		// No linger (franz-go's default is 10 ms): every omnisync produce
+		// waits for the acknowledgement (ProduceAndWait), so a linger only
+		// delays each caller by that long. Records still travel in batches:
+		// those produced while a request is in flight go in the next one.
+		kgo.ProducerLinger(0),
 		// No RecordDeliveryTimeout: franz-go measures it from the record's
 		// timestamp, so it would fail records stamped in the past. Callers
 		// bound a produce with the context they pass instead.

@@ -19,6 +19,10 @@ import (
 // long), records are refused at once (kgo.ErrMaxBuffered) instead of
 // queued, so memory stays bounded. It returns the first record's error.
 //
+// It does not flush: with a client that lingers, each call would wait out
+// the linger. Config.Opts sets none (franz-go's default is 10 ms), and
+// records produced while a request is in flight still go in the next one.
+//
 // franz-go v1.22.2 (#1484, in the v1.22.3 we pin) fixed that loss: a sent
 // batch failed by its context now bumps the producer epoch instead of
 // letting the next batch reuse its sequence numbers and be acknowledged

@@ -66,3 +66,16 @@ func TestProduceAndWaitReturnsAtTheDeadlineAndTheRecordStillLands(t *testing.T) 
 		t.Fatalf("records in the topic: %q; the one whose wait timed out must land once the broker is back", got)
 	}
 }
+
+// ProduceAndWait does not flush, so a client that lingered would hold every
+// caller for the linger: NewClient's clients do not linger.
+func TestClientDoesNotLinger(t *testing.T) {
+	cl, err := kafka.NewClient(kafka.Config{Brokers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if got := cl.OptValue(kgo.ProducerLinger); got != time.Duration(0) {
+		t.Fatalf("producer linger %v, want 0", got)
+	}
+}

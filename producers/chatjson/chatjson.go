@@ -188,13 +188,13 @@ func Build(list []Event, c Context) (*ingest.Batch, error) {
 			return nil, normalize.Invalid(field+".id", "%q appears twice in the batch", id)
 		}
 		seen[id] = true
-		at, err := timestamp(field+".occurred_at", e.OccurredAt, c.Now)
+		at, err := Timestamp(field+".occurred_at", e.OccurredAt, c.Now)
 		if err != nil {
 			return nil, err
 		}
 		switch e.Type {
 		case "profile":
-			ev, err := profileEvent(field, e, c)
+			ev, err := ProfileEvent(field, e, c)
 			if err != nil {
 				return nil, err
 			}
@@ -214,7 +214,9 @@ func Build(list []Event, c Context) (*ingest.Batch, error) {
 	return b, nil
 }
 
-func timestamp(field, s string, now time.Time) (time.Time, error) {
+// Timestamp checks an event's occurred_at: RFC 3339, not before 2000 and
+// at most MaxFuture ahead of now.
+func Timestamp(field, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, normalize.Invalid(field, "is required (RFC 3339, e.g. 2026-11-22T08:30:00+08:00)")
 	}
@@ -231,7 +233,12 @@ func timestamp(field, s string, now time.Time) (time.Time, error) {
 	return t.UTC().Truncate(time.Millisecond), nil
 }
 
-func profileEvent(field string, e Event, c Context) (*events.CustomerEvent, error) {
+// ProfileEvent validates and normalises the profile and clears of e into
+// an upsert carrying c's identities (and the profile's phone and e-mail as
+// unverified identities), as Build does for an event of type profile; the
+// fields its errors name start with field (field+".profile.phone"). The
+// CRM and import producers validate their profiles with it too.
+func ProfileEvent(field string, e Event, c Context) (*events.CustomerEvent, error) {
 	if e.Profile == nil && len(e.Clear) == 0 {
 		return nil, normalize.Invalid(field+".profile", "a profile event needs profile or clear")
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/omnisync/omnisync/pkg/wxcrypt"
 )
@@ -18,6 +19,8 @@ type Credentials struct {
 		Phone       KeyCredential    `json:"phone"`
 		WeChat      WeChatCredential `json:"wechat"`
 		MiniProgram WeChatCredential `json:"miniprogram"`
+		// CRM maps each CRM source system's name to its bearer key.
+		CRM map[string]KeyCredential `json:"crm,omitempty"`
 	} `json:"channels"`
 }
 
@@ -47,7 +50,8 @@ type WeChatCredential struct {
 // OMNISYNC_WECHAT_APP_ID, OMNISYNC_WECHAT_TOKEN,
 // OMNISYNC_WECHAT_AES_KEY, OMNISYNC_MINIPROGRAM_APP_ID,
 // OMNISYNC_MINIPROGRAM_TOKEN, OMNISYNC_MINIPROGRAM_AES_KEY,
-// OMNISYNC_ADMIN_TOKEN. An EncodingAESKey that is not 43 base64
+// OMNISYNC_ADMIN_TOKEN, and OMNISYNC_CRM_KEYS (system=key pairs,
+// comma-separated) adds or replaces CRM systems' keys. An EncodingAESKey that is not 43 base64
 // characters is an error.
 func LoadCredentials(path string) (Credentials, error) {
 	var c Credentials
@@ -76,6 +80,18 @@ func LoadCredentials(path string) (Credentials, error) {
 	} {
 		if v := os.Getenv(env); v != "" {
 			*dst = v
+		}
+	}
+	if v := os.Getenv("OMNISYNC_CRM_KEYS"); v != "" {
+		for _, pair := range strings.Split(v, ",") {
+			system, key, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok || system == "" || key == "" {
+				return c, fmt.Errorf("OMNISYNC_CRM_KEYS: %q is not system=key", pair)
+			}
+			if c.Channels.CRM == nil {
+				c.Channels.CRM = map[string]KeyCredential{}
+			}
+			c.Channels.CRM[system] = KeyCredential{Key: key}
 		}
 	}
 	for name, key := range map[string]string{"wechat": c.Channels.WeChat.EncodingAESKey, "miniprogram": c.Channels.MiniProgram.EncodingAESKey} {

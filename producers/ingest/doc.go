@@ -18,4 +18,9 @@
 // (the first 64 KiB and the size of a larger input, see package deadletter)
 // go to the dead-letter topic; Kafka unavailable gets 503 with Retry-After;
 // nothing is answered 2xx before Kafka has it.
+//
+// A producer that does not serve HTTP (omnisync import, package
+// producers/importer) runs the same steps itself: Pipeline.Complete on
+// each parsed batch, Pipeline.Produce once Kafka should take them, and
+// Pipeline.DeadLetters for what it rejected.
 package ingest

@@ -154,7 +154,7 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 	}
 	var invalid *normalize.ValidationError
 	if err == nil {
-		invalid = p.complete(ch, batch)
+		invalid = p.Complete(ch.Channel(), batch)
 	} else if !errors.As(err, &invalid) {
 		invalid = &normalize.ValidationError{Reason: err.Error()}
 	}
@@ -162,13 +162,6 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 		p.reject(name, "invalid")
 		log.Info("invalid input", zap.String("field", invalid.Field), zap.String("reason", invalid.Reason))
 		p.deadLetter(w, r, name, body, invalid, http.StatusBadRequest)
-		return
-	}
-
-	records, links, err := p.records(ch, batch)
-	if err != nil {
-		p.reject(name, "invalid")
-		p.deadLetter(w, r, name, body, &normalize.ValidationError{Reason: "encoding events: " + err.Error()}, http.StatusBadRequest)
 		return
 	}
 	if p.seen(batch) {
@@ -179,7 +172,12 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ProduceTimeout)
 	defer cancel()
 	start := p.cfg.Now()
-	if err := p.produce(ctx, records); err != nil {
+	if err := p.Produce(ctx, ch.Channel(), batch); err != nil {
+		if errors.As(err, &invalid) {
+			p.reject(name, "invalid")
+			p.deadLetter(w, r, name, body, invalid, http.StatusBadRequest)
+			return
+		}
 		p.reject(name, "unavailable")
 		log.Warn("Kafka did not take the events", zap.Int("events", batch.Len()), zap.Error(err))
 		unavailable(w, "Kafka did not acknowledge the events; retry")
@@ -190,16 +188,15 @@ func (p *Pipeline) serve(ch Channel, name string, w http.ResponseWriter, r *http
 		m.events.WithLabelValues(name, "customer").Add(float64(len(batch.Customers)))
 		m.events.WithLabelValues(name, "message").Add(float64(len(batch.Messages)))
 	}
-	for _, l := range links {
-		p.cfg.Directory.remember(l.Identity, l.CustomerID)
-	}
-	p.remember(batch)
 	p.respond(ch, w, r, batch)
 }
 
-// complete fills in what the pipeline owns: channel, source, ingestion time,
-// customer and event IDs.
-func (p *Pipeline) complete(ch Channel, b *Batch) *normalize.ValidationError {
+// Complete fills in what the pipeline owns of a parsed batch from channel
+// ch (channel, source, ingestion time, event IDs) and checks that every
+// event can be given a customer. Handler runs it on every request; a
+// producer that does not serve HTTP (omnisync import) runs it on each
+// record it parsed, then Produce.
+func (p *Pipeline) Complete(ch events.Channel, b *Batch) *normalize.ValidationError {
 	now := p.cfg.Now().UTC().Truncate(time.Millisecond)
 	source := p.source(ch)
 	for i, ev := range b.Customers {
@@ -228,9 +225,29 @@ func (p *Pipeline) complete(ch Channel, b *Batch) *normalize.ValidationError {
 	return nil
 }
 
+// Produce resolves the customer IDs of a completed batch from channel ch,
+// encodes its events and the identity links they make, and returns once
+// Kafka acknowledged every record, or ctx ended (see kafka.ProduceAndWait:
+// the records themselves are never cancelled). An event that does not
+// encode is a *normalize.ValidationError.
+func (p *Pipeline) Produce(ctx context.Context, ch events.Channel, b *Batch) error {
+	records, links, err := p.records(ch, b)
+	if err != nil {
+		return &normalize.ValidationError{Reason: "encoding events: " + err.Error()}
+	}
+	if err := p.produce(ctx, records); err != nil {
+		return err
+	}
+	for _, l := range links {
+		p.cfg.Directory.remember(l.Identity, l.CustomerID)
+	}
+	p.remember(b)
+	return nil
+}
+
 // records resolves customer IDs and encodes the batch and the identity links
 // it creates into Kafka records keyed by customer ID.
-func (p *Pipeline) records(ch Channel, b *Batch) ([]*kgo.Record, []*events.IdentityLink, error) {
+func (p *Pipeline) records(ch events.Channel, b *Batch) ([]*kgo.Record, []*events.IdentityLink, error) {
 	var recs []*kgo.Record
 	var links []*events.IdentityLink
 	pending := map[string]string{} // links made by this request
@@ -238,7 +255,7 @@ func (p *Pipeline) records(ch Channel, b *Batch) ([]*kgo.Record, []*events.Ident
 		customerID, unlinked := p.cfg.Directory.Resolve(explicit, ids, pending)
 		for _, id := range unlinked {
 			pending[IdentityKey(id)] = customerID
-			links = append(links, &events.IdentityLink{Identity: id, CustomerID: customerID, Channel: ch.Channel(),
+			links = append(links, &events.IdentityLink{Identity: id, CustomerID: customerID, Channel: ch,
 				Source: p.source(ch), EventID: eventID, LinkedAt: p.cfg.Now().UTC()})
 		}
 		return customerID
@@ -392,6 +409,29 @@ func (p *Pipeline) deadLetter(w http.ResponseWriter, r *http.Request, name strin
 	writeError(w, code, kind, field, dl.Reason, dl.ID)
 }
 
+// DeadLetters writes input rejected outside HTTP (an import's rejected
+// rows) to the dead-letter topic, keyed by key, and returns the dead
+// letters as written (bounded, with their IDs) once Kafka acknowledged
+// every one.
+func (p *Pipeline) DeadLetters(ctx context.Context, key string, in []events.DeadLetter) ([]*events.DeadLetter, error) {
+	recs := make([]*kgo.Record, 0, len(in))
+	out := make([]*events.DeadLetter, 0, len(in))
+	for _, d := range in {
+		if d.FailedAt.IsZero() {
+			d.FailedAt = p.cfg.Now()
+		}
+		rec, dl, err := deadletter.Record(p.cfg.Serde, schemas.DeadLetterTopic, []byte(key), d)
+		if err != nil {
+			return nil, err
+		}
+		recs, out = append(recs, rec), append(out, dl)
+	}
+	if err := p.produce(ctx, recs); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func unavailable(w http.ResponseWriter, reason string) {
 	w.Header().Set("Retry-After", "5")
 	writeError(w, http.StatusServiceUnavailable, "unavailable", "", reason, "")
@@ -407,8 +447,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (p *Pipeline) source(ch Channel) string {
-	return "producer/" + strings.ToLower(string(ch.Channel())) + "@" + p.cfg.Instance
+func (p *Pipeline) source(ch events.Channel) string {
+	return "producer/" + strings.ToLower(string(ch)) + "@" + p.cfg.Instance
 }
 
 // anchored reports whether an event without a customer ID can be given one
@@ -422,9 +462,9 @@ func anchored(ids []events.Identity) bool {
 	return false
 }
 
-func orChannel(c events.Channel, ch Channel) events.Channel {
+func orChannel(c, ch events.Channel) events.Channel {
 	if c == "" || c == events.ChannelUnknown {
-		return ch.Channel()
+		return ch
 	}
 	return c
 }
