@@ -1,0 +1,419 @@
+// Package export is the writer behind omnisync export: it streams a store's
+// customers (store.Scanner) into a CSV, JSON Lines, XML or Avro file.
+//
+// Every format holds one row per customer that is neither deleted nor
+// merged into another (the survivor of a merge carries the merged
+// profile). csv, jsonl and xml rows are readable by omnisync import with no
+// mapping: id is the customer ID, occurred_at the record's last update, and
+// each profile value is a column named as the import's fields (name, phone,
+// email, gender, birthday, vip_level, tags, id_number, address.<part>,
+// attributes.<key>); cleared fields are left out. jsonl adds each field's
+// provenance and, with messages, the customer's messages; avro rows are
+// the CustomerState records of the state topic, in an object container
+// file with that schema embedded.
+//
+// Rows are written as the store is scanned: memory holds one customer (and
+// its messages) at a time. CSV scans the store twice, first for its header
+// (the attribute keys in use).
+package export
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	gohash "hash"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// Formats are the formats Write writes.
+var Formats = []string{"csv", "jsonl", "xml", "avro"}
+
+// TagSeparator joins a customer's tags in a csv or xml cell, as omnisync
+// import splits them by default.
+const TagSeparator = ";"
+
+// Options configure Write.
+type Options struct {
+	Format string // one of Formats
+	// WithMessages adds each customer's messages (jsonl only).
+	WithMessages bool
+}
+
+// Summary is what an export wrote and left out.
+type Summary struct {
+	Customers int `json:"customers"` // rows written
+	Messages  int `json:"messages"`  // messages written (--with-messages)
+	Deleted   int `json:"deleted"`   // deleted customers left out
+	Merged    int `json:"merged"`    // customers merged into another, left out
+}
+
+// Check reports whether o can be written.
+func (o Options) Check() error {
+	if !slices.Contains(Formats, o.Format) {
+		return fmt.Errorf("format %q: want csv, jsonl, xml or avro", o.Format)
+	}
+	if o.WithMessages && o.Format != "jsonl" {
+		return fmt.Errorf("--with-messages: only jsonl nests messages in a customer's row; %s carries profiles only (export --format jsonl --with-messages)", o.Format)
+	}
+	return nil
+}
+
+// Write writes every exported customer of sc to w.
+func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summary, error) {
+	var sum Summary
+	if err := o.Check(); err != nil {
+		return sum, err
+	}
+	var row func(r merge.Record, messages []events.MessageEvent) error
+	var finish func() error
+	bw := bufio.NewWriterSize(w, 64<<10)
+	switch o.Format {
+	case "csv":
+		columns, err := header(ctx, sc)
+		if err != nil {
+			return sum, err
+		}
+		cw := csv.NewWriter(bw)
+		if err := cw.Write(columns); err != nil {
+			return sum, err
+		}
+		cells := make([]string, len(columns))
+		row = func(r merge.Record, _ []events.MessageEvent) error {
+			p, err := flatProfile(r)
+			if err != nil {
+				return err
+			}
+			for i, c := range columns {
+				cells[i] = p.get(c)
+			}
+			return cw.Write(cells)
+		}
+		finish = func() error { cw.Flush(); return cw.Error() }
+	case "jsonl":
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		var mc *goavro.Codec
+		if o.WithMessages {
+			var err error
+			if mc, err = goavro.NewCodec(schemas.Current(schemas.MessageEvent)); err != nil {
+				return sum, err
+			}
+		}
+		row = func(r merge.Record, messages []events.MessageEvent) error {
+			line, err := jsonRow(r)
+			if err != nil {
+				return err
+			}
+			if mc != nil {
+				ms := make([]json.RawMessage, 0, len(messages))
+				for i := range messages {
+					native, err := codec.Native(&messages[i])
+					if err != nil {
+						return fmt.Errorf("customer %s, message %s: %w", r.CustomerID, messages[i].MessageID, err)
+					}
+					b, err := mc.TextualFromNative(nil, native)
+					if err != nil {
+						return fmt.Errorf("customer %s, message %s: %w", r.CustomerID, messages[i].MessageID, err)
+					}
+					ms = append(ms, b)
+				}
+				line["messages"] = ms
+				sum.Messages += len(ms)
+			}
+			return enc.Encode(line)
+		}
+		finish = func() error { return nil }
+	case "xml":
+		if _, err := io.WriteString(bw, xml.Header+"<customers>\n"); err != nil {
+			return sum, err
+		}
+		enc := xml.NewEncoder(bw)
+		row = func(r merge.Record, _ []events.MessageEvent) error {
+			p, err := flatProfile(r)
+			if err != nil {
+				return err
+			}
+			if err := xmlRow(enc, p); err != nil {
+				return err
+			}
+			_, err = io.WriteString(bw, "\n")
+			return err
+		}
+		finish = func() error {
+			_, err := io.WriteString(bw, "</customers>\n")
+			return err
+		}
+	case "avro":
+		ow, err := goavro.NewOCFWriter(goavro.OCFConfig{W: bw, Schema: schemas.Current(schemas.CustomerState), CompressionName: goavro.CompressionDeflateLabel})
+		if err != nil {
+			return sum, err
+		}
+		row = func(r merge.Record, _ []events.MessageEvent) error {
+			s := r.State()
+			native, err := codec.Native(&s)
+			if err != nil {
+				return fmt.Errorf("customer %s: %w", r.CustomerID, err)
+			}
+			return ow.Append([]any{native})
+		}
+		finish = func() error { return nil }
+	}
+	err := sc.Scan(ctx, func(r merge.Record, messages []events.MessageEvent) error {
+		switch {
+		case r.Deleted():
+			sum.Deleted++
+			return nil
+		case r.MergedInto != nil:
+			sum.Merged++
+			return nil
+		}
+		if err := row(r, messages); err != nil {
+			return err
+		}
+		sum.Customers++
+		return nil
+	})
+	if err == nil {
+		err = finish()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	return sum, err
+}
+
+// header scans sc for the csv columns: the typed fields, then the
+// address parts and attribute keys some exported customer holds, sorted.
+func header(ctx context.Context, sc store.Scanner) ([]string, error) {
+	seen := map[string]bool{}
+	err := sc.Scan(ctx, func(r merge.Record, _ []events.MessageEvent) error {
+		if r.Deleted() || r.MergedInto != nil {
+			return nil
+		}
+		p, err := flatProfile(r)
+		if err != nil {
+			return err
+		}
+		for _, c := range p {
+			seen[c.name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	columns := []string{"id", "occurred_at"}
+	for _, f := range typedColumns {
+		if seen[f] {
+			columns = append(columns, f)
+		}
+	}
+	var extra []string
+	for c := range seen {
+		if !slices.Contains(typedColumns, c) && c != "id" && c != "occurred_at" {
+			extra = append(extra, c)
+		}
+	}
+	slices.Sort(extra)
+	return append(columns, extra...), nil
+}
+
+// typedColumns are the columns of the typed fields, in file order.
+var typedColumns = []string{"name", "phone", "email", "gender", "birthday", "vip_level", "tags", "id_number"}
+
+var addressParts = []struct{ name, avro string }{
+	{"address.country", "country"}, {"address.province", "province"}, {"address.city", "city"},
+	{"address.district", "district"}, {"address.street", "street"}, {"address.postal_code", "postal_code"},
+}
+
+// cell is one column of a row.
+type cell struct {
+	name  string
+	value string
+	field string   // the record field it comes from
+	tags  []string // the tags, for jsonl
+}
+
+type row []cell
+
+func (p row) get(name string) string {
+	for _, c := range p {
+		if c.name == name {
+			return c.value
+		}
+	}
+	return ""
+}
+
+// flatProfile returns a customer's profile as import columns: id,
+// occurred_at, then each value the record holds (cleared fields and
+// empty address parts left out).
+func flatProfile(r merge.Record) (row, error) {
+	p := row{{name: "id", value: r.CustomerID}, {name: "occurred_at", value: r.UpdatedAt.UTC().Format(time.RFC3339Nano)}}
+	fields := make([]string, 0, len(r.Fields))
+	for f := range r.Fields {
+		fields = append(fields, f)
+	}
+	slices.Sort(fields)
+	for _, f := range fields {
+		g := r.Fields[f]
+		if g.Cleared() {
+			continue
+		}
+		bad := func(err error) error {
+			return fmt.Errorf("customer %s: field %s holds %s: %w", r.CustomerID, f, g.Value, err)
+		}
+		switch f {
+		case "vip_level":
+			p = append(p, cell{name: f, value: g.Value, field: f})
+		case "tags":
+			var tags []string
+			if err := json.Unmarshal([]byte(g.Value), &tags); err != nil {
+				return nil, bad(err)
+			}
+			for _, t := range tags {
+				if strings.Contains(t, TagSeparator) {
+					return nil, bad(fmt.Errorf("tag %q holds the separator %q, which omnisync import splits tags on", t, TagSeparator))
+				}
+			}
+			p = append(p, cell{name: f, value: strings.Join(tags, TagSeparator), field: f, tags: tags})
+		case "address":
+			var a map[string]string
+			if err := json.Unmarshal([]byte(g.Value), &a); err != nil {
+				return nil, bad(err)
+			}
+			for _, part := range addressParts {
+				if v := a[part.avro]; v != "" {
+					p = append(p, cell{name: part.name, value: v, field: f})
+				}
+			}
+		default: // strings: name, phone, email, id_number, birthday, the gender symbol, attributes
+			var s string
+			if err := json.Unmarshal([]byte(g.Value), &s); err != nil {
+				return nil, bad(err)
+			}
+			p = append(p, cell{name: f, value: s, field: f})
+		}
+	}
+	return p, nil
+}
+
+// jsonRow is a customer's jsonl line: the flat profile, tags as an array,
+// and provenance: field → channel, source, event_id, occurred_at of the
+// write that set it.
+func jsonRow(r merge.Record) (map[string]any, error) {
+	p, err := flatProfile(r)
+	if err != nil {
+		return nil, err
+	}
+	line := make(map[string]any, len(p)+1)
+	type origin struct {
+		Channel    events.Channel `json:"channel"`
+		Source     string         `json:"source"`
+		EventID    string         `json:"event_id"`
+		OccurredAt string         `json:"occurred_at"`
+	}
+	provenance := map[string]origin{}
+	for _, c := range p {
+		switch {
+		case c.tags != nil:
+			line[c.name] = c.tags
+		case c.name == "vip_level":
+			line[c.name] = json.RawMessage(c.value)
+		default:
+			line[c.name] = c.value
+		}
+		if c.field != "" {
+			g := r.Fields[c.field]
+			provenance[c.field] = origin{g.Channel, g.Source, g.Stamp.EventID, g.Stamp.At.UTC().Format(time.RFC3339Nano)}
+		}
+	}
+	line["provenance"] = provenance
+	return line, nil
+}
+
+// xmlRow writes <customer> with one child element a column.
+func xmlRow(enc *xml.Encoder, p row) error {
+	start := xml.StartElement{Name: xml.Name{Local: "customer"}}
+	if err := enc.EncodeToken(start); err != nil {
+		return err
+	}
+	for _, c := range p {
+		if !xmlName(c.name) {
+			return fmt.Errorf("customer %s: column %q is not an XML element name; export this store as csv or jsonl", p.get("id"), c.name)
+		}
+		if err := enc.EncodeElement(c.value, xml.StartElement{Name: xml.Name{Local: c.name}}); err != nil {
+			return err
+		}
+	}
+	if err := enc.EncodeToken(start.End()); err != nil {
+		return err
+	}
+	return enc.Flush()
+}
+
+// xmlName reports whether s is a plain XML element name (ASCII letters,
+// digits, '_', '-', '.', starting with a letter or '_').
+func xmlName(s string) bool {
+	if s == "" || strings.HasPrefix(strings.ToLower(s), "xml") {
+		return false
+	}
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// ProfileHash is the SHA-256 (hex) of a customer's profile values: each
+// field the record holds a value for (cleared fields left out), sorted,
+// with its canonical JSON value. It is what an export followed by an
+// import into an empty deployment reproduces: the customer ID, provenance,
+// version, identities, conflicts and messages are the new deployment's
+// own.
+func ProfileHash(r merge.Record) string {
+	fields := make([]string, 0, len(r.Fields))
+	for f, g := range r.Fields {
+		if !g.Cleared() {
+			fields = append(fields, f)
+		}
+	}
+	slices.Sort(fields)
+	h := newHash()
+	for _, f := range fields {
+		h.add(f)
+		h.add(r.Fields[f].Value)
+	}
+	return h.sum()
+}
+
+// hash writes length-prefixed strings, so no two lists of them collide.
+type hash struct{ h gohash.Hash }
+
+func newHash() hash { return hash{sha256.New()} }
+
+func (h hash) add(s string) {
+	_ = binary.Write(h.h, binary.BigEndian, uint64(len(s)))
+	h.h.Write([]byte(s))
+}
+
+func (h hash) sum() string { return hex.EncodeToString(h.h.Sum(nil)) }
