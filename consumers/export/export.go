@@ -49,6 +49,9 @@ var Formats = []string{"csv", "jsonl", "xml", "avro"}
 // import splits them by default.
 const TagSeparator = ";"
 
+// avroBlock is how many customers an Avro block holds.
+const avroBlock = 256
+
 // Options configure Write.
 type Options struct {
 	Format string // one of Formats
@@ -165,15 +168,27 @@ func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summa
 		if err != nil {
 			return sum, err
 		}
+		// A block per avroBlock customers: each Append is one block,
+		// compressed by a new deflate writer.
+		block := make([]any, 0, avroBlock)
+		flush := func() error {
+			err := ow.Append(block)
+			clear(block)
+			block = block[:0]
+			return err
+		}
 		row = func(r merge.Record, _ []events.MessageEvent) error {
 			s := r.State()
 			native, err := codec.Native(&s)
 			if err != nil {
 				return fmt.Errorf("customer %s: %w", r.CustomerID, err)
 			}
-			return ow.Append([]any{native})
+			if block = append(block, native); len(block) == avroBlock {
+				return flush()
+			}
+			return nil
 		}
-		finish = func() error { return nil }
+		finish = flush
 	}
 	err := sc.Scan(ctx, func(r merge.Record, messages []events.MessageEvent) error {
 		switch {
