@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/omnisync/omnisync/consumers/export"
@@ -105,6 +108,45 @@ func TestExportImportRoundTrip(t *testing.T) {
 		}
 		return string(out)
 	}
+	// Avro, its format taken from --out: the CustomerState schema embedded,
+	// the four live customers.
+	avroFile := filepath.Join(dir, "customers.avro")
+	run("export", "--store", "sqlite:"+filepath.Join(dir, "src.db"), "--out", avroFile)
+	f, err := os.Open(avroFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ocf, err := goavro.NewOCFReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _ := goavro.NewCodec(schemas.Current(schemas.CustomerState))
+	n := 0
+	for ocf.Scan() {
+		v, err := ocf.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := v.(map[string]any)["customer_id"].(string); want[id] == "" {
+			t.Errorf("avro row of customer %s, not a live customer of the store", id)
+		}
+		n++
+	}
+	if ocf.Err() != nil || n != len(want) || ocf.Codec().CanonicalSchema() != state.CanonicalSchema() {
+		t.Fatalf("avro export: %d rows (err %v), schema %s", n, ocf.Err(), ocf.Codec().Schema())
+	}
+	// Refused: exit 1, no file.
+	refused := filepath.Join(dir, "refused.csv")
+	out, err := exec.Command(bin, "export", "--store", "sqlite:"+filepath.Join(dir, "src.db"), "--out", refused, "--with-messages").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "only jsonl nests messages") {
+		t.Fatalf("csv --with-messages: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(refused); !os.IsNotExist(err) {
+		t.Fatalf("refused export left %s: %v", refused, err)
+	}
+
 	for _, tc := range []struct{ format, extra string }{{"csv", ""}, {"jsonl", "--with-messages"}, {"xml", ""}} {
 		t.Run(tc.format, func(t *testing.T) {
 			file := filepath.Join(dir, "customers."+tc.format)
