@@ -74,6 +74,11 @@ the format cannot carry), with no --out file left behind.`,
 			if err := o.Check(); err != nil {
 				return err
 			}
+			if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+				if _, err := os.Stat(path); err != nil {
+					return fmt.Errorf("--store: %w", err) // opening would create an empty store
+				}
+			}
 			ctx := cmd.Context()
 			st, err := openStore(ctx, dsn)
 			if err != nil {

@@ -73,7 +73,7 @@ func (o Options) Check() error {
 		return fmt.Errorf("format %q: want csv, jsonl, xml or avro", o.Format)
 	}
 	if o.WithMessages && o.Format != "jsonl" {
-		return fmt.Errorf("--with-messages: only jsonl nests messages in a customer's row; %s carries profiles only (export --format jsonl --with-messages)", o.Format)
+		return fmt.Errorf("--with-messages: only jsonl nests messages in a customer's row; %s has no place for them (use --format jsonl)", o.Format)
 	}
 	return nil
 }
