@@ -36,14 +36,15 @@ Formats:
   xml    <customers><customer> with one child element a csv column.
   avro   an Avro object container file (deflate) of CustomerState records,
          the state topic's schema embedded: fields with provenance,
-         identities, conflicts, version.
+         identities, conflicts, version; with --with-messages, of
+         CustomerExport records {state, messages: [MessageEvent]}.
 
 csv, jsonl and xml files are read back by omnisync import without a
 mapping. The import gives the customers new IDs (each holding the verified
 identity crm:<source>:<exported id>) and new provenance (channel IMPORT);
 what it reproduces is every profile value. Cleared fields are left out, and
 a tag holding ";" stops a csv, jsonl or xml export (the import would split
-it). --with-messages is for jsonl only; other formats refuse it.
+it). csv and xml refuse --with-messages.
 
 Without --out the file goes to standard output; with it, it is written
 next to FILE and renamed into place once complete. The summary goes to
@@ -117,6 +118,6 @@ the format cannot carry), with no --out file left behind.`,
 	f.StringVar(&dsn, "store", "", "store to export: sqlite:PATH or postgres://…")
 	f.StringVar(&format, "format", "", "csv, jsonl, xml or avro (default: --out's extension)")
 	f.StringVarP(&out, "out", "o", "", "file to write (default: standard output)")
-	f.BoolVar(&withMessages, "with-messages", false, "nest each customer's messages in its row (jsonl only)")
+	f.BoolVar(&withMessages, "with-messages", false, "nest each customer's messages in its row (jsonl and avro)")
 	return cmd
 }

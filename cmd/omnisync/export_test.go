@@ -140,7 +140,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	refused := filepath.Join(dir, "refused.csv")
 	out, err := exec.Command(bin, "export", "--store", "sqlite:"+filepath.Join(dir, "src.db"), "--out", refused, "--with-messages").CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "only jsonl nests messages") {
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "only jsonl and avro nest messages") {
 		t.Fatalf("csv --with-messages: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(refused); !os.IsNotExist(err) {

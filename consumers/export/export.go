@@ -9,8 +9,9 @@
 // email, gender, birthday, vip_level, tags, id_number, address.<part>,
 // attributes.<key>); cleared fields are left out. jsonl adds each field's
 // provenance and, with messages, the customer's messages; avro rows are
-// the CustomerState records of the state topic, in an object container
-// file with that schema embedded.
+// the CustomerState records of the state topic (with messages, the
+// CustomerExport records of WithMessagesSchema), in an object container
+// file with the schema embedded.
 //
 // Rows are written as the store is scanned: memory holds one customer (and
 // its messages) at a time. CSV scans the store twice, first for its header
@@ -55,7 +56,7 @@ const avroBlock = 256
 // Options configure Write.
 type Options struct {
 	Format string // one of Formats
-	// WithMessages adds each customer's messages (jsonl only).
+	// WithMessages adds each customer's messages (jsonl and avro).
 	WithMessages bool
 }
 
@@ -72,8 +73,8 @@ func (o Options) Check() error {
 	if !slices.Contains(Formats, o.Format) {
 		return fmt.Errorf("format %q: want csv, jsonl, xml or avro", o.Format)
 	}
-	if o.WithMessages && o.Format != "jsonl" {
-		return fmt.Errorf("--with-messages: only jsonl nests messages in a customer's row; %s has no place for them (use --format jsonl)", o.Format)
+	if o.WithMessages && o.Format != "jsonl" && o.Format != "avro" {
+		return fmt.Errorf("--with-messages: only jsonl and avro nest messages in a customer's row; %s has flat columns (use --format jsonl or avro)", o.Format)
 	}
 	return nil
 }
@@ -164,7 +165,14 @@ func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summa
 			return err
 		}
 	case "avro":
-		ow, err := goavro.NewOCFWriter(goavro.OCFConfig{W: bw, Schema: schemas.Current(schemas.CustomerState), CompressionName: goavro.CompressionDeflateLabel})
+		schema := schemas.Current(schemas.CustomerState)
+		if o.WithMessages {
+			var err error
+			if schema, err = WithMessagesSchema(); err != nil {
+				return sum, err
+			}
+		}
+		ow, err := goavro.NewOCFWriter(goavro.OCFConfig{W: bw, Schema: schema, CompressionName: goavro.CompressionDeflateLabel})
 		if err != nil {
 			return sum, err
 		}
@@ -177,11 +185,21 @@ func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summa
 			block = block[:0]
 			return err
 		}
-		row = func(r merge.Record, _ []events.MessageEvent) error {
+		row = func(r merge.Record, messages []events.MessageEvent) error {
 			s := r.State()
 			native, err := codec.Native(&s)
 			if err != nil {
 				return fmt.Errorf("customer %s: %w", r.CustomerID, err)
+			}
+			if o.WithMessages {
+				ms := make([]any, len(messages))
+				for i := range messages {
+					if ms[i], err = codec.Native(&messages[i]); err != nil {
+						return fmt.Errorf("customer %s, message %s: %w", r.CustomerID, messages[i].MessageID, err)
+					}
+				}
+				native = map[string]any{"state": native, "messages": ms}
+				sum.Messages += len(ms)
 			}
 			if block = append(block, native); len(block) == avroBlock {
 				return flush()
@@ -397,6 +415,58 @@ func xmlName(s string) bool {
 		}
 	}
 	return true
+}
+
+// WithMessagesSchema is the Avro schema of an avro export with messages:
+// a record io.omnisync.v1.CustomerExport of the customer's state
+// (CustomerState) and its messages (an array of MessageEvent), the named
+// types both schemas hold (Channel, Identity…) defined once, in the state.
+func WithMessagesSchema() (string, error) {
+	var state, message any
+	if err := json.Unmarshal([]byte(schemas.Current(schemas.CustomerState)), &state); err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal([]byte(schemas.Current(schemas.MessageEvent)), &message); err != nil {
+		return "", err
+	}
+	defined := map[string]bool{}
+	state = defineOnce(state, defined)
+	message = defineOnce(message, defined)
+	b, err := json.Marshal(map[string]any{
+		"type": "record", "name": "CustomerExport", "namespace": "io.omnisync.v1",
+		"doc": "One customer of an omnisync export: its state, as on the state topic, and its messages.",
+		"fields": []any{
+			map[string]any{"name": "state", "type": state},
+			map[string]any{"name": "messages", "type": map[string]any{"type": "array", "items": message}},
+		},
+	})
+	return string(b), err
+}
+
+// defineOnce replaces each named type of schema v already in defined by
+// its name, and adds the others. Every schema of package schemas is in one
+// namespace, so plain names are full names.
+func defineOnce(v any, defined map[string]bool) any {
+	switch t := v.(type) {
+	case map[string]any:
+		if kind, _ := t["type"].(string); kind == "record" || kind == "enum" || kind == "fixed" {
+			name, _ := t["name"].(string)
+			if defined[name] {
+				return name
+			}
+			defined[name] = true
+		}
+		for _, k := range []string{"fields", "type", "items", "values"} { // in document order
+			if x, ok := t[k]; ok {
+				t[k] = defineOnce(x, defined)
+			}
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = defineOnce(x, defined)
+		}
+	}
+	return v
 }
 
 // ProfileHash is the SHA-256 (hex) of a customer's profile values: each
