@@ -33,7 +33,10 @@ Formats:
          channel, source, event_id and occurred_at of the write that set it,
          and with --with-messages "messages": the customer's messages in the
          Avro JSON encoding of the MessageEvent schema.
-  xml    <customers><customer> with one child element a csv column.
+  xml    <customers><customer> with one child element a csv column, and
+         with --with-messages <messages><message>, each message's text the
+         Avro JSON encoding of MessageEvent (its metadata keys are free
+         text, not XML names).
   avro   an Avro object container file (deflate) of CustomerState records,
          the state topic's schema embedded: fields with provenance,
          identities, conflicts, version; with --with-messages, of
@@ -44,7 +47,8 @@ mapping. The import gives the customers new IDs (each holding the verified
 identity crm:<source>:<exported id>) and new provenance (channel IMPORT);
 what it reproduces is every profile value. Cleared fields are left out, and
 a tag holding ";" stops a csv, jsonl or xml export (the import would split
-it). csv and xml refuse --with-messages.
+it); the import ignores provenance and messages. csv refuses
+--with-messages.
 
 Without --out the file goes to standard output; with it, it is written
 next to FILE and renamed into place once complete. The summary goes to
@@ -118,6 +122,6 @@ the format cannot carry), with no --out file left behind.`,
 	f.StringVar(&dsn, "store", "", "store to export: sqlite:PATH or postgres://…")
 	f.StringVar(&format, "format", "", "csv, jsonl, xml or avro (default: --out's extension)")
 	f.StringVarP(&out, "out", "o", "", "file to write (default: standard output)")
-	f.BoolVar(&withMessages, "with-messages", false, "nest each customer's messages in its row (jsonl and avro)")
+	f.BoolVar(&withMessages, "with-messages", false, "nest each customer's messages in its row (jsonl, xml, avro)")
 	return cmd
 }

@@ -8,7 +8,8 @@
 // each profile value is a column named as the import's fields (name, phone,
 // email, gender, birthday, vip_level, tags, id_number, address.<part>,
 // attributes.<key>); cleared fields are left out. jsonl adds each field's
-// provenance and, with messages, the customer's messages; avro rows are
+// provenance; jsonl and xml add, with messages, the customer's messages in
+// the Avro JSON encoding of MessageEvent; avro rows are
 // the CustomerState records of the state topic (with messages, the
 // CustomerExport records of WithMessagesSchema), in an object container
 // file with the schema embedded.
@@ -27,6 +28,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	gohash "hash"
 	"io"
@@ -56,7 +58,7 @@ const avroBlock = 256
 // Options configure Write.
 type Options struct {
 	Format string // one of Formats
-	// WithMessages adds each customer's messages (jsonl and avro).
+	// WithMessages adds each customer's messages (not csv).
 	WithMessages bool
 }
 
@@ -73,8 +75,8 @@ func (o Options) Check() error {
 	if !slices.Contains(Formats, o.Format) {
 		return fmt.Errorf("format %q: want csv, jsonl, xml or avro", o.Format)
 	}
-	if o.WithMessages && o.Format != "jsonl" && o.Format != "avro" {
-		return fmt.Errorf("--with-messages: only jsonl and avro nest messages in a customer's row; %s has flat columns (use --format jsonl or avro)", o.Format)
+	if o.WithMessages && o.Format == "csv" {
+		return errors.New("--with-messages: csv has one flat row a customer, with no place for messages (use --format jsonl, xml or avro)")
 	}
 	return nil
 }
@@ -83,6 +85,10 @@ func (o Options) Check() error {
 func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summary, error) {
 	var sum Summary
 	if err := o.Check(); err != nil {
+		return sum, err
+	}
+	mc, err := goavro.NewCodec(schemas.Current(schemas.MessageEvent))
+	if err != nil {
 		return sum, err
 	}
 	var row func(r merge.Record, messages []events.MessageEvent) error
@@ -113,28 +119,17 @@ func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summa
 	case "jsonl":
 		enc := json.NewEncoder(bw)
 		enc.SetEscapeHTML(false)
-		var mc *goavro.Codec
-		if o.WithMessages {
-			var err error
-			if mc, err = goavro.NewCodec(schemas.Current(schemas.MessageEvent)); err != nil {
-				return sum, err
-			}
-		}
 		row = func(r merge.Record, messages []events.MessageEvent) error {
 			line, err := jsonRow(r)
 			if err != nil {
 				return err
 			}
-			if mc != nil {
+			if o.WithMessages {
 				ms := make([]json.RawMessage, 0, len(messages))
 				for i := range messages {
-					native, err := codec.Native(&messages[i])
+					b, err := messageJSON(mc, r.CustomerID, &messages[i])
 					if err != nil {
-						return fmt.Errorf("customer %s, message %s: %w", r.CustomerID, messages[i].MessageID, err)
-					}
-					b, err := mc.TextualFromNative(nil, native)
-					if err != nil {
-						return fmt.Errorf("customer %s, message %s: %w", r.CustomerID, messages[i].MessageID, err)
+						return err
 					}
 					ms = append(ms, b)
 				}
@@ -149,12 +144,24 @@ func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summa
 			return sum, err
 		}
 		enc := xml.NewEncoder(bw)
-		row = func(r merge.Record, _ []events.MessageEvent) error {
+		row = func(r merge.Record, messages []events.MessageEvent) error {
 			p, err := flatProfile(r)
 			if err != nil {
 				return err
 			}
-			if err := xmlRow(enc, p); err != nil {
+			var ms [][]byte
+			if o.WithMessages {
+				ms = make([][]byte, 0, len(messages))
+				for i := range messages {
+					b, err := messageJSON(mc, r.CustomerID, &messages[i])
+					if err != nil {
+						return err
+					}
+					ms = append(ms, b)
+				}
+				sum.Messages += len(ms)
+			}
+			if err := xmlRow(enc, p, o.WithMessages, ms); err != nil {
 				return err
 			}
 			_, err = io.WriteString(bw, "\n")
@@ -208,7 +215,7 @@ func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summa
 		}
 		finish = flush
 	}
-	err := sc.Scan(ctx, func(r merge.Record, messages []events.MessageEvent) error {
+	err = sc.Scan(ctx, func(r merge.Record, messages []events.MessageEvent) error {
 		switch {
 		case r.Deleted():
 			sum.Deleted++
@@ -382,8 +389,23 @@ func jsonRow(r merge.Record) (map[string]any, error) {
 	return line, nil
 }
 
-// xmlRow writes <customer> with one child element a column.
-func xmlRow(enc *xml.Encoder, p row) error {
+// messageJSON is a message in the Avro JSON encoding of MessageEvent.
+func messageJSON(mc *goavro.Codec, customerID string, m *events.MessageEvent) ([]byte, error) {
+	native, err := codec.Native(m)
+	if err == nil {
+		var b []byte
+		if b, err = mc.TextualFromNative(nil, native); err == nil {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("customer %s, message %s: %w", customerID, m.MessageID, err)
+}
+
+// xmlRow writes <customer> with one child element a column and, with
+// messages, <messages> holding a <message> a message, its text the
+// message's Avro JSON encoding (metadata keys are free text, not XML
+// names).
+func xmlRow(enc *xml.Encoder, p row, withMessages bool, messages [][]byte) error {
 	start := xml.StartElement{Name: xml.Name{Local: "customer"}}
 	if err := enc.EncodeToken(start); err != nil {
 		return err
@@ -393,6 +415,20 @@ func xmlRow(enc *xml.Encoder, p row) error {
 			return fmt.Errorf("customer %s: column %q is not an XML element name; export this store as csv or jsonl", p.get("id"), c.name)
 		}
 		if err := enc.EncodeElement(c.value, xml.StartElement{Name: xml.Name{Local: c.name}}); err != nil {
+			return err
+		}
+	}
+	if withMessages {
+		list := xml.StartElement{Name: xml.Name{Local: "messages"}}
+		if err := enc.EncodeToken(list); err != nil {
+			return err
+		}
+		for _, m := range messages {
+			if err := enc.EncodeElement(string(m), xml.StartElement{Name: xml.Name{Local: "message"}}); err != nil {
+				return err
+			}
+		}
+		if err := enc.EncodeToken(list.End()); err != nil {
 			return err
 		}
 	}

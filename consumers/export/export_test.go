@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,12 +152,31 @@ func TestJSONLWithMessagesAndProvenance(t *testing.T) {
 }
 
 func TestXML(t *testing.T) {
-	out, _ := write(t, sampleStore(t), export.Options{Format: "xml"})
+	out, sum := write(t, sampleStore(t), export.Options{Format: "xml", WithMessages: true})
+	if sum.Messages != 1 {
+		t.Fatalf("summary %+v, want 1 message", sum)
+	}
 	for _, want := range []string{"<customers>", "<customer><id>cus_a</id><occurred_at>2026-11-20T10:30:00Z</occurred_at>",
 		"<address.city>北京</address.city>", "<tags>vip;北京</tags>", "<customer><id>cus_b</id>", "</customers>"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Fatalf("xml lacks %q:\n%s", want, out)
 		}
+	}
+	var doc struct {
+		Customers []struct {
+			ID       string   `xml:"id"`
+			Messages []string `xml:"messages>message"`
+		} `xml:"customer"`
+	}
+	if err := xml.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		MessageID string `json:"message_id"`
+	}
+	if len(doc.Customers) != 2 || len(doc.Customers[0].Messages) != 1 || len(doc.Customers[1].Messages) != 0 ||
+		json.Unmarshal([]byte(doc.Customers[0].Messages[0]), &m) != nil || m.MessageID != "cus_a-m1" {
+		t.Fatalf("xml messages: %+v\n%s", doc, out)
 	}
 }
 
@@ -272,7 +292,7 @@ for d in avro.datafile.DataFileReader(open(sys.argv[1], "rb"), avro.io.DatumRead
 
 func TestRefusals(t *testing.T) {
 	st := sampleStore(t)
-	for _, o := range []export.Options{{Format: "csv", WithMessages: true}, {Format: "xml", WithMessages: true}, {Format: "parquet"}} {
+	for _, o := range []export.Options{{Format: "csv", WithMessages: true}, {Format: "parquet"}} {
 		if _, err := export.Write(context.Background(), st, &bytes.Buffer{}, o); err == nil {
 			t.Errorf("%+v: no error", o)
 		}
