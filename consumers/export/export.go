@@ -21,6 +21,7 @@ package export
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -389,13 +390,20 @@ func jsonRow(r merge.Record) (map[string]any, error) {
 	return line, nil
 }
 
-// messageJSON is a message in the Avro JSON encoding of MessageEvent.
+// messageJSON is a message in the Avro JSON encoding of MessageEvent,
+// members sorted (goavro writes them in map order), so an export is the
+// same bytes every time.
 func messageJSON(mc *goavro.Codec, customerID string, m *events.MessageEvent) ([]byte, error) {
 	native, err := codec.Native(m)
 	if err == nil {
 		var b []byte
 		if b, err = mc.TextualFromNative(nil, native); err == nil {
-			return b, nil
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.UseNumber() // times in milliseconds, kept digit for digit
+			var v any
+			if err = dec.Decode(&v); err == nil {
+				return json.Marshal(v)
+			}
 		}
 	}
 	return nil, fmt.Errorf("customer %s, message %s: %w", customerID, m.MessageID, err)
