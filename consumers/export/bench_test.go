@@ -38,7 +38,7 @@ func BenchmarkExportMemory(b *testing.B) {
 	}
 	small := benchStore(b, 2_000)
 	big := benchStore(b, large)
-	for _, o := range []export.Options{{Format: "csv"}, {Format: "jsonl", WithMessages: true}, {Format: "xml"}, {Format: "avro"}} {
+	for _, o := range []export.Options{{Format: "csv"}, {Format: "jsonl", WithMessages: true}, {Format: "xml", WithMessages: true}, {Format: "avro"}, {Format: "avro", WithMessages: true}} {
 		name := o.Format
 		if o.WithMessages {
 			name += "+messages"
