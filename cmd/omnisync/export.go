@@ -48,7 +48,9 @@ identity crm:<source>:<exported id>) and new provenance (channel IMPORT);
 what it reproduces is every profile value. Cleared fields are left out, and
 a tag holding ";" stops a csv, jsonl or xml export (the import would split
 it); the import ignores provenance and messages. csv refuses
---with-messages.
+--with-messages. The messages of a customer merged into another stay
+under its ID in the store and are left out with it (the summary counts
+them).
 
 Without --out the file goes to standard output; with it, it is written
 next to FILE and renamed into place once complete. The summary goes to
@@ -113,8 +115,8 @@ the format cannot carry), with no --out file left behind.`,
 			if err != nil {
 				return fmt.Errorf("export stopped: %w", err)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "exported %d customers, %d messages; left out %d deleted, %d merged into another\n",
-				sum.Customers, sum.Messages, sum.Deleted, sum.Merged)
+			fmt.Fprintf(cmd.ErrOrStderr(), "exported %d customers, %d messages; left out %d deleted, %d merged into another (with %d messages)\n",
+				sum.Customers, sum.Messages, sum.Deleted, sum.Merged, sum.MergedMessages)
 			return nil
 		},
 	}

@@ -69,6 +69,10 @@ type Summary struct {
 	Messages  int `json:"messages"`  // messages written (--with-messages)
 	Deleted   int `json:"deleted"`   // deleted customers left out
 	Merged    int `json:"merged"`    // customers merged into another, left out
+	// MergedMessages counts the messages of the merged customers, left out
+	// with them (--with-messages): the stores keep them under the merged
+	// customer's ID.
+	MergedMessages int `json:"merged_messages"`
 }
 
 // Check reports whether o can be written.
@@ -223,6 +227,9 @@ func Write(ctx context.Context, sc store.Scanner, w io.Writer, o Options) (Summa
 			return nil
 		case r.MergedInto != nil:
 			sum.Merged++
+			if o.WithMessages {
+				sum.MergedMessages += len(messages)
+			}
 			return nil
 		}
 		if err := row(r, messages); err != nil {

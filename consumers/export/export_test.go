@@ -75,12 +75,15 @@ func fill(t *testing.T, st store.Store) {
 	c := fold("cus_c", &events.CustomerEvent{Op: events.OpUpsert, Profile: &events.Profile{Name: ptr("Gone")}},
 		&events.CustomerEvent{Op: events.OpDelete})
 	d := fold("cus_d", &events.CustomerEvent{Op: events.OpUpsert, Profile: &events.Profile{Name: ptr("Absorbed")}})
+	dmsg := msg
+	dmsg.MessageID, dmsg.CustomerID = "cus_d-m1", "cus_d"
+	d, _ = merge.ApplyMessage(d, &dmsg, p)
 	d.MergedInto = &merge.MergeRef{MergeID: "m1", CustomerID: "cus_a", At: merge.Stamp{At: t0, EventID: "m1"}}
 	if !c.Deleted() {
 		t.Fatal("cus_c is not deleted")
 	}
 	if err := st.Apply(ctx, &store.Batch{Group: "g", PolicyHash: p.Hash(), Records: []merge.Record{a, b, c, d},
-		Messages: []events.MessageEvent{msg}}); err != nil {
+		Messages: []events.MessageEvent{msg, dmsg}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -143,8 +146,8 @@ func must[T any](v T, err error) T {
 
 func TestJSONLWithMessagesAndProvenance(t *testing.T) {
 	out, sum := write(t, sampleStore(t), export.Options{Format: "jsonl", WithMessages: true})
-	if sum.Messages != 1 {
-		t.Fatalf("summary %+v, want 1 message", sum)
+	if sum.Messages != 1 || sum.MergedMessages != 1 {
+		t.Fatalf("summary %+v, want 1 message written, 1 of the merged customer left out", sum)
 	}
 	var lines []map[string]any
 	sc := bufio.NewScanner(bytes.NewReader(out))
