@@ -12,16 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/omnisync/omnisync/consumers/merge"
-	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/testenv"
-	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/schemas"
 )
 
@@ -31,38 +27,9 @@ import (
 // then swap it in; progress goes to the log when stderr is no terminal.
 func TestReplayCommand(t *testing.T) {
 	ctx := context.Background()
-	k := testenv.RealKafka(t)
-	bin := testenv.Binary(t)
-	cl, err := kafka.NewClient(k.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: 6}.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	reg, registryURL := testenv.Registry(t)
-	serde, err := codec.New(ctx, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	group := testenv.UniqueName(t, "replay")
-	start := map[string]map[int32]int64{}
-	for topic, parts := range testenv.EndOffsets(t, cl, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic) {
-		start[topic] = map[int32]int64{}
-		for p, o := range parts {
-			start[topic][p] = o.EpochOffset().Offset
-		}
-	}
-	path := filepath.Join(t.TempDir(), "omnisync.db")
-	st, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Apply(ctx, &store.Batch{Group: group, Offsets: start}); err != nil {
-		t.Fatal(err)
-	}
+	k, bin := testenv.OwnKafka(t), testenv.Binary(t)
+	f := newLogStore(t, k, "replay")
+	cl, serde, registryURL, group, start, path, st := f.cl, f.serde, f.registryURL, f.group, f.start, f.path, f.st
 
 	// Each customer: the CRM sets a phone, two hours later the web form
 	// another. The CRM outranks the web by default, not in policy-v2.

@@ -34,40 +34,9 @@ import (
 // repairs them (exit 0), compares two stores, and refuses bad use (exit 2).
 func TestVerifyCommand(t *testing.T) {
 	ctx := context.Background()
-	k := testenv.RealKafka(t)
-	bin := testenv.Binary(t)
-	cl, err := kafka.NewClient(k.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: 6}.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	reg, registryURL := testenv.Registry(t)
-	serde, err := codec.New(ctx, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The group starts where the shared topics end now.
-	group := testenv.UniqueName(t, "verify")
-	start := map[string]map[int32]int64{}
-	for topic, parts := range testenv.EndOffsets(t, cl, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic) {
-		start[topic] = map[int32]int64{}
-		for p, o := range parts {
-			start[topic][p] = o.EpochOffset().Offset
-		}
-	}
-	path := filepath.Join(t.TempDir(), "omnisync.db")
-	st, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Apply(ctx, &store.Batch{Group: group, Offsets: start}); err != nil {
-		t.Fatal(err)
-	}
+	k, bin := testenv.RealKafka(t), testenv.Binary(t)
+	f := newLogStore(t, k, "verify")
+	cl, serde, registryURL, group, start, path, st := f.cl, f.serde, f.registryURL, f.group, f.start, f.path, f.st
 
 	prefix := testenv.UniqueName(t, "cus")
 	var recs []*kgo.Record
@@ -231,4 +200,53 @@ func materializeUntil(t *testing.T, k testenv.Kafka, serde *codec.Serde, group s
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// logStore is where the verify and replay command tests start: a client of
+// the real Kafka with the topics provisioned, the run's registry, and a
+// SQLite store holding a new group's offsets at the shared topics' end as
+// of now, so the group folds only what the test produces (other tests write
+// to the same topics).
+type logStore struct {
+	cl          *kgo.Client
+	serde       *codec.Serde
+	registryURL string
+	group       string
+	start       map[string]map[int32]int64
+	path        string
+	st          *sqlite.Store
+}
+
+func newLogStore(t *testing.T, k testenv.Kafka, name string) logStore {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := kafka.NewClient(k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if _, err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.Layout{Partitions: 6}.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	reg, registryURL := testenv.Registry(t)
+	serde, err := codec.New(ctx, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := logStore{cl: cl, serde: serde, registryURL: registryURL, group: testenv.UniqueName(t, name),
+		start: map[string]map[int32]int64{}, path: filepath.Join(t.TempDir(), "omnisync.db")}
+	for topic, parts := range testenv.EndOffsets(t, cl, schemas.CustomerEventsTopic, schemas.CustomerMessagesTopic) {
+		f.start[topic] = map[int32]int64{}
+		for p, o := range parts {
+			f.start[topic][p] = o.EpochOffset().Offset
+		}
+	}
+	if f.st, err = sqlite.Open(ctx, f.path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.st.Close() })
+	if err := f.st.Apply(ctx, &store.Batch{Group: f.group, Offsets: f.start}); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,43 +43,96 @@ func KafkaNodes(t *testing.T, n int) *KafkaCluster {
 	if os.Getenv("OMNISYNC_TEST_KAFKA_FAULTS") != "1" {
 		Skip(t, "Kafka fault tests run with OMNISYNC_TEST_KAFKA_FAULTS=1 (make test sets it)")
 	}
+	c, err := startCluster(RepoRoot(t), t.TempDir()+"/kafka", n, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// t.TempDir's removal was registered first, so this runs before it.
+	t.Cleanup(c.down(t.Logf))
+	t.Logf("Kafka backend: %s %v (in %s)", c.Backend, c.Brokers, c.dir)
+	return c
+}
+
+var (
+	ownKafkaOnce sync.Once
+	ownKafka     *KafkaCluster
+	ownKafkaErr  error
+)
+
+// OwnKafka returns a real single-node Kafka that only the calling test
+// package uses: started at the first call, stopped when the package's tests
+// end (TestMain must call Main). It is for tests whose checks cover every
+// record on omnisync's topics — a replay verifies everything it folds
+// before it swaps — and so must not see the records other packages' tests
+// write to a shared broker at the same time. Like KafkaNodes it runs only
+// with OMNISYNC_TEST_KAFKA_FAULTS=1 (make test sets it).
+func OwnKafka(t testing.TB) Kafka {
+	t.Helper()
+	if os.Getenv("OMNISYNC_TEST_KAFKA_FAULTS") != "1" {
+		Skip(t, "tests on a Kafka of their own run with OMNISYNC_TEST_KAFKA_FAULTS=1 (make test sets it)")
+	}
+	ownKafkaOnce.Do(func() {
+		var root, dir string
+		if root, ownKafkaErr = repoRootDir(); ownKafkaErr != nil {
+			return
+		}
+		if dir, ownKafkaErr = os.MkdirTemp("", "omnisync-own-kafka-"); ownKafkaErr != nil {
+			return
+		}
+		if ownKafka, ownKafkaErr = startCluster(root, dir+"/kafka", 1, t.Logf); ownKafkaErr != nil {
+			os.RemoveAll(dir)
+			return
+		}
+		stop := ownKafka.down(func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) })
+		atExit(func() { stop(); os.RemoveAll(dir) })
+	})
+	if ownKafkaErr != nil {
+		t.Fatalf("starting a Kafka of the package's own: %v", ownKafkaErr)
+	}
+	t.Logf("Kafka backend: %s of this package's own %v", ownKafka.Backend, ownKafka.Brokers)
+	return ownKafka.Kafka
+}
+
+// startCluster starts n nodes with scripts/kafka.sh (under root) in dir;
+// when a port turns out taken between kafka.sh's probe and the broker's
+// bind (another program), it tries other ports. On failure nothing is left
+// running.
+func startCluster(root, dir string, n int, logf func(string, ...any)) (*KafkaCluster, error) {
 	c := &KafkaCluster{
-		script: RepoRoot(t) + "/scripts/kafka.sh",
-		dir:    t.TempDir() + "/kafka",
+		script: root + "/scripts/kafka.sh",
+		dir:    dir,
 		// A loaded 2-core host can take well over a minute to start three JVMs.
 		env: append(os.Environ(), "KAFKA_PORT=free", "KAFKA_UP_TIMEOUT=240"),
 	}
 	if out, err := c.run("install"); err != nil {
-		t.Fatalf("kafka.sh install: %v\n%s", err, out)
+		return nil, fmt.Errorf("kafka.sh install: %v\n%s", err, out)
 	}
-	// Registered before up, so that it runs before t.TempDir's removal.
-	t.Cleanup(func() {
-		if out, err := c.run("down", "--dir", c.dir, "--clean"); err != nil {
-			t.Logf("kafka.sh down: %v\n%s", err, out)
-		}
-	})
 	const tries = 3
-	var out []byte
-	var err error
 	for try := 1; ; try++ {
-		out, err = c.run("up", "--nodes", strconv.Itoa(n), "--dir", c.dir)
+		out, err := c.run("up", "--nodes", strconv.Itoa(n), "--dir", c.dir)
 		if err == nil {
-			break
+			c.Kafka = Kafka{Backend: fmt.Sprintf("%d-node Apache Kafka", n), Brokers: bootstrap(out)}
+			if len(c.Brokers) != n {
+				c.down(logf)()
+				return nil, fmt.Errorf("kafka.sh up --nodes %d printed no %d addresses:\n%s", n, n, out)
+			}
+			return c, nil
 		}
+		c.down(logf)()
 		if try == tries || !portClash.Match(out) {
-			t.Fatalf("kafka.sh up --nodes %d: %v\n%s", n, err, out)
+			return nil, fmt.Errorf("kafka.sh up --nodes %d: %v\n%s", n, err, out)
 		}
-		t.Logf("kafka.sh up --nodes %d met a port another program took; trying other ports (%d of %d): %v", n, try, tries, err)
+		logf("kafka.sh up --nodes %d met a port another program took; trying other ports (%d of %d): %v", n, try, tries, err)
+	}
+}
+
+// down returns a function that stops the cluster and removes its data.
+func (c *KafkaCluster) down(logf func(string, ...any)) func() {
+	return func() {
 		if out, err := c.run("down", "--dir", c.dir, "--clean"); err != nil {
-			t.Fatalf("kafka.sh down after a port clash: %v\n%s", err, out)
+			logf("kafka.sh down: %v\n%s", err, out)
 		}
 	}
-	c.Kafka = Kafka{Backend: fmt.Sprintf("%d-node Apache Kafka", n), Brokers: bootstrap(out)}
-	if len(c.Brokers) != n {
-		t.Fatalf("kafka.sh up --nodes %d printed no %d addresses:\n%s", n, n, out)
-	}
-	t.Logf("Kafka backend: %s %v (in %s)", c.Backend, c.Brokers, c.dir)
-	return c
 }
 
 // bootstrap returns the addresses in kafka.sh's OMNISYNC_TEST_KAFKA= line.

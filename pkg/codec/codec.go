@@ -222,3 +222,19 @@ func (s *Serde) buildPlan(ctx context.Context, id int, name schemas.Name) (*read
 	}
 	return &readerPlan{codec: codec, resolver: resolver}, nil
 }
+
+// Native returns v, a pointer to a record of package events, as the goavro
+// native value of its current schema (schemas.Current), for writers of
+// plain Avro such as goavro's object container files. The value is v's own:
+// it stays valid after later calls.
+func Native(v any) (any, error) {
+	name, err := nameOf(v)
+	if err != nil {
+		return nil, err
+	}
+	native, err := toNative(new(scratch), v)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", name, err)
+	}
+	return native, nil
+}

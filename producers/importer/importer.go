@@ -324,6 +324,15 @@ func (im *run) event(r row) (*events.CustomerEvent, *normalize.ValidationError) 
 			fields[f] = v
 		}
 	}
+	for _, col := range r.nested {
+		f, ok := im.m.Columns[col]
+		if !ok && len(im.m.Columns) == 0 && knownField(col) {
+			f, ok = col, true
+		}
+		if ok {
+			return nil, normalize.Invalid(f, "%s: want a string, a number, a boolean or an array of strings", im.column(f))
+		}
+	}
 	id, ok := fields["id"]
 	if !ok {
 		return nil, normalize.Invalid("id", "%s is empty; every row needs the source's customer ID", im.column("id"))

@@ -83,3 +83,22 @@ func TestImportStopsWhenKafkaDoesNotAcknowledge(t *testing.T) {
 	}
 	t.Logf("stopped after %s: %v", time.Since(start).Round(time.Millisecond), err)
 }
+
+// A JSON Lines member holding an object or an array of objects is ignored
+// unless it is imported (an export's provenance and messages), and rejects
+// its row when it is.
+func TestJSONLNestedMembers(t *testing.T) {
+	p, _ := pipeline(t, testenv.AnyKafka(t))
+	path := filepath.Join(t.TempDir(), "rows.jsonl")
+	lines := `{"id":"N1","name":"Li Na","provenance":{"name":{"channel":"CRM"}},"messages":[{"message_id":"m1"}]}
+{"id":"N2","name":{"first":"Li"}}
+{"id":"N3","tags":[{"t":"vip"}]}
+`
+	if err := os.WriteFile(path, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := importer.Run(context.Background(), p, path, importer.Options{Format: "jsonl", Source: testenv.UniqueName(t, "nested")})
+	if err != nil || sum.Imported != 1 || sum.Rejected != 2 || sum.Rejections[0].Field != "name" || sum.Rejections[1].Field != "tags" {
+		t.Fatalf("summary %+v, err %v; want N1 imported, N2 rejected on name, N3 on tags", sum, err)
+	}
+}

@@ -22,7 +22,11 @@ type row struct {
 	line  int
 	raw   []byte
 	cells map[string]string
-	err   *normalize.ValidationError
+	// nested names the JSON members holding objects or arrays of them,
+	// which no field can take: the row is rejected only when one of them
+	// is imported (an export's provenance and messages are not).
+	nested []string
+	err    *normalize.ValidationError
 }
 
 // rows reads a file's records; next returns io.EOF after the last one and
@@ -121,25 +125,27 @@ func (j *jsonlRows) next() (row, error) {
 			continue
 		}
 		r := row{line: j.line, raw: b}
-		r.cells, r.err = j.parse(b)
+		r.cells, r.nested, r.err = j.parse(b)
 		return r, nil
 	}
 }
 
-func (j *jsonlRows) parse(b []byte) (map[string]string, *normalize.ValidationError) {
+func (j *jsonlRows) parse(b []byte) (map[string]string, []string, *normalize.ValidationError) {
 	if invalid := normalize.CheckJSONText(b); invalid != nil {
-		return nil, invalid
+		return nil, nil, invalid
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var obj map[string]any
 	if err := dec.Decode(&obj); err != nil {
-		return nil, normalize.Invalid("", "not a JSON object: %v", err)
+		return nil, nil, normalize.Invalid("", "not a JSON object: %v", err)
 	}
 	if dec.More() {
-		return nil, normalize.Invalid("", "data after the JSON object")
+		return nil, nil, normalize.Invalid("", "data after the JSON object")
 	}
 	cells := make(map[string]string, len(obj))
+	var nested []string
+members:
 	for k, v := range obj {
 		switch v := v.(type) {
 		case nil:
@@ -154,16 +160,17 @@ func (j *jsonlRows) parse(b []byte) (map[string]string, *normalize.ValidationErr
 			for _, e := range v {
 				s, ok := e.(string)
 				if !ok {
-					return nil, normalize.Invalid(k, "want an array of strings")
+					nested = append(nested, k)
+					continue members
 				}
 				parts = append(parts, s)
 			}
 			cells[k] = strings.Join(parts, j.sep)
 		default:
-			return nil, normalize.Invalid(k, "want a string, a number, a boolean or an array of strings, got an object")
+			nested = append(nested, k)
 		}
 	}
-	return cells, nil
+	return cells, nested, nil
 }
 
 // xmlRows reads the children of the root element as records and their
