@@ -105,6 +105,10 @@ type Materializer struct {
 	// submitted is applied: the next batch's From, below which polled
 	// records are old (buffered from before a re-seek).
 	held, planned map[string]map[int32]int64
+	// generation is the store generation (store.Writer.Generation) read
+	// with held: every batch carries it, so a store that changed under the
+	// member's records refuses them even where the offsets agree.
+	generation string
 	// start is, for a replayer, where it started per partition.
 	start map[string]map[int32]int64
 }
@@ -171,12 +175,7 @@ func New(cfg Config) (*Materializer, error) {
 // storeOffsets replaces the offsets committed in Kafka with the ones the
 // store holds: the store is the truth of what it has applied.
 func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	var held map[string]map[int32]int64
-	err := m.storeOp(ctx, "reading the store's offsets", func() error {
-		var err error
-		held, err = m.cfg.Store.Offsets(ctx, m.cfg.Group)
-		return err
-	})
+	held, gen, err := m.readOffsets(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +196,7 @@ func (m *Materializer) storeOffsets(ctx context.Context, assigned map[string]map
 		}
 	}
 	m.mu.Lock()
+	m.generation = gen
 	for topic, parts := range assigned {
 		if m.held[topic] == nil {
 			m.held[topic], m.planned[topic] = map[int32]int64{}, map[int32]int64{}
@@ -365,6 +365,19 @@ func (m *Materializer) checkPolicy(ctx context.Context) error {
 	return nil
 }
 
+// readOffsets reads the store's generation, then the group's offsets: a
+// store swapped in between is refused at the first batch.
+func (m *Materializer) readOffsets(ctx context.Context) (held map[string]map[int32]int64, gen string, err error) {
+	err = m.storeOp(ctx, "reading the store's offsets", func() error {
+		if gen, err = m.cfg.Store.Generation(ctx); err != nil {
+			return err
+		}
+		held, err = m.cfg.Store.Offsets(ctx, m.cfg.Group)
+		return err
+	})
+	return held, gen, err
+}
+
 // resync follows the store after it refused a batch because its offsets
 // moved under this member (a replay's swap or reset, a zombie member):
 // once every submitted batch is applied or dropped, it forgets the
@@ -374,15 +387,12 @@ func (m *Materializer) checkPolicy(ctx context.Context) error {
 func (m *Materializer) resync(ctx context.Context) error {
 	m.w.drain()
 	m.cache.reset()
-	var held map[string]map[int32]int64
-	if err := m.storeOp(ctx, "reading the store's offsets", func() error {
-		var err error
-		held, err = m.cfg.Store.Offsets(ctx, m.cfg.Group)
-		return err
-	}); err != nil {
+	held, gen, err := m.readOffsets(ctx)
+	if err != nil {
 		return err
 	}
 	m.mu.Lock()
+	m.generation = gen
 	set := map[string]map[int32]kgo.EpochOffset{}
 	resume := map[string]map[int32]int64{}
 	for topic, parts := range m.held {
@@ -505,7 +515,11 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 	// The records of this batch's customers: from memory (which holds
 	// what this member folded, applied or not yet), else one Load of the
 	// rest. A customer not in memory is in no batch the writer has yet to
-	// apply, so the store's row is current.
+	// apply, so the store's row is current. Both are of the generation
+	// read here (a resync, which changes it, runs on this goroutine).
+	m.mu.Lock()
+	gen := m.generation
+	m.mu.Unlock()
 	current := map[string]merge.Record{}
 	var missing []string
 	for _, d := range decoded {
@@ -545,7 +559,7 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 		j := jobs[p]
 		if j == nil {
 			j = &job{partition: p, done: make(chan struct{}), commit: map[string]map[int32]kgo.EpochOffset{},
-				batch: &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Offsets: map[string]map[int32]int64{}}}
+				batch: &store.Batch{Group: m.cfg.Group, PolicyHash: m.cfg.Policy.Hash(), Generation: gen, Offsets: map[string]map[int32]int64{}}}
 			jobs[p] = j
 		}
 		return j

@@ -3,6 +3,8 @@ package materializer_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -11,9 +13,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/store/postgres"
 	"github.com/omnisync/omnisync/internal/testenv"
+	"github.com/omnisync/omnisync/pkg/events"
 )
 
 // resettingStore resets the store in place (as omnisync replay --in-place
@@ -150,5 +154,57 @@ func TestStoreMovedAheadOfMember(t *testing.T) {
 		waitCaughtUp(t, pg, group, r.endOffsets(t), 90*time.Second)
 		want, wantMessages := expected(stream)
 		checkStore(t, pg, want, wantMessages)
+	})
+}
+
+// A repair (omnisync verify --repair, store.Replacer) rewrites a customer
+// while a member runs with that customer's record in memory, at the same
+// offsets: the member's next batch for the customer, folded on its old
+// copy, is refused because the store's generation changed, and the member
+// loads the repaired record before it folds again. Without the generation
+// the next event would write the old copy back over the repair.
+func TestRepairUnderCachingMember(t *testing.T) {
+	testenv.ForEachKafka(t, func(t *testing.T, k testenv.Kafka) {
+		ctx := context.Background()
+		r := newRig(t, k)
+		pg := openPostgres(t, testenv.Postgres(t))
+		group := testenv.UniqueName(t, "repair")
+		r.startAtEnd(t, pg, group)
+		id := customers(t, 1)[0]
+		upsert := func(n int, p *events.Profile) *events.CustomerEvent {
+			return &events.CustomerEvent{EventID: fmt.Sprintf("%s-e%d", id, n), CustomerID: id, Channel: events.ChannelWeb,
+				Source: "test/web", Op: events.OpUpsert, OccurredAt: base.Add(time.Duration(n) * time.Minute), IngestedAt: time.Now(),
+				Profile: p}
+		}
+		r.produce(t, upsert(1, &events.Profile{Name: ptr("Before")}))
+		runMaterializer(t, r, group, pg)
+		waitCaughtUp(t, pg, group, r.endOffsets(t), 60*time.Second)
+
+		stored, err := pg.Load(ctx, []string{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := stored[id]
+		repaired := rec
+		repaired.Fields = maps.Clone(rec.Fields)
+		name := repaired.Fields["name"]
+		name.Value = `"Repaired"`
+		repaired.Fields["name"] = name
+		if err := pg.Replace(ctx, []string{id}, []merge.Record{repaired}, nil); err != nil {
+			t.Fatal(err)
+		}
+
+		r.produce(t, upsert(2, &events.Profile{Attributes: map[string]string{"tier": "gold"}}))
+		waitCaughtUp(t, pg, group, r.endOffsets(t), 60*time.Second)
+		got, ok, err := pg.Customer(ctx, id)
+		if err != nil || !ok {
+			t.Fatalf("Customer(%s) = %v, %v", id, ok, err)
+		}
+		if v := got.Fields["name"].Value; v != `"Repaired"` {
+			t.Errorf("name after the repair and a later event = %s; want the repair's \"Repaired\" (the member wrote its old copy back)", v)
+		}
+		if v := got.Fields["attributes.tier"].Value; v != `"gold"` || got.Version != rec.Version+1 {
+			t.Errorf("after the later event: attributes.tier %s, version %d; want \"gold\", %d", v, got.Version, rec.Version+1)
+		}
 	})
 }

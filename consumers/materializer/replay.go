@@ -34,10 +34,11 @@ func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64)
 	if err := m.checkPolicy(ctx); err != nil {
 		return nil, err
 	}
-	held, err := cfg.Store.Offsets(ctx, cfg.Group)
+	held, gen, err := m.readOffsets(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the store's offsets: %w", err)
+		return nil, err
 	}
+	m.generation = gen
 	starts, err := logOffsets(ctx, cfg.Kafka, false, cfg.EventsTopic, cfg.MessagesTopic)
 	if err != nil {
 		return nil, err
@@ -47,7 +48,7 @@ func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64)
 	// of, so that it holds an offset for every partition, as the live
 	// store does for those it folded (a partition may have no record to
 	// fold).
-	first := &store.Batch{Group: cfg.Group, Offsets: map[string]map[int32]int64{}, From: map[string]map[int32]int64{}}
+	first := &store.Batch{Group: cfg.Group, Generation: gen, Offsets: map[string]map[int32]int64{}, From: map[string]map[int32]int64{}}
 	for topic, parts := range starts {
 		consume[topic] = map[int32]kgo.Offset{}
 		m.held[topic], m.planned[topic], m.start[topic] = map[int32]int64{}, map[int32]int64{}, map[int32]int64{}

@@ -36,6 +36,11 @@ type Writer interface {
 	// PolicyHash returns the hash of the merge policy the store's data was
 	// built with, "" for an empty store.
 	PolicyHash(ctx context.Context) (string, error)
+	// Generation names the store's content as a whole: it is new after a
+	// replay swapped another store in, reset this one, or a repair replaced
+	// customers, and never changes otherwise. Records a writer read from
+	// one generation must not be written into another (Batch.Generation).
+	Generation(ctx context.Context) (string, error)
 }
 
 // SingleWriter is a Writer that one process may write at a time (SQLite).
@@ -76,6 +81,12 @@ type Batch struct {
 	// swapped in another store, an in-place reset, or another member that
 	// took the partitions over moved them.
 	From map[string]map[int32]int64
+	// Generation, when not empty, is the store generation (Writer.
+	// Generation) the batch's records were folded from: with From, Apply
+	// also refuses with an *OffsetsMovedError when the store's is another,
+	// even where the offsets agree (a replay swapped in at the member's
+	// offsets, a repair).
+	Generation string
 }
 
 // NoOffset stands in Batch.From for a partition the store holds no offset
@@ -95,12 +106,16 @@ type OffsetsMovedError struct {
 }
 
 func (e *OffsetsMovedError) Error() string {
-	return fmt.Sprintf("the store's offsets of group %s moved under the writer (now %v); resume from them", e.Group, e.Held)
+	return fmt.Sprintf("the store's offsets of group %s or its generation moved under the writer (offsets now %v); resume from them", e.Group, e.Held)
 }
 
 // CheckFrom returns nil when held (a group's offsets in the store) agrees
-// with b.From, else an *OffsetsMovedError; held's own map is kept in it.
-func CheckFrom(b *Batch, held map[string]map[int32]int64) error {
+// with b.From and generation (the store's) with b.Generation (when set),
+// else an *OffsetsMovedError; held's own map is kept in it.
+func CheckFrom(b *Batch, held map[string]map[int32]int64, generation string) error {
+	if b.Generation != "" && b.Generation != generation {
+		return &OffsetsMovedError{Group: b.Group, Held: held}
+	}
 	for topic, parts := range b.From {
 		for p, from := range parts {
 			got, ok := held[topic][p]

@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/ksuid"
 
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
@@ -107,6 +108,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v+1); err != nil {
 				return err
 			}
+		}
+		// Every store has a generation from its first opening on.
+		if _, err := tx.Exec(ctx, `INSERT INTO store_meta (key, value) VALUES ('generation', $1) ON CONFLICT (key) DO NOTHING`,
+			ksuid.New().String()); err != nil {
+			return fmt.Errorf("setting the store's generation: %w", err)
 		}
 		return nil
 	})
@@ -576,8 +582,31 @@ func checkFrom(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
 	if h != "" && b.PolicyHash != "" && h != text(b.PolicyHash) {
 		return fmt.Errorf("%w (store %s, batch %s)", store.ErrPolicyMismatch, h, b.PolicyHash)
 	}
-	return store.CheckFrom(b, held)
+	gen, err := generation(ctx, tx)
+	if err != nil {
+		return err
+	}
+	return store.CheckFrom(b, held, gen)
 }
+
+// Generation returns the store's generation (see store.Writer).
+func (s *Store) Generation(ctx context.Context) (string, error) {
+	return generation(ctx, s.pool)
+}
+
+func generation(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (string, error) {
+	var g string
+	if err := q.QueryRow(ctx, `SELECT value FROM store_meta WHERE key = 'generation'`).Scan(&g); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("reading the store's generation: %w", err)
+	}
+	return g, nil
+}
+
+// newGeneration is the statement giving the store a new generation.
+const newGeneration = `INSERT INTO store_meta (key, value) VALUES ('generation', $1)
+	ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 
 // Offsets returns the group's next offsets.
 func (s *Store) Offsets(ctx context.Context, group string) (map[string]map[int32]int64, error) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/ksuid"
 
 	"github.com/omnisync/omnisync/consumers/store"
 )
@@ -128,6 +129,7 @@ func (s *Store) Reset(ctx context.Context, group string, from map[string]map[int
 		batch := &pgx.Batch{}
 		batch.Queue(`TRUNCATE customers, customer_fields, conflicts, messages, identities`)
 		batch.Queue(`DELETE FROM store_meta WHERE key = 'policy_hash'`)
+		batch.Queue(newGeneration, ksuid.New().String())
 		batch.Queue(`DELETE FROM consumer_offsets WHERE group_id = $1`, text(group))
 		queueOffsets(batch, &store.Batch{Group: group, Offsets: from})
 		return tx.SendBatch(ctx, batch).Close()

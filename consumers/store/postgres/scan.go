@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/ksuid"
 
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
@@ -125,6 +126,8 @@ func (s *Store) Replace(ctx context.Context, customerIDs []string, records []mer
 		if err := queueMessages(batch, messages); err != nil {
 			return err
 		}
+		// Members holding these customers' old records refold from here.
+		batch.Queue(newGeneration, ksuid.New().String())
 		return tx.SendBatch(ctx, batch).Close()
 	})
 	if err != nil {

@@ -110,8 +110,8 @@ func SwapIn(ctx context.Context, path, shadowPath, group string, prepare func(ct
 	stmts = append(stmts,
 		stmt{`DELETE FROM main.consumer_offsets WHERE group_id = ?`, []any{group}},
 		stmt{`INSERT INTO main.consumer_offsets SELECT * FROM shadow.consumer_offsets WHERE group_id = ?`, []any{group}},
-		stmt{`DELETE FROM main.store_meta WHERE key IN ('policy_hash', 'replay')`, nil},
-		stmt{`INSERT INTO main.store_meta SELECT * FROM shadow.store_meta WHERE key = 'policy_hash'`, nil})
+		stmt{`DELETE FROM main.store_meta WHERE key IN ('policy_hash', 'generation', 'replay')`, nil},
+		stmt{`INSERT INTO main.store_meta SELECT * FROM shadow.store_meta WHERE key IN ('policy_hash', 'generation')`, nil})
 	for _, st := range stmts {
 		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
 			return fmt.Errorf("copying the shadow in: %w", err)
@@ -167,6 +167,9 @@ func (s *Store) Reset(ctx context.Context, group string, from map[string]map[int
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM consumer_offsets WHERE group_id = ?`, group); err != nil {
 		return fmt.Errorf("resetting the store: %w", err)
+	}
+	if err := setGeneration(ctx, tx); err != nil {
+		return err
 	}
 	for topic, parts := range from {
 		for p, next := range parts {

@@ -128,6 +128,10 @@ func (s *Store) Replace(ctx context.Context, customerIDs []string, records []mer
 			return fmt.Errorf("writing message %s: %w", messages[i].MessageID, err)
 		}
 	}
+	// Members holding these customers' old records refold from here.
+	if err := setGeneration(ctx, tx); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/ksuid"
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 
 	"github.com/omnisync/omnisync/consumers/merge"
@@ -83,6 +84,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, v); err != nil {
 			return err
 		}
+	}
+	// Every store has a generation from its first opening on.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES ('generation', ?) ON CONFLICT (key) DO NOTHING`,
+		ksuid.New().String()); err != nil {
+		return fmt.Errorf("setting the store's generation: %w", err)
 	}
 	return tx.Commit()
 }
@@ -449,7 +455,35 @@ func checkFrom(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	if err != nil {
 		return err
 	}
-	return store.CheckFrom(b, held)
+	gen, err := generation(ctx, tx)
+	if err != nil {
+		return err
+	}
+	return store.CheckFrom(b, held, gen)
+}
+
+// Generation returns the store's generation (see store.Writer).
+func (s *Store) Generation(ctx context.Context) (string, error) {
+	return generation(ctx, s.db)
+}
+
+func generation(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (string, error) {
+	var g string
+	if err := q.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'generation'`).Scan(&g); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("reading the store's generation: %w", err)
+	}
+	return g, nil
+}
+
+// setGeneration gives the store a new generation.
+func setGeneration(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES ('generation', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, ksuid.New().String()); err != nil {
+		return fmt.Errorf("setting the store's generation: %w", err)
+	}
+	return nil
 }
 
 // Offsets returns the group's next offsets.

@@ -382,6 +382,33 @@ func testCompareAndSet(t *testing.T, s store.Store) {
 	if got, err := s.Offsets(ctx, group); err != nil || got["events"][0] != 20 {
 		t.Errorf("Offsets after the compare-and-set = %v, %v; want events/0 at 20", got, err)
 	}
+
+	// The generation: a batch folded from records of another generation
+	// is refused where the offsets agree; a repair makes a new one.
+	gen, err := s.Generation(ctx)
+	if err != nil || gen == "" {
+		t.Fatalf("Generation = %q, %v; want one from the first opening on", gen, err)
+	}
+	err = s.Apply(ctx, &store.Batch{Group: group, PolicyHash: policy.Hash(), Generation: "another", Records: []merge.Record{rec},
+		Offsets: offsets{"events": {0: 30}}, From: offsets{"events": {0: 20}}})
+	if !errors.As(err, &moved) || moved.Held["events"][0] != 20 {
+		t.Fatalf("Apply of a batch of another generation = %v; want an OffsetsMovedError holding 20", err)
+	}
+	apply(t, s, &store.Batch{Group: group, PolicyHash: policy.Hash(), Generation: gen,
+		Offsets: offsets{"events": {0: 30}}, From: offsets{"events": {0: 20}}})
+	if r, ok := s.(store.Replacer); ok {
+		if err := r.Replace(ctx, []string{rec.CustomerID}, []merge.Record{rec}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if after, err := s.Generation(ctx); err != nil || after == gen {
+			t.Fatalf("Generation after Replace = %q, %v; want a new one (was %q)", after, err, gen)
+		}
+		err = s.Apply(ctx, &store.Batch{Group: group, PolicyHash: policy.Hash(), Generation: gen,
+			Offsets: offsets{"events": {0: 40}}, From: offsets{"events": {0: 30}}})
+		if !errors.As(err, &moved) {
+			t.Fatalf("Apply of a batch folded before a repair = %v; want an OffsetsMovedError", err)
+		}
+	}
 }
 
 func testDelete(t *testing.T, s store.Store) {
