@@ -88,13 +88,22 @@ func TestAttacks(t *testing.T) {
 	if a := send(t, http.MethodPost, dev.http+"/ingest/web", bearer(web.Key), login); a.code != 200 {
 		t.Fatalf("victim's login: %d %s", a.code, a.body)
 	}
+	// The profile and the message travel on two topics and may be folded
+	// in two batches: wait for both (a message is stored in the batch that
+	// folds it into the record).
 	var before api.Customer
-	eventually(t, "the victim's record", func() string {
+	eventually(t, "the victim's record and message", func() string {
 		if dev.get(t, "/api/v1/customers/"+victim, &before) != http.StatusOK || before.Fields["name"].Value == nil {
-			return "not materialized yet"
+			return "the profile is not materialized yet"
+		}
+		if len(dev.timeline(t, victim)) != 1 {
+			return "the message is not materialized yet"
 		}
 		return ""
 	})
+	if dev.get(t, "/api/v1/customers/"+victim, &before) != http.StatusOK {
+		t.Fatal("the victim's record is gone")
+	}
 	beforeTimeline := len(dev.timeline(t, victim))
 
 	// The attacks on identity: each is either refused or lands on the
