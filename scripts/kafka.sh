@@ -247,9 +247,17 @@ start_node() {
   check_ports "$n"
   # setsid: the broker must outlive this script and its terminal; 9>&-: it must not hold the lock.
   setsid "${BROKER_JAVA[@]}" kafka.Kafka "$d/server.properties" >>"$d/kafka.log" 2>&1 </dev/null 8>&- 9>&- &
-  echo $! >"$d/kafka.pid"
+  local pid=$!
+  echo "$pid" >"$d/kafka.pid"
   STARTED+=("$n")
-  log "started node $n (pid $!, log $d/kafka.log)"
+  # Until the child has exec'd the JVM its command line is this script's, which node_pid does not
+  # take for the broker: on a loaded host, wait for the exec (or the child's end) before anyone asks.
+  local i
+  for i in $(seq 200); do
+    node_pid "$n" >/dev/null || ! kill -0 "$pid" 2>/dev/null && break
+    sleep 0.05
+  done
+  log "started node $n (pid $pid, log $d/kafka.log)"
 }
 
 # SIGTERM the given nodes together, wait up to STOP_TIMEOUT s, then SIGKILL what is left.
