@@ -3,11 +3,14 @@
 // sub-benchmark whose last name element starts with "baseline" is the
 // baseline of its siblings (BenchmarkX/case/baseline=goavro vs
 // BenchmarkX/case/omnisync); with several baselines among siblings, each
-// benchmark is printed beside each of them.
+// benchmark is printed beside each of them. With -json FILE it also writes
+// the table as JSON, so runs of two commits can be compared.
 package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -42,7 +45,19 @@ func parse(line string) (result, bool) {
 	return r, true
 }
 
+// row is one line of the table.
+type row struct {
+	Benchmark     string  `json:"benchmark"`
+	Baseline      string  `json:"baseline"`
+	Metric        string  `json:"metric"`
+	Value         float64 `json:"value"`
+	BaselineValue float64 `json:"baseline_value"`
+	Ratio         float64 `json:"ratio"`
+}
+
 func main() {
+	jsonFile := flag.String("json", "", "also write the table to this file as JSON")
+	flag.Parse()
 	var results []result
 	sc := bufio.NewScanner(io.TeeReader(os.Stdin, os.Stdout))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -61,9 +76,7 @@ func main() {
 	if len(baselines) == 0 {
 		return
 	}
-	fmt.Println("\nRatios against the baseline run side by side (for ns/op, B/op, allocs/op lower is better; for rates such as events/s higher is better):")
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BENCHMARK\tBASELINE\tMETRIC\tVALUE\tBASELINE VALUE\tRATIO")
+	var rows []row
 	for _, r := range results {
 		parent, last := split(r.name)
 		if strings.HasPrefix(last, "baseline") {
@@ -76,11 +89,29 @@ func main() {
 				if !ok || bv == 0 {
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%.4g\t%.2fx\n", r.name, strings.TrimPrefix(strings.TrimPrefix(baseName, "baseline"), "="), unit, r.metrics[unit], bv, r.metrics[unit]/bv)
+				rows = append(rows, row{Benchmark: r.name, Baseline: strings.TrimPrefix(strings.TrimPrefix(baseName, "baseline"), "="),
+					Metric: unit, Value: r.metrics[unit], BaselineValue: bv, Ratio: r.metrics[unit] / bv})
 			}
 		}
 	}
+	fmt.Println("\nRatios against the baseline run side by side (for ns/op, B/op, allocs/op lower is better; for rates such as events/s higher is better):")
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BENCHMARK\tBASELINE\tMETRIC\tVALUE\tBASELINE VALUE\tRATIO")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%.4g\t%.2fx\n", r.Benchmark, r.Baseline, r.Metric, r.Value, r.BaselineValue, r.Ratio)
+	}
 	tw.Flush()
+	if *jsonFile != "" {
+		b, err := json.MarshalIndent(rows, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*jsonFile, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchratio:", err)
+			os.Exit(1)
+		}
+		fmt.Println("The table as JSON:", *jsonFile)
+	}
 }
 
 func split(name string) (parent, last string) {
