@@ -16,83 +16,57 @@ var (
 	_ store.Replacer = (*Store)(nil)
 )
 
-// scanPage is how many customers Scan reads at a time.
-const scanPage = 500
-
-// Scan calls fn with every customer and its messages in customer-ID order,
-// reading a page of customers (and then their messages) at a time.
-// Customer IDs are never empty (the merge ignores events without one), so
-// the first page is the one after "".
+// Scan implements store.Scanner (store.Scan over the store's pages).
 func (s *Store) Scan(ctx context.Context, fn func(merge.Record, []events.MessageEvent) error) error {
-	after := ""
-	for {
-		var recs []merge.Record
-		var ids []string
-		rows, err := s.db.QueryContext(ctx, `SELECT customer_id, record FROM customers WHERE customer_id > ?
-			ORDER BY customer_id LIMIT ?`, after, scanPage)
-		if err != nil {
-			return fmt.Errorf("scanning customers: %w", err)
+	return store.Scan(ctx, scanPages{s}, fn)
+}
+
+// scanPages reads the store for Scan.
+type scanPages struct{ s *Store }
+
+func (p scanPages) Customers(ctx context.Context, after string, limit int) ([]string, []merge.Record, error) {
+	rows, err := p.s.db.QueryContext(ctx, `SELECT customer_id, record FROM customers WHERE customer_id > ?
+		ORDER BY customer_id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scanning customers: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	var recs []merge.Record
+	for rows.Next() {
+		var id, text string
+		if err := rows.Scan(&id, &text); err != nil {
+			return nil, nil, fmt.Errorf("scanning customers: %w", err)
 		}
-		for rows.Next() {
+		var r merge.Record
+		if err := json.Unmarshal([]byte(text), &r); err != nil {
+			return nil, nil, fmt.Errorf("record of %s: %w", id, err)
+		}
+		ids, recs = append(ids, id), append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("scanning customers: %w", err)
+	}
+	return ids, recs, nil
+}
+
+func (p scanPages) Messages(ctx context.Context, customerIDs []string, each func(string, events.MessageEvent) error) error {
+	err := p.s.queryByIDs(ctx, `SELECT customer_id, event FROM messages WHERE customer_id IN (?) ORDER BY customer_id, message_id`, customerIDs,
+		func(rows *sql.Rows) error {
 			var id, text string
 			if err := rows.Scan(&id, &text); err != nil {
-				rows.Close()
-				return fmt.Errorf("scanning customers: %w", err)
-			}
-			var r merge.Record
-			if err := json.Unmarshal([]byte(text), &r); err != nil {
-				rows.Close()
-				return fmt.Errorf("record of %s: %w", id, err)
-			}
-			recs, ids = append(recs, r), append(ids, id)
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("scanning customers: %w", err)
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		// The page's messages stream in (customer, message ID) order; a
-		// customer is handed over once its last message is read, so only
-		// one customer's messages are held at a time.
-		i := 0
-		var cur []events.MessageEvent
-		emit := func() error {
-			err := fn(recs[i], cur)
-			i, cur = i+1, nil
-			return err
-		}
-		err = s.queryByIDs(ctx, `SELECT customer_id, event FROM messages WHERE customer_id IN (?) ORDER BY customer_id, message_id`, ids,
-			func(rows *sql.Rows) error {
-				var id, text string
-				if err := rows.Scan(&id, &text); err != nil {
-					return err
-				}
-				var m events.MessageEvent
-				if err := json.Unmarshal([]byte(text), &m); err != nil {
-					return fmt.Errorf("message of %s: %w", id, err)
-				}
-				for i < len(ids) && ids[i] != id {
-					if err := emit(); err != nil {
-						return err
-					}
-				}
-				cur = append(cur, m)
-				return nil
-			})
-		if err != nil {
-			return fmt.Errorf("scanning messages: %w", err)
-		}
-		for i < len(recs) {
-			if err := emit(); err != nil {
 				return err
 			}
-		}
-		after = ids[len(ids)-1]
+			var m events.MessageEvent
+			if err := json.Unmarshal([]byte(text), &m); err != nil {
+				return fmt.Errorf("message of %s: %w", id, err)
+			}
+			return each(id, m)
+		})
+	if err != nil {
+		return fmt.Errorf("scanning messages: %w", err)
 	}
+	return nil
 }
 
 // Replace removes everything stored of customerIDs and writes records and
