@@ -124,6 +124,10 @@ unix_socket_directories = '$DIR'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+# Logical replication, for omnisync source postgres (CDC) and its tests.
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
 EOF
   fi
 
