@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/omnisync/omnisync/internal/testenv"
-	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/producers/hashes"
 	"github.com/omnisync/omnisync/producers/importer"
 	"github.com/omnisync/omnisync/schemas"
