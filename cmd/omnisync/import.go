@@ -125,7 +125,7 @@ is safe.`,
 				return ctx.Err()
 			}
 			p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: log.Named("ingest"), Instance: hostname()})
-			store, err := hashes.Open(ctx, kcfg, "", source)
+			store, err := hashes.Open(ctx, kcfg, "", "import:"+source)
 			if err != nil {
 				return err
 			}

@@ -127,6 +127,13 @@ func (s *Store) Changed(key, hash string) bool {
 	return !ok || h != hash
 }
 
+// Hash is key's saved hash, "" if none.
+func (s *Store) Hash(key string) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.hashes[key]
+}
+
 // Has reports whether key has a hash: it was produced and not deleted.
 func (s *Store) Has(key string) bool {
 	s.mu.RLock()

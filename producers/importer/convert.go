@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,8 +86,9 @@ func (c *Converter) Fields(cells map[string]string, nested []string, byName bool
 }
 
 // Event validates a record's fields into a completed upsert with
-// sourceID; asOf is its occurred_at unless a field holds one.
-func (c *Converter) Event(fields map[string]string, sourceID string, asOf time.Time) (*events.CustomerEvent, *normalize.ValidationError) {
+// sourceID that also clears the fields in clear (see Absent); asOf is its
+// occurred_at unless a field holds one.
+func (c *Converter) Event(fields map[string]string, clear []string, sourceID string, asOf time.Time) (*events.CustomerEvent, *normalize.ValidationError) {
 	at := asOf
 	if s, ok := fields["occurred_at"]; ok {
 		t, err := c.timestamp(s)
@@ -102,13 +104,36 @@ func (c *Converter) Event(fields map[string]string, sourceID string, asOf time.T
 	if invalid != nil {
 		return nil, invalid
 	}
-	ev, err := chatjson.ProfileEvent("", chatjson.Event{Profile: p}, chatjson.Context{Identities: c.owner(fields["id"]), Now: c.Now()})
+	ev, err := chatjson.ProfileEvent("", chatjson.Event{Profile: p, Clear: clear}, chatjson.Context{Identities: c.owner(fields["id"]), Now: c.Now()})
 	if err != nil {
 		invalid := asInvalid(err)
 		invalid.Field = strings.TrimPrefix(invalid.Field, ".profile.")
 		return nil, invalid
 	}
 	return c.complete(ev, sourceID, at)
+}
+
+// Absent returns the profile fields the mapping names that fields lacks (a
+// NULL column of a table): a source that always sends whole records clears
+// them. Address parts are cleared together, when all are absent.
+func (c *Converter) Absent(fields map[string]string) []string {
+	var out []string
+	address, anyAddress := false, false
+	for _, f := range c.Mapping.Columns {
+		_, set := fields[f]
+		if strings.HasPrefix(f, "address.") {
+			address, anyAddress = true, anyAddress || set
+			continue
+		}
+		if !set && f != "id" && f != "occurred_at" {
+			out = append(out, f)
+		}
+	}
+	if address && !anyAddress {
+		out = append(out, "address")
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Delete is the completed delete of the source's customer id.

@@ -337,7 +337,7 @@ func (im *run) event(r row) (*events.CustomerEvent, *normalize.ValidationError) 
 		im.byContent[hash], im.byID[id] = r.line, r.line
 		return nil, nil
 	}
-	ev, invalid := im.conv.Event(fields, "row:"+hash, im.o.AsOf)
+	ev, invalid := im.conv.Event(fields, nil, "row:"+hash, im.o.AsOf)
 	if invalid != nil {
 		return nil, invalid
 	}
