@@ -232,4 +232,3 @@ record that does not validate is sent to the dead-letter topic.`,
 	fl.BoolVar(&once, "once", false, "make one pass, print its counts as JSON and exit")
 	return cmd
 }
-
