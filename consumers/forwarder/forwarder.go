@@ -69,8 +69,8 @@ type Config struct {
 	// producer/crm/main@…, see ingest.SystemSource): a record whose last
 	// change came from one of them is not sent back to it (see Echo).
 	SkipSources []string
-	Logger   *zap.Logger
-	Metrics  *Metrics // optional
+	Logger      *zap.Logger
+	Metrics     *Metrics // optional
 }
 
 // Forwarder is one member of a forwarding consumer group.
