@@ -10,6 +10,7 @@
 # port is picked. As root, the server runs as user `postgres` if it exists, else a system user
 # `omnisync-pg` (created on first use): PostgreSQL refuses to run as root.
 # Durability is switched off (fsync, synchronous_commit, full_page_writes): this is test data.
+# wal_level = logical (with 20 replication slots and WAL senders), for omnisync source postgres (CDC).
 set -euo pipefail
 
 DIR="${OMNISYNC_PG_DIR:-/tmp/omnisync-pg}"
