@@ -88,6 +88,11 @@ func New(cfg Config) (*Forwarder, error) {
 	if cfg.Group == "" {
 		return nil, errors.New("forwarder: no consumer group")
 	}
+	for _, sys := range cfg.SkipSources {
+		if ch, name, ok := strings.Cut(sys, "/"); !ok || ch == "" || name == "" || strings.ContainsAny(name, "/@") {
+			return nil, fmt.Errorf("skip source %q: want channel/system, e.g. crm/main", sys)
+		}
+	}
 	if cfg.Serde == nil {
 		return nil, errors.New("forwarder: no serde")
 	}

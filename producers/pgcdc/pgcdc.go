@@ -461,7 +461,7 @@ func (s *stream) run(ctx context.Context) error {
 	var flushAt time.Time // when committed changes are produced, if any wait
 	for {
 		if time.Now().After(nextStatus) {
-			if err := s.status(false); err != nil {
+			if err := s.status(); err != nil {
 				return err
 			}
 			nextStatus = time.Now().Add(statusInterval)
@@ -628,16 +628,16 @@ func (s *stream) flush(ctx context.Context) error {
 	if s.cfg.Progress != nil {
 		s.cfg.Progress(s.acked, s.produced)
 	}
-	return s.status(false)
+	return s.status()
 }
 
 // status tells the server what it may forget: every transaction whose
 // events Kafka acknowledged.
-func (s *stream) status(reply bool) error {
+func (s *stream) status() error {
 	if s.acked == 0 || s.acked < s.confirmed { // 0: not streaming yet (the snapshot)
 		return nil
 	}
-	if err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.rconn, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.acked, ReplyRequested: reply}); err != nil {
+	if err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.rconn, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.acked}); err != nil {
 		return fmt.Errorf("confirming LSN %s: %w", s.acked, err)
 	}
 	s.confirmed = s.acked
