@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -375,7 +376,7 @@ func (s *stream) snapshot(ctx context.Context, conn *pgx.Conn, name string, at p
 				}
 			}
 		}
-		s.upsert(cells, "snapshot:"+at.String()+":"+cells[s.cfg.Key], now, "snapshot")
+		s.upsert(cells, nil, "snapshot:"+at.String()+":"+cells[s.cfg.Key], now, "snapshot")
 		n++
 		if len(s.events)+len(s.letters) >= s.cfg.BatchSize {
 			if err := s.flush(ctx); err != nil {
@@ -393,12 +394,19 @@ func (s *stream) snapshot(ctx context.Context, conn *pgx.Conn, name string, at p
 	return tx.Commit(ctx)
 }
 
-// upsert converts a row into an event, or a dead letter.
-func (s *stream) upsert(cells map[string]string, sourceID string, at time.Time, lsn string) {
+// upsert converts a row into an event that clears the fields of its NULL
+// columns (not those of unchanged ones), or into a dead letter.
+func (s *stream) upsert(cells map[string]string, unchanged []string, sourceID string, at time.Time, lsn string) {
 	fields, _, invalid := s.conv.Fields(cells, nil, false)
 	var ev *events.CustomerEvent
 	if invalid == nil {
-		ev, invalid = s.conv.Event(fields, s.conv.Absent(fields), sourceID, at)
+		clear := slices.DeleteFunc(s.conv.Absent(fields), func(f string) bool {
+			return slices.ContainsFunc(unchanged, func(col string) bool {
+				m := s.conv.Mapping.Columns[col]
+				return m == f || f == "address" && strings.HasPrefix(m, "address.")
+			})
+		})
+		ev, invalid = s.conv.Event(fields, clear, sourceID, at)
 	}
 	if invalid != nil {
 		s.deadLetter(cells, invalid, lsn)
@@ -435,22 +443,29 @@ func (s *stream) cell(cells map[string]string, col string, oid uint32, data []by
 	return nil
 }
 
-// tuple turns a replicated row into cells; unchanged TOASTed values are
-// left out (their fields keep their values).
-func (s *stream) tuple(rel *pglogrepl.RelationMessage, tup *pglogrepl.TupleData) (map[string]string, error) {
+// tuple turns a replicated row into cells, and names its unchanged
+// columns (TOASTed values an update did not touch, which PostgreSQL does
+// not send: their fields keep their values).
+func (s *stream) tuple(rel *pglogrepl.RelationMessage, tup *pglogrepl.TupleData) (map[string]string, []string, error) {
 	cells := map[string]string{}
+	var unchanged []string
 	if tup == nil {
-		return cells, nil
+		return cells, nil, nil
 	}
 	for i, c := range tup.Columns {
-		if i >= len(rel.Columns) || c.DataType != pglogrepl.TupleDataTypeText {
+		if i >= len(rel.Columns) {
 			continue
 		}
-		if err := s.cell(cells, rel.Columns[i].Name, rel.Columns[i].DataType, c.Data); err != nil {
-			return nil, err
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeText:
+			if err := s.cell(cells, rel.Columns[i].Name, rel.Columns[i].DataType, c.Data); err != nil {
+				return nil, nil, err
+			}
+		case pglogrepl.TupleDataTypeToast:
+			unchanged = append(unchanged, rel.Columns[i].Name)
 		}
 	}
-	return cells, nil
+	return cells, unchanged, nil
 }
 
 const statusInterval = 10 * time.Second
@@ -583,11 +598,11 @@ func (s *stream) change(relID uint32, old, new *pglogrepl.TupleData, del bool) e
 		s.ordinal++
 		return "lsn:" + lsn + ":" + strconv.Itoa(s.ordinal)
 	}
-	oldCells, err := s.tuple(rel, old)
+	oldCells, _, err := s.tuple(rel, old)
 	if err != nil {
 		return err
 	}
-	newCells, err := s.tuple(rel, new)
+	newCells, unchanged, err := s.tuple(rel, new)
 	if err != nil {
 		return err
 	}
@@ -602,7 +617,7 @@ func (s *stream) change(relID uint32, old, new *pglogrepl.TupleData, del bool) e
 		}
 	}
 	if !del {
-		s.upsert(newCells, next(), s.txnTime, lsn)
+		s.upsert(newCells, unchanged, next(), s.txnTime, lsn)
 	}
 	return nil
 }
