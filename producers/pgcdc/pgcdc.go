@@ -148,7 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := publish(ctx, conn, cfg.Publication, t.name); err != nil {
+	if err := publish(ctx, conn, cfg.Publication, t); err != nil {
 		return err
 	}
 	marks, err := hashes.Open(ctx, cfg.Kafka, "", "pgcdc")
@@ -187,6 +187,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	start := pglogrepl.LSN(0) // the slot's confirmed LSN
 	if !exists {
+		if marks.Has(markKey) { // of an earlier slot of that name: this one's snapshot has not been read
+			if err := marks.Save(ctx, map[string]string{markKey: ""}); err != nil {
+				return err
+			}
+		}
 		slot, err := pglogrepl.CreateReplicationSlot(ctx, rconn, cfg.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 		if err != nil {
@@ -301,17 +306,23 @@ func describe(ctx context.Context, conn *pgx.Conn, name, key string) (*table, er
 	return t, nil
 }
 
-// publish creates the publication of the table unless it exists.
-func publish(ctx context.Context, conn *pgx.Conn, pub, table string) error {
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_publication WHERE pubname = $1`, pub).Scan(&exists); err != nil {
+// publish creates the publication of the table unless it exists, and
+// checks that an existing one publishes the table.
+func publish(ctx context.Context, conn *pgx.Conn, pub string, t *table) error {
+	var exists, publishes bool
+	err := conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(pr.prrelid = $2 OR p.puballtables), false)
+		FROM pg_publication p LEFT JOIN pg_publication_rel pr ON pr.prpubid = p.oid WHERE p.pubname = $1`, pub, t.oid).Scan(&exists, &publishes)
+	if err != nil {
 		return err
 	}
-	if exists {
+	switch {
+	case exists && !publishes:
+		return fmt.Errorf("publication %s does not publish table %s: ALTER PUBLICATION %s ADD TABLE %s, or name another with --publication", pub, t.name, pub, t.name)
+	case exists:
 		return nil
 	}
-	if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pgx.Identifier{pub}.Sanitize()+" FOR TABLE "+table); err != nil {
-		return fmt.Errorf("creating publication %s: %w", pub, err)
+	if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pgx.Identifier{pub}.Sanitize()+" FOR TABLE "+t.name); err != nil {
+		return fmt.Errorf("creating publication %s (or have the table's owner create it: CREATE PUBLICATION %s FOR TABLE %s): %w", pub, pub, t.name, err)
 	}
 	return nil
 }
