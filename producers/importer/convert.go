@@ -85,6 +85,16 @@ func (c *Converter) Fields(cells map[string]string, nested []string, byName bool
 	return fields, id, nil
 }
 
+// ID is a record's id (trimmed; "" when it has none), as Fields would
+// read it.
+func (c *Converter) ID(cells map[string]string, byName bool) string {
+	col := columnOf(c.Mapping, "id")
+	if _, mapped := c.Mapping.Columns[col]; !mapped && (!byName || len(c.Mapping.Columns) > 0) {
+		return ""
+	}
+	return strings.TrimSpace(cells[col])
+}
+
 // Event validates a record's fields into a completed upsert with
 // sourceID that also clears the fields in clear (see Absent); asOf is its
 // occurred_at unless a field holds one.

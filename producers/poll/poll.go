@@ -154,20 +154,25 @@ func (p *Poller) Pass(ctx context.Context) (Pass, error) {
 		for i, raw := range records {
 			pass.Records++
 			cells, nested, invalid := parse(raw, p.conv.Mapping.TagSeparator)
-			var fields map[string]string
-			var id string
+			id := ""
 			if invalid == nil {
-				fields, id, invalid = p.conv.Fields(cells, nested, true)
+				id = p.conv.ID(cells, true)
 			}
-			if invalid == nil && seen[id] {
+			if id != "" && seen[id] {
 				invalid = normalize.Invalid("id", "%q appears twice in this pass", id)
+			}
+			if id != "" {
+				seen[id] = true // listed, even if refused: not deleted
+			}
+			var fields map[string]string
+			if invalid == nil {
+				fields, _, invalid = p.conv.Fields(cells, nested, true)
 			}
 			if invalid != nil {
 				pass.Rejected++
 				b.reject(raw, invalid, next, i)
 				continue
 			}
-			seen[id] = true
 			hash := importer.ContentHash(fields)
 			if !p.cfg.Hashes.Changed(id, hash) {
 				pass.Unchanged++
