@@ -124,8 +124,8 @@ replica identity (its primary key, or REPLICA IDENTITY FULL). A slot keeps
 the server's WAL until it is read: when a source is retired, drop its slot
 with --drop-slot (or SELECT pg_drop_replication_slot('<slot>')).`,
 		Example: `  omnisync source postgres --dsn 'postgres://repl@crm-db:5432/crm' --table public.contacts --key contact_id --source main
-  omnisync source postgres --dsn "$CRM_DSN" --table contacts --key id --mapping docs/examples/crm-mapping.yaml --source main
-  omnisync source postgres --dsn "$CRM_DSN" --table contacts --key id --source main --drop-slot   # retire: drop slot and publication`,
+  omnisync source postgres --dsn "$CRM_DSN" --table contacts --key contact_id --mapping docs/examples/crm-table-mapping.yaml --source main
+  omnisync source postgres --dsn "$CRM_DSN" --table contacts --key contact_id --source main --drop-slot   # retire: drop slot and publication`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dsn == "" || table == "" || key == "" {
