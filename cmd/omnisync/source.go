@@ -29,6 +29,8 @@ topic and acknowledged produce as the channels. Each record's key is the
 system's customer ID, the verified identity crm:<source>:<id>, so the
 records land on the same customers as the system's changes on
 /ingest/crm and its imports with the same --source.`,
+		Example: `  omnisync source postgres --dsn "$CRM_DSN" --table contacts --key contact_id --mapping docs/examples/crm-table-mapping.yaml --source main
+  omnisync source poll --url https://erp.example.com/api/customers --interval 5m --source erp`,
 	}
 	cmd.AddCommand(newSourcePostgresCommand(g), newSourcePollCommand(g))
 	return cmd

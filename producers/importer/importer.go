@@ -69,7 +69,8 @@ type Options struct {
 	// row whose content it holds for the row's id is unchanged and not
 	// produced, and each imported row's hash is saved once Kafka
 	// acknowledged its event, so importing the same file again adds
-	// nothing. Its source must be Source.
+	// nothing. It must hold this Source's rows only (omnisync import opens
+	// import:<source>).
 	Hashes *hashes.Store
 }
 
