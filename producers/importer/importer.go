@@ -6,10 +6,12 @@
 // customer ID, which becomes the verified identity crm:<source>:<id> (the
 // source system vouches for its IDs, as a CRM does on /ingest/crm), so an
 // export of a CRM imported with --source set to the CRM's system name lands
-// on the same customers as the CRM's live changes. A row's event ID is
-// derived from the source and the row's content (its mapped fields and
-// occurred_at), so the same file imported twice produces the same events,
-// which downstream absorbs. A row that cannot be read or does not validate
+// on the same customers as the CRM's live changes. With the source's
+// hashes (Options.Hashes, package hashes) a row already imported with the
+// same content is not produced again, so the same file imported twice adds
+// nothing; a row's event ID is derived from the source and the row's
+// content (its mapped fields and occurred_at), so a row produced twice is
+// absorbed downstream. A row that cannot be read or does not validate
 // is reported with its line, field and reason and written to the
 // dead-letter topic. Rows are produced in batches (the next one validated
 // while Kafka takes one); a row counts as imported only once Kafka
