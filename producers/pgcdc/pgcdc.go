@@ -70,9 +70,6 @@ type Config struct {
 	// Linger is how long committed changes wait for more before they are
 	// produced; default 50 ms.
 	Linger time.Duration
-	// Progress, when set, is called after each acknowledged batch with the
-	// LSN confirmed and the events produced so far.
-	Progress func(confirmed pglogrepl.LSN, produced int)
 }
 
 func (c *Config) defaults() error {
@@ -565,6 +562,7 @@ func (s *stream) stopped(ctx context.Context, err error) error {
 			return err
 		}
 	}
+	s.cfg.Logger.Info("stopped", zap.Int("events", s.produced), zap.Stringer("confirmed_lsn", s.confirmed))
 	return nil
 }
 
@@ -651,9 +649,6 @@ func (s *stream) flush(ctx context.Context) error {
 		s.produced += n
 	}
 	s.acked = committed
-	if s.cfg.Progress != nil {
-		s.cfg.Progress(s.acked, s.produced)
-	}
 	return s.status()
 }
 
