@@ -110,7 +110,7 @@ func TestCRMChangesEndToEnd(t *testing.T) {
 		byChange := map[string][]events.CustomerEvent{}
 		for _, ev := range evs {
 			byChange[ev.Identities[0].Scope+"/"+*ev.SourceEventID] = append(byChange[ev.Identities[0].Scope+"/"+*ev.SourceEventID], ev)
-			if ev.Channel != events.ChannelCRM || !strings.HasPrefix(ev.Source, "producer/crm@") {
+			if ev.Channel != events.ChannelCRM || !strings.HasPrefix(ev.Source, "producer/crm/"+ev.Identities[0].Scope+"@") {
 				t.Errorf("event %s: channel %s source %s", ev.EventID, ev.Channel, ev.Source)
 			}
 		}

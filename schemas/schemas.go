@@ -28,6 +28,11 @@ const (
 	// IdentitiesTopic is the identity directory: identity → customer ID,
 	// compacted, followed in memory by every producer.
 	IdentitiesTopic = "omnisync.identities.v1"
+	// SourceHashesTopic keeps, per back-office source, the content hash of
+	// every record it last produced (omnisync import, omnisync source poll
+	// and postgres), compacted: a record whose hash did not change is not
+	// produced again.
+	SourceHashesTopic = "omnisync.source.hashes.v1"
 	// RegistryTopic is where the embedded schema registry persists schemas,
 	// as Confluent Schema Registry does.
 	RegistryTopic = "_schemas"

@@ -10,6 +10,7 @@
 # port is picked. As root, the server runs as user `postgres` if it exists, else a system user
 # `omnisync-pg` (created on first use): PostgreSQL refuses to run as root.
 # Durability is switched off (fsync, synchronous_commit, full_page_writes): this is test data.
+# wal_level = logical (with 20 replication slots and WAL senders), for omnisync source postgres (CDC).
 set -euo pipefail
 
 DIR="${OMNISYNC_PG_DIR:-/tmp/omnisync-pg}"
@@ -124,6 +125,10 @@ unix_socket_directories = '$DIR'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+# Logical replication, for omnisync source postgres (CDC) and its tests.
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
 EOF
   fi
 

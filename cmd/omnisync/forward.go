@@ -19,6 +19,7 @@ import (
 
 func newForwardCommand(g *globals) *cobra.Command {
 	var target, token, secret, group, registryURL, listen string
+	var skipSources []string
 	var timeout time.Duration
 	var serve httpserve.Options
 	cmd := &cobra.Command{
@@ -32,7 +33,15 @@ arrive twice; dedupe on customer_id + version (also sent as the
 Idempotency-Key header). Network errors, 5xx, 408 and 429 are retried with
 exponential backoff for as long as it takes; any other 4xx sends the record
 to the dead-letter topic and the forwarder moves on. Run one group per
-target system. /metrics, /healthz and /readyz are served on --listen.`,
+target system. /metrics, /healthz and /readyz are served on --listen.
+
+Two-way sync with a back-office system (a CRM that also sends its changes
+to omnisync on /ingest/crm, through omnisync source postgres or poll, or
+by import): --skip-source crm/<system> leaves out every record whose last
+change (its newest field writes) came from that system itself, so the CRM
+never receives its own changes back and cannot echo them into a loop.`,
+		Example: `  omnisync forward --target https://crm.example.com/hooks/omnisync --group omnisync-forward-crm --skip-source crm/main
+  OMNISYNC_FORWARD_SECRET=… omnisync forward --target https://warehouse.example.com/customers`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -62,7 +71,7 @@ target system. /metrics, /healthz and /readyz are served on --listen.`,
 			}
 			f, err := forwarder.New(forwarder.Config{
 				Kafka: g.kafkaConfig(log), Group: group, Serde: serde, Target: target, Token: token, Secret: secret,
-				HTTPClient: &http.Client{Timeout: timeout}, Logger: log.Named("forwarder"),
+				HTTPClient: &http.Client{Timeout: timeout}, Logger: log.Named("forwarder"), SkipSources: skipSources,
 				Metrics: forwarder.NewMetrics(prometheus.DefaultRegisterer, group),
 			})
 			if err != nil {
@@ -82,6 +91,7 @@ target system. /metrics, /healthz and /readyz are served on --listen.`,
 	f.DurationVar(&timeout, "target-timeout", 30*time.Second, "time limit of one request to the target")
 	f.StringVar(&group, "group", "", "consumer group, one per target system (default omnisync-forward-<host of --target>)")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	f.StringSliceVar(&skipSources, "skip-source", nil, "channel/system of the target itself (e.g. crm/main): records whose last change came from it are not sent back (two-way sync); repeatable")
 	f.StringVar(&listen, "listen", "127.0.0.1:8097", "address serving /metrics, /healthz and /readyz")
 	addServeFlags(f, &serve)
 	return cmd

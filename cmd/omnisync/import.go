@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/producers/hashes"
 	"github.com/omnisync/omnisync/producers/importer"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
@@ -37,10 +38,12 @@ customer event of channel IMPORT, in batches acknowledged by Kafka.
 Each row's id is the source's own customer ID; it becomes the verified
 identity crm:<source>:<id>, so an export of a CRM imported with
 --source <its system name> lands on the same customers as its live
-changes on /ingest/crm. Event IDs come from the source and the row's
-content (its mapped fields and occurred_at), so importing the same file
-again produces the same events, which the materializer absorbs: it adds
-nothing.
+changes on /ingest/crm. The content hash of every imported row is kept
+per source and id in the compacted topic omnisync.source.hashes.v1: a row
+already imported with the same content is counted as unchanged and not
+produced again, so importing the same file again adds nothing. Event IDs
+come from the source and the row's content, so a row produced twice (a
+crash before its hash was saved) is absorbed downstream.
 
 --mapping maps the file's columns to omnisync fields (YAML, see
 docs/examples/crm-mapping.yaml); without one, columns are named as the
@@ -122,6 +125,12 @@ is safe.`,
 				return ctx.Err()
 			}
 			p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: log.Named("ingest"), Instance: hostname()})
+			store, err := hashes.Open(ctx, kcfg, "", "import:"+source)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			o.Hashes = store
 			if isTerminal(os.Stderr) {
 				bar := progressbar.NewOptions64(fi.Size(), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowBytes(true),
 					progressbar.OptionSetDescription("importing "+filepath.Base(path)), progressbar.OptionClearOnFinish())
@@ -181,7 +190,11 @@ func printSummary(w io.Writer, format, path string, sum importer.Summary, err er
 	if err != nil {
 		state = "stopped: " + err.Error()
 	}
-	fmt.Fprintf(w, "%s: %d rows read, %d imported, %d rejected; %s\n", path, sum.Rows, sum.Imported, sum.Rejected, state)
+	unchanged := ""
+	if sum.Unchanged > 0 {
+		unchanged = fmt.Sprintf(", %d unchanged", sum.Unchanged)
+	}
+	fmt.Fprintf(w, "%s: %d rows read, %d imported%s, %d rejected; %s\n", path, sum.Rows, sum.Imported, unchanged, sum.Rejected, state)
 }
 
 func isTerminal(f *os.File) bool {

@@ -61,4 +61,8 @@ func TestImportCommand(t *testing.T) {
 	if sum, code := run("id,name\nA-1,Li Na\n"); code != 0 || sum.Imported != 1 {
 		t.Fatalf("exit %d, summary %+v; want 0", code, sum)
 	}
+	// The same file again, by another process: nothing to produce.
+	if sum, code := run("id,name\nA-1,Li Na\n"); code != 0 || sum.Imported != 0 || sum.Unchanged != 1 {
+		t.Fatalf("the same file imported again: exit %d, summary %+v; want 0 imported, 1 unchanged", code, sum)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,8 +64,13 @@ type Config struct {
 	DeadLetterTopic string
 	// MaxBatch is the most records polled at once; default 500.
 	MaxBatch int
-	Logger   *zap.Logger
-	Metrics  *Metrics // optional
+	// SkipSources, for two-way sync, are the back-office systems the
+	// target is, as channel/system (crm/main: the sources
+	// producer/crm/main@…, see ingest.SystemSource): a record whose last
+	// change came from one of them is not sent back to it (see Echo).
+	SkipSources []string
+	Logger      *zap.Logger
+	Metrics     *Metrics // optional
 }
 
 // Forwarder is one member of a forwarding consumer group.
@@ -81,6 +87,11 @@ func New(cfg Config) (*Forwarder, error) {
 	}
 	if cfg.Group == "" {
 		return nil, errors.New("forwarder: no consumer group")
+	}
+	for _, sys := range cfg.SkipSources {
+		if ch, name, ok := strings.Cut(sys, "/"); !ok || ch == "" || name == "" || strings.ContainsAny(name, "/@") {
+			return nil, fmt.Errorf("skip source %q: want channel/system, e.g. crm/main", sys)
+		}
 	}
 	if cfg.Serde == nil {
 		return nil, errors.New("forwarder: no serde")
@@ -206,6 +217,11 @@ func (f *Forwarder) handle(ctx context.Context, rec *kgo.Record) error {
 	if st.CustomerID == "" || st.CustomerID != string(rec.Key) {
 		return f.deadLetter(ctx, rec, &permanent{err: fmt.Errorf("record key %q does not match its customer ID %q", rec.Key, st.CustomerID)})
 	}
+	if Echo(&st, f.cfg.SkipSources) {
+		f.cfg.Logger.Debug("not sent back to the system its last change came from", zap.String("customer_id", st.CustomerID), zap.Int64("version", st.Version))
+		f.cfg.Metrics.skip()
+		return nil
+	}
 	body, err := NewBody(&st)
 	if err != nil {
 		return f.deadLetter(ctx, rec, &permanent{err: err})
@@ -226,6 +242,36 @@ func (f *Forwarder) handle(ctx context.Context, rec *kgo.Record) error {
 	}
 	f.cfg.Metrics.delivered(time.Since(start))
 	return nil
+}
+
+// Echo reports whether a record's last change came from one of systems
+// (channel/system, e.g. crm/main): every field write with the newest
+// occurred_at has the source producer/<channel>/<system>@…. Sending such
+// a record to that system would echo its own change back to it, and, if
+// it answered with a change of its own, loop. A record without fields (a
+// delete) is never an echo.
+func Echo(st *events.CustomerState, systems []string) bool {
+	if len(systems) == 0 {
+		return false
+	}
+	var newest time.Time
+	for _, r := range st.Fields {
+		if r.OccurredAt.After(newest) {
+			newest = r.OccurredAt
+		}
+	}
+	found := false
+	for _, r := range st.Fields {
+		if !r.OccurredAt.Equal(newest) {
+			continue
+		}
+		system, _, _ := strings.Cut(strings.TrimPrefix(r.Source, "producer/"), "@")
+		if !strings.HasPrefix(r.Source, "producer/") || !slices.Contains(systems, system) {
+			return false
+		}
+		found = true
+	}
+	return found
 }
 
 // post sends one record. It returns nil on a 2xx, a *permanent error when

@@ -13,6 +13,7 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec
 	retries    *prometheus.CounterVec
 	dead       *prometheus.CounterVec
+	skipped    *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 }
 
@@ -29,12 +30,15 @@ func NewMetrics(reg prometheus.Registerer, group string) *Metrics {
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omnisync_forwarder_dead_letters_total", Help: "Records the target refused for good (or that could not be decoded), sent to the dead-letter topic.",
 		}, []string{"group"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omnisync_forwarder_skipped_total", Help: "Records not sent because their last change came from the target system itself (Config.SkipSources).",
+		}, []string{"group"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "omnisync_forwarder_delivery_seconds", Help: "From the first attempt to the target's 2xx, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, []string{"group"}),
 	}
-	reg.MustRegister(m.deliveries, m.retries, m.dead, m.latency)
+	reg.MustRegister(m.deliveries, m.retries, m.dead, m.skipped, m.latency)
 	return m
 }
 
@@ -54,5 +58,11 @@ func (m *Metrics) retry(reason string) {
 func (m *Metrics) deadLetter() {
 	if m != nil {
 		m.dead.WithLabelValues(m.group).Inc()
+	}
+}
+
+func (m *Metrics) skip() {
+	if m != nil {
+		m.skipped.WithLabelValues(m.group).Inc()
 	}
 }

@@ -65,6 +65,7 @@ func (l Layout) Topics() []TopicSpec {
 		{schemas.CustomerStateTopic, l.Partitions, l.ReplicationFactor, with("cleanup.policy", "compact")},
 		{schemas.DeadLetterTopic, min(l.Partitions, 3), l.ReplicationFactor, with(forever...)},
 		{schemas.IdentitiesTopic, l.Partitions, l.ReplicationFactor, with("cleanup.policy", "compact")},
+		{schemas.SourceHashesTopic, min(l.Partitions, 3), l.ReplicationFactor, with("cleanup.policy", "compact")},
 		{schemas.RegistryTopic, 1, l.ReplicationFactor, with("cleanup.policy", "compact")},
 	}
 }

@@ -174,7 +174,7 @@ func Build(system string, changes []Change, now time.Time) (*ingest.Batch, error
 		default:
 			return nil, normalize.Invalid(field+".type", "%q: want upsert, delete or link", ch.Type)
 		}
-		ev.SourceEventID, ev.OccurredAt = &changeID, at
+		ev.SourceEventID, ev.OccurredAt, ev.Source = &changeID, at, ingest.SystemSource(events.ChannelCRM, system)
 		b.Customers = append(b.Customers, ev)
 	}
 	return b, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/producers/hashes"
 	"github.com/omnisync/omnisync/producers/importer"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -19,7 +20,10 @@ import (
 // (batches of 500, each acknowledged by Kafka) beside its baseline: the
 // same number of customer events, encoded once beforehand, produced in
 // batches of 500 with kafka.ProduceAndWait, the floor of the produce path
-// on this machine and broker. Both report rows/s.
+// on this machine and broker. import-unchanged imports the file again with
+// the source's hashes (package hashes), opened each time as omnisync
+// import does: every row is unchanged and nothing is produced. All report
+// rows/s.
 func BenchmarkImportCSV(b *testing.B) {
 	const rows, batch = 2000, 500
 	k := testenv.AnyKafka(b)
@@ -59,6 +63,30 @@ func BenchmarkImportCSV(b *testing.B) {
 			sum, err := importer.Run(ctx, p, path, importer.Options{Format: "csv", Source: source, BatchSize: batch})
 			if err != nil || sum.Imported != rows {
 				b.Fatalf("%+v %v", sum, err)
+			}
+		}
+		b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+	b.Run(k.Backend+"/import-unchanged", func(b *testing.B) {
+		src := testenv.UniqueName(b, "bench-hashes")
+		run := func() importer.Summary {
+			store, err := hashes.Open(ctx, k.Config(), "", src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			sum, err := importer.Run(ctx, p, path, importer.Options{Format: "csv", Source: src, BatchSize: batch, Hashes: store})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return sum
+		}
+		if sum := run(); sum.Imported != rows {
+			b.Fatalf("first import: %+v", sum)
+		}
+		for b.Loop() {
+			if sum := run(); sum.Unchanged != rows || sum.Imported != 0 {
+				b.Fatalf("%+v", sum)
 			}
 		}
 		b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")

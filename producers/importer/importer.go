@@ -6,10 +6,12 @@
 // customer ID, which becomes the verified identity crm:<source>:<id> (the
 // source system vouches for its IDs, as a CRM does on /ingest/crm), so an
 // export of a CRM imported with --source set to the CRM's system name lands
-// on the same customers as the CRM's live changes. A row's event ID is
-// derived from the source and the row's content (its mapped fields and
-// occurred_at), so the same file imported twice produces the same events,
-// which downstream absorbs. A row that cannot be read or does not validate
+// on the same customers as the CRM's live changes. With the source's
+// hashes (Options.Hashes, package hashes) a row already imported with the
+// same content is not produced again, so the same file imported twice adds
+// nothing; a row's event ID is derived from the source and the row's
+// content (its mapped fields and occurred_at), so a row produced twice is
+// absorbed downstream. A row that cannot be read or does not validate
 // is reported with its line, field and reason and written to the
 // dead-letter topic. Rows are produced in batches (the next one validated
 // while Kafka takes one); a row counts as imported only once Kafka
@@ -19,9 +21,6 @@ package importer
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -30,14 +29,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/normalize"
-	"github.com/omnisync/omnisync/producers/chatjson"
-	"github.com/omnisync/omnisync/producers/crm"
+	"github.com/omnisync/omnisync/producers/hashes"
 	"github.com/omnisync/omnisync/producers/ingest"
 )
 
@@ -70,6 +67,13 @@ type Options struct {
 	Progress func(read int64)
 	// Now is the clock occurred_at is checked against; default time.Now.
 	Now func() time.Time
+	// Hashes, when set, is the source's record hashes (package hashes): a
+	// row whose content it holds for the row's id is unchanged and not
+	// produced, and each imported row's hash is saved once Kafka
+	// acknowledged its event, so importing the same file again adds
+	// nothing. It must hold this Source's rows only (omnisync import opens
+	// import:<source>).
+	Hashes *hashes.Store
 }
 
 // Rejection is a row that was not imported.
@@ -82,9 +86,10 @@ type Rejection struct {
 
 // Summary is what an import did.
 type Summary struct {
-	Rows       int         `json:"rows"`     // records read
-	Imported   int         `json:"imported"` // acknowledged by Kafka
-	Rejected   int         `json:"rejected"` // in the dead-letter topic
+	Rows       int         `json:"rows"`      // records read
+	Imported   int         `json:"imported"`  // acknowledged by Kafka
+	Unchanged  int         `json:"unchanged"` // already imported with the same content (Options.Hashes)
+	Rejected   int         `json:"rejected"`  // in the dead-letter topic
 	Rejections []Rejection `json:"rejections"`
 	Unmapped   []string    `json:"unmapped_columns,omitempty"` // CSV columns not imported
 }
@@ -101,9 +106,6 @@ func Run(ctx context.Context, p *ingest.Pipeline, path string, o Options) (Summa
 	}
 	if o.Source == "" {
 		o.Source = DefaultSource
-	}
-	if _, err := normalize.ID("source", o.Source); err != nil {
-		return sum, err
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
@@ -166,8 +168,13 @@ func Run(ctx context.Context, p *ingest.Pipeline, path string, o Options) (Summa
 		}
 		rs = &xmlRows{d: xml.NewDecoder(in), src: f}
 	}
-	im := &run{p: p, o: o, m: m, file: filepath.Base(path), contentType: contentType, sum: &sum,
-		byContent: map[string]int{}, byID: map[string]int{}}
+	conv, err := NewConverter(p, m, o.Source, events.ChannelImport)
+	if err != nil {
+		return sum, err
+	}
+	conv.Now = o.Now
+	im := &run{p: p, o: o, conv: conv, file: filepath.Base(path), contentType: contentType, sum: &sum,
+		byContent: map[string]int{}, byID: map[string]int{}, hashes: map[string]string{}}
 	err = im.read(ctx, rs, func() int64 { return counted.n - int64(in.Buffered()) })
 	if werr := im.wait(); err == nil {
 		err = werr
@@ -206,13 +213,14 @@ func (im *run) read(ctx context.Context, rs rows, read func() int64) error {
 type run struct {
 	p           *ingest.Pipeline
 	o           Options
-	m           *Mapping
+	conv        *Converter
 	file        string
 	contentType string
 	sum         *Summary
 
-	byContent map[string]int // content hash → line of the first accepted row
-	byID      map[string]int // customer ID of the source → line of its accepted row
+	byContent map[string]int    // content hash → line of the first accepted row
+	byID      map[string]int    // customer ID of the source → line of its accepted row
+	hashes    map[string]string // of the rows of the next batch: id → content hash
 
 	events   ingest.Batch
 	letters  []events.DeadLetter
@@ -226,6 +234,10 @@ func (im *run) add(r row) {
 	if invalid == nil {
 		var ev *events.CustomerEvent
 		if ev, invalid = im.event(r); invalid == nil {
+			if ev == nil {
+				im.sum.Unchanged++
+				return
+			}
 			im.events.Customers = append(im.events.Customers, ev)
 			return
 		}
@@ -245,11 +257,12 @@ type batch struct {
 	events   ingest.Batch
 	letters  []events.DeadLetter
 	rejected []Rejection
-	kept     bool // Kafka acknowledged the dead letters
+	hashes   map[string]string // to save once Kafka acknowledged the events
+	kept     bool              // Kafka acknowledged the dead letters
 	done     chan error
 }
 
-func (b *batch) produce(ctx context.Context, p *ingest.Pipeline, timeout time.Duration) error {
+func (b *batch) produce(ctx context.Context, p *ingest.Pipeline, store *hashes.Store, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if len(b.letters) > 0 {
@@ -267,6 +280,9 @@ func (b *batch) produce(ctx context.Context, p *ingest.Pipeline, timeout time.Du
 			return fmt.Errorf("Kafka did not take a batch of %d rows: %w", n, err)
 		}
 	}
+	if store != nil {
+		return store.Save(ctx, b.hashes)
+	}
 	return nil
 }
 
@@ -279,10 +295,10 @@ func (im *run) flush(ctx context.Context) error {
 	if len(im.events.Customers) == 0 && len(im.letters) == 0 {
 		return nil
 	}
-	b := &batch{events: im.events, letters: im.letters, rejected: im.rejected, done: make(chan error, 1)}
-	im.events, im.letters, im.rejected = ingest.Batch{}, nil, nil
+	b := &batch{events: im.events, letters: im.letters, rejected: im.rejected, hashes: im.hashes, done: make(chan error, 1)}
+	im.events, im.letters, im.rejected, im.hashes = ingest.Batch{}, nil, nil, map[string]string{}
 	im.inflight = b
-	go func() { b.done <- b.produce(ctx, im.p, im.o.BatchTimeout) }()
+	go func() { b.done <- b.produce(ctx, im.p, im.o.Hashes, im.o.BatchTimeout) }()
 	return nil
 }
 
@@ -306,161 +322,31 @@ func (im *run) wait() error {
 
 // event validates a row into a customer event, through the checks every
 // channel's profile updates pass (chatjson.ProfileEvent) and the
-// pipeline's (Pipeline.Complete).
+// pipeline's (Pipeline.Complete). A row whose content the hash store
+// already holds for its id returns nil, nil: it is unchanged.
 func (im *run) event(r row) (*events.CustomerEvent, *normalize.ValidationError) {
-	fields := map[string]string{}
-	for col, v := range r.cells {
-		f, ok := im.m.Columns[col]
-		if !ok {
-			if im.o.Format == "csv" || len(im.m.Columns) > 0 || !knownField(col) {
-				continue // not imported
-			}
-			f = col // JSON Lines and XML without a mapping: members named as the fields
-		}
-		if !utf8.ValidString(v) {
-			return nil, normalize.Invalid(f, "%s is not valid UTF-8 (byte %d; is the file in another encoding? save it as UTF-8)", im.column(f), invalidAt(v))
-		}
-		if v = strings.TrimSpace(v); v != "" {
-			fields[f] = v
-		}
+	fields, id, invalid := im.conv.Fields(r.cells, r.nested, im.o.Format != "csv")
+	if invalid != nil {
+		return nil, invalid
 	}
-	for _, col := range r.nested {
-		f, ok := im.m.Columns[col]
-		if !ok && len(im.m.Columns) == 0 && knownField(col) {
-			f, ok = col, true
-		}
-		if ok {
-			return nil, normalize.Invalid(f, "%s: want a string, a number, a boolean or an array of strings", im.column(f))
-		}
-	}
-	id, ok := fields["id"]
-	if !ok {
-		return nil, normalize.Invalid("id", "%s is empty; every row needs the source's customer ID", im.column("id"))
-	}
-	if _, err := normalize.ID("id", id); err != nil {
-		return nil, asInvalid(err)
-	}
-	hash := contentHash(fields)
+	hash := ContentHash(fields)
 	if line, dup := im.byContent[hash]; dup {
 		return nil, normalize.Invalid("", "duplicate of line %d", line)
 	}
 	if line, dup := im.byID[id]; dup {
 		return nil, normalize.Invalid("id", "%q is also on line %d with other values; a file holds one row per customer", id, line)
 	}
-	at := im.o.AsOf
-	if s, ok := fields["occurred_at"]; ok {
-		t, err := im.timestamp(s)
-		if err != nil {
-			return nil, err
-		}
-		at = t
+	if im.o.Hashes != nil && !im.o.Hashes.Changed(id, hash) {
+		im.byContent[hash], im.byID[id] = r.line, r.line
+		return nil, nil
 	}
-	if _, err := chatjson.Timestamp("occurred_at", at.Format(time.RFC3339Nano), im.o.Now()); err != nil {
-		return nil, asInvalid(err)
-	}
-	p, invalid := im.profile(fields)
+	ev, invalid := im.conv.Event(fields, nil, "row:"+hash, im.o.AsOf)
 	if invalid != nil {
 		return nil, invalid
 	}
-	owner := []events.Identity{{Kind: crm.IdentityKind, Scope: im.o.Source, Value: id, Verified: true}}
-	ev, err := chatjson.ProfileEvent("", chatjson.Event{Profile: p}, chatjson.Context{Identities: owner, Now: im.o.Now()})
-	if err != nil {
-		invalid := asInvalid(err)
-		invalid.Field = strings.TrimPrefix(invalid.Field, ".profile.")
-		return nil, invalid
-	}
-	sourceID := "row:" + hash
-	ev.SourceEventID, ev.OccurredAt = &sourceID, at.UTC().Truncate(time.Millisecond)
-	if invalid := im.p.Complete(events.ChannelImport, &ingest.Batch{Customers: []*events.CustomerEvent{ev}}); invalid != nil {
-		return nil, invalid
-	}
 	im.byContent[hash], im.byID[id] = r.line, r.line
+	im.hashes[id] = hash
 	return ev, nil
-}
-
-// profile turns a row's fields into the profile update channels post.
-func (im *run) profile(fields map[string]string) (*chatjson.Profile, *normalize.ValidationError) {
-	p := &chatjson.Profile{Attributes: map[string]string{}}
-	for f, v := range fields {
-		switch {
-		case f == "name":
-			p.Name = &v
-		case f == "phone":
-			p.Phone = &v
-		case f == "email":
-			p.Email = &v
-		case f == "gender":
-			g := strings.ToLower(v)
-			p.Gender = &g
-		case f == "birthday":
-			p.Birthday = &v
-		case f == "id_number":
-			p.IDNumber = &v
-		case f == "vip_level":
-			n, err := strconv.ParseInt(v, 10, 32)
-			if err != nil {
-				return nil, normalize.Invalid(f, "%s: %q is not a whole number", im.column(f), v)
-			}
-			level := int32(n)
-			p.VIPLevel = &level
-		case f == "tags":
-			for _, t := range strings.Split(v, im.m.TagSeparator) {
-				if t = strings.TrimSpace(t); t != "" {
-					p.Tags = append(p.Tags, t)
-				}
-			}
-		case strings.HasPrefix(f, "address."):
-			if p.Address == nil {
-				p.Address = &events.Address{}
-			}
-			part := map[string]*string{"country": &p.Address.Country, "province": &p.Address.Province, "city": &p.Address.City,
-				"district": &p.Address.District, "street": &p.Address.Street, "postal_code": &p.Address.PostalCode}
-			*part[strings.TrimPrefix(f, "address.")] = v
-		case strings.HasPrefix(f, "attributes."):
-			p.Attributes[strings.TrimPrefix(f, "attributes.")] = v
-		}
-	}
-	return p, nil
-}
-
-// timeLayouts are the forms occurred_at may take; those without an offset
-// are in the mapping's timezone.
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04", "2006/01/02 15:04:05", "2006-01-02"}
-
-func (im *run) timestamp(s string) (time.Time, *normalize.ValidationError) {
-	for _, layout := range timeLayouts {
-		if t, err := time.ParseInLocation(layout, s, im.m.location); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, normalize.Invalid("occurred_at", "%s: %q is not a time (want RFC 3339, 2006-01-02 15:04:05 or 2006-01-02)", im.column("occurred_at"), s)
-}
-
-// column names the column that holds field f, for messages.
-func (im *run) column(f string) string {
-	return fmt.Sprintf("column %q", columnOf(im.m, f))
-}
-
-func columnOf(m *Mapping, f string) string {
-	for col, field := range m.Columns {
-		if field == f {
-			return col
-		}
-	}
-	return f
-}
-
-// contentHash identifies a row by its mapped fields, whatever the order of
-// the file's columns.
-func contentHash(fields map[string]string) string {
-	h := sha256.New()
-	for _, k := range sortedKeys(fields) {
-		for _, part := range []string{k, fields[k]} {
-			_ = binary.Write(h, binary.BigEndian, uint64(len(part)))
-			h.Write([]byte(part))
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func invalidAt(s string) int {

@@ -40,7 +40,13 @@ var Fields = []string{"id", "occurred_at", "name", "phone", "email", "gender", "
 var addressParts = []string{"country", "province", "city", "district", "street", "postal_code"}
 
 // LoadMapping reads a mapping file (YAML) and checks it.
-func LoadMapping(path string) (*Mapping, error) {
+func LoadMapping(path string) (*Mapping, error) { return load(path, true) }
+
+// LoadTableMapping reads the mapping of a table whose key column is named
+// apart (omnisync source postgres --key): it need not map a column to id.
+func LoadTableMapping(path string) (*Mapping, error) { return load(path, false) }
+
+func load(path string, needID bool) (*Mapping, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the mapping: %w", err)
@@ -51,7 +57,7 @@ func LoadMapping(path string) (*Mapping, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("mapping %s: %w", path, err)
 	}
-	if err := m.check(); err != nil {
+	if err := m.check(needID); err != nil {
 		return nil, fmt.Errorf("mapping %s: %w", path, err)
 	}
 	return &m, nil
@@ -74,7 +80,7 @@ func (m *Mapping) defaults() error {
 }
 
 // check validates the mapping and fills in its defaults.
-func (m *Mapping) check() error {
+func (m *Mapping) check(needID bool) error {
 	if err := m.defaults(); err != nil {
 		return err
 	}
@@ -92,10 +98,40 @@ func (m *Mapping) check() error {
 		}
 		owner[f] = col
 	}
-	if _, ok := owner["id"]; !ok {
+	if _, ok := owner["id"]; !ok && needID {
 		return fmt.Errorf("columns: no column is mapped to id, the source's customer ID")
 	}
 	return nil
+}
+
+// ForKey is the mapping of a table whose key column holds the source's
+// customer ID: m (nil: every column named as an omnisync field is that
+// field) with key mapped to id. It fails when m maps another column to id.
+func ForKey(m *Mapping, columns []string, key string) (*Mapping, error) {
+	if !slices.Contains(columns, key) {
+		return nil, fmt.Errorf("key column %q is not one of the columns %q", key, columns)
+	}
+	if m == nil {
+		m = identity(columns)
+		for col, f := range m.Columns {
+			if f == "id" && col != key {
+				delete(m.Columns, col) // the key is the ID
+			}
+		}
+	}
+	out := &Mapping{Columns: map[string]string{key: "id"}, TagSeparator: m.TagSeparator, Timezone: m.Timezone, location: m.location}
+	for col, f := range m.Columns {
+		if f == "id" && col != key {
+			return nil, fmt.Errorf("the mapping maps column %q to id, but the key column is %q: map the key to id or leave it out", col, key)
+		}
+		if col != key {
+			if !slices.Contains(columns, col) {
+				return nil, fmt.Errorf("the mapping's column %q is not one of the columns %q", col, columns)
+			}
+			out.Columns[col] = f
+		}
+	}
+	return out, nil
 }
 
 // identity is the mapping of a file without one: every column that is an

@@ -203,7 +203,7 @@ func (p *Pipeline) Complete(ch events.Channel, b *Batch) *normalize.ValidationEr
 		if ev.CustomerID == "" && !anchored(ev.Identities) {
 			return normalize.Invalid(fmt.Sprintf("customer_events[%d]", i), "names no customer and carries no verified or session identity")
 		}
-		ev.Channel, ev.Source, ev.IngestedAt = orChannel(ev.Channel, ch), orString(ev.Source, source), now
+		ev.Channel, ev.Source, ev.IngestedAt = orChannel(ev.Channel, ch), p.withInstance(orString(ev.Source, source)), now
 		if ev.OccurredAt.IsZero() {
 			ev.OccurredAt = now
 		}
@@ -449,6 +449,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func (p *Pipeline) source(ch events.Channel) string {
 	return "producer/" + strings.ToLower(string(ch)) + "@" + p.cfg.Instance
+}
+
+// SystemSource is the source of the events a back-office system sends
+// (channel/system, e.g. producer/crm/main): Complete adds the instance.
+// The forwarder recognises a system's own changes by it (loop prevention
+// in two-way sync).
+func SystemSource(ch events.Channel, system string) string {
+	return "producer/" + strings.ToLower(string(ch)) + "/" + system
+}
+
+// withInstance adds the instance to a source a producer named without one.
+func (p *Pipeline) withInstance(source string) string {
+	if strings.HasPrefix(source, "producer/") && !strings.Contains(source, "@") {
+		return source + "@" + p.cfg.Instance
+	}
+	return source
 }
 
 // anchored reports whether an event without a customer ID can be given one
