@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/omnisync/omnisync/api"
+	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/verify"
@@ -356,5 +357,60 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 		if got, want := timelineOf(t, clean, id), timelineOf(t, st, id); !slices.Equal(got, want) {
 			t.Errorf("customer %s: the replay's timeline %v, the live store's %v", id, got, want)
 		}
+	}
+}
+
+// A replay under a new policy ignores the live group's hand-off (another
+// policy's) and emits its own: the shadow absorbs it once it reads it back,
+// which is why replayers produce what their fold emits.
+func TestReplayUnderANewPolicyEmitsItsOwnHandOff(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, testenv.RealKafka(t))
+	live := openSQLite(t, filepath.Join(t.TempDir(), "live.db"))
+	group := testenv.UniqueName(t, "group")
+	from := r.startAtEnd(t, live, group)
+	s, a := mergePair(t)
+	name := "Liu"
+	r.produce(t,
+		&events.CustomerEvent{EventID: s + "-e1", CustomerID: s, Channel: events.ChannelCRM, Source: "test", Op: events.OpUpsert,
+			OccurredAt: base, IngestedAt: time.Now(), Profile: &events.Profile{Name: &name}},
+		&events.CustomerEvent{EventID: a + "-merge", CustomerID: a, Channel: events.ChannelAgent, Source: "test", Op: events.OpMerge,
+			OccurredAt: base.Add(time.Minute), IngestedAt: time.Now(), Merge: &events.Merge{SurvivorID: s, AbsorbedID: a, DecidedBy: "agent-1"}})
+	runMaterializer(t, r, group, live)
+	waitFor(t, live, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 1 })
+	ends := r.endOffsets(t)
+
+	policy, err := merge.ParsePolicy([]byte("merge_identities:\n  auto: [crm]\n  suggest: [phone]\n  never: [device]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if policy.Hash() == merge.DefaultPolicy().Hash() {
+		t.Fatal("the test policy has the default's hash")
+	}
+	shadow := openSQLite(t, filepath.Join(t.TempDir(), "shadow.db"))
+	rp, err := materializer.NewReplay(ctx, materializer.Config{Kafka: r.k.Config(), Group: group, Store: shadow, Serde: r.serde,
+		Policy: policy, Logger: zaptest.NewLogger(t).Named("replayer")}, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	if err := rp.CatchUp(ctx, ends); err != nil {
+		t.Fatal(err)
+	}
+	got, err := shadow.Load(ctx, []string{s, a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[a].MergedInto == nil || len(got[s].Absorbed) != 0 {
+		t.Fatalf("after the live log: shadow's absorbed customer merged into %v, survivor absorbed %d; want frozen and none (the live hand-off is another policy's)",
+			got[a].MergedInto, len(got[s].Absorbed))
+	}
+	// Its own hand-off is past the live log's end; folded, it is absorbed.
+	if err := rp.CatchUp(ctx, r.endOffsets(t)); err != nil {
+		t.Fatal(err)
+	}
+	rec := waitFor(t, shadow, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 1 })
+	if rec.PolicyHash != policy.Hash() || rec.Absorbed[0].MergeID != a+"-merge" {
+		t.Errorf("shadow survivor: policy %s, absorbed %+v", rec.PolicyHash, rec.Absorbed)
 	}
 }
