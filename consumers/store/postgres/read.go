@@ -38,7 +38,7 @@ func (s *Store) SearchCustomers(ctx context.Context, q string, after *store.Curs
 		return nil, err
 	}
 	var a args
-	where := []string{"NOT c.deleted"}
+	where := []string{"NOT c.deleted", "c.merged_into IS NULL"}
 	if q = text(strings.TrimSpace(q)); q != "" {
 		eq, like := a.add(q), a.add("%"+escapeLike(q)+"%")
 		where = append(where, `(c.customer_id = `+eq+` OR c.name ILIKE `+like+` OR c.phone ILIKE `+like+` OR c.email ILIKE `+like+`
@@ -81,14 +81,17 @@ func (s *Store) Customer(ctx context.Context, customerID string) (merge.Record, 
 	return recs[0], true, nil
 }
 
-// MessageChannels returns the channels of each customer's messages; the
+// MessageChannels returns the channels of each customer's messages and of
+// the messages of the customers absorbed into it (through chains); the
 // messages_channels index answers it without reading the messages.
 func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error) {
 	ids := make([]string, len(customerIDs))
 	for i, id := range customerIDs {
 		ids[i] = text(id)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT customer_id, channel FROM messages WHERE customer_id = ANY($1) ORDER BY 1, 2`, ids)
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE t(root, id) AS (SELECT r COLLATE "C", r COLLATE "C" FROM unnest($1::text[]) AS r
+			UNION SELECT t.root, a.absorbed_id FROM absorptions a JOIN t ON a.customer_id = t.id)
+		SELECT DISTINCT t.root, m.channel FROM t JOIN messages m ON m.customer_id = t.id ORDER BY 1, 2`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading the channels of messages: %w", err)
 	}
@@ -104,18 +107,48 @@ func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[
 	return out, nil
 }
 
-// Timeline returns a page of a customer's messages across channels.
+// Redirect returns the survivor the customer is merged into, "" when none.
+func (s *Store) Redirect(ctx context.Context, customerID string) (string, error) {
+	var to *string
+	err := s.pool.QueryRow(ctx, `SELECT merged_into FROM customers WHERE customer_id = $1`, text(customerID)).Scan(&to)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("reading the redirect of %s: %w", customerID, err)
+	}
+	if to == nil {
+		return "", nil
+	}
+	return *to, nil
+}
+
+// Timeline returns a page of a customer's messages across channels, with
+// the messages of every customer absorbed into it (through chains). A
+// customer that absorbed none reads its page straight off the
+// messages_timeline index; a survivor's customers' messages are sorted.
 func (s *Store) Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	a := args{text(customerID)}
-	query := `SELECT event FROM messages WHERE customer_id = $1`
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE timeline_ids(id) AS (SELECT $1::text COLLATE "C"
+			UNION SELECT ab.absorbed_id FROM absorptions ab JOIN timeline_ids t ON ab.customer_id = t.id)
+		SELECT id FROM timeline_ids`, text(customerID))
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline: %w", err)
+	}
+	a := args{}
+	query := `SELECT event FROM messages WHERE customer_id = ` + a.add(text(customerID))
+	if len(ids) > 1 {
+		a = args{}
+		query = `SELECT event FROM messages WHERE customer_id = ANY(` + a.add(ids) + `)`
+	}
 	if after != nil {
 		at, id := a.add(time.UnixMilli(after.At)), a.add(text(after.ID))
 		query += ` AND (occurred_at > ` + at + ` OR (occurred_at = ` + at + ` AND message_id > ` + id + `))`
 	}
-	rows, err := s.pool.Query(ctx, query+` ORDER BY occurred_at, message_id LIMIT `+a.add(limit), a...)
+	rows, err = s.pool.Query(ctx, query+` ORDER BY occurred_at, message_id LIMIT `+a.add(limit), a...)
 	if err != nil {
 		return nil, fmt.Errorf("reading the timeline: %w", err)
 	}

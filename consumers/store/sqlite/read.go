@@ -19,7 +19,7 @@ import (
 // string values (json_extract) with instr, which has no wildcards and sees
 // past NUL bytes; SQLite's lower folds ASCII letters only.
 func (s *Store) SearchCustomers(ctx context.Context, q string, after *store.Cursor, limit int) ([]merge.Record, error) {
-	where := []string{"c.deleted = 0"}
+	where := []string{"c.deleted = 0", "c.merged_into IS NULL"}
 	var args []any
 	if q = strings.TrimSpace(q); q != "" {
 		where = append(where, `(c.customer_id = ?
@@ -58,11 +58,14 @@ func (s *Store) Customer(ctx context.Context, customerID string) (merge.Record, 
 	return r, true, nil
 }
 
-// MessageChannels returns the channels of each customer's messages; the
+// MessageChannels returns the channels of each customer's messages and of
+// the messages of the customers absorbed into it (through chains); the
 // messages_channels index answers it without reading the messages.
 func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error) {
 	out := map[string][]events.Channel{}
-	err := s.queryByIDs(ctx, `SELECT DISTINCT customer_id, channel FROM messages WHERE customer_id IN (?) ORDER BY 1, 2`, customerIDs,
+	err := s.queryByIDs(ctx, `WITH RECURSIVE t(root, id) AS (SELECT column1, column1 FROM (VALUES (?))
+			UNION SELECT t.root, a.absorbed_id FROM absorptions a JOIN t ON a.customer_id = t.id)
+		SELECT DISTINCT t.root, m.channel FROM t JOIN messages m ON m.customer_id = t.id ORDER BY 1, 2`, customerIDs,
 		func(rows *sql.Rows) error {
 			var id, ch string
 			if err := rows.Scan(&id, &ch); err != nil {
@@ -77,10 +80,47 @@ func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[
 	return out, nil
 }
 
-// Timeline returns a page of a customer's messages across channels.
+// Redirect returns the survivor the customer is merged into, "" when none.
+func (s *Store) Redirect(ctx context.Context, customerID string) (string, error) {
+	var to sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT merged_into FROM customers WHERE customer_id = ?`, customerID).Scan(&to)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("reading the redirect of %s: %w", customerID, err)
+	}
+	return to.String, nil
+}
+
+// timelineIDs returns the customer and every customer absorbed into it,
+// through chains of merges.
+func (s *Store) timelineIDs(ctx context.Context, customerID string) ([]any, error) {
+	rows, err := s.db.QueryContext(ctx, `WITH RECURSIVE timeline_ids(id) AS (SELECT ?
+		UNION SELECT a.absorbed_id FROM absorptions a JOIN timeline_ids t ON a.customer_id = t.id) SELECT id FROM timeline_ids`, customerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []any
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// Timeline returns a page of a customer's messages across channels, with
+// the messages of every customer absorbed into it. A customer that absorbed
+// none reads its page straight off the messages_timeline index; a survivor's
+// customers' messages are merged and sorted.
 func (s *Store) Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error) {
-	query := `SELECT event FROM messages WHERE customer_id = ?`
-	args := []any{customerID}
+	ids, err := s.timelineIDs(ctx, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline: %w", err)
+	}
+	query := `SELECT event FROM messages WHERE customer_id IN (` + placeholders(len(ids)) + `)`
+	args := ids
 	if after != nil {
 		query += ` AND (occurred_at > ? OR (occurred_at = ? AND message_id > ?))`
 		args = append(args, after.At, after.At, after.ID)
