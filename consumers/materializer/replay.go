@@ -78,7 +78,10 @@ func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64)
 		// A replayer re-seeks and pauses partitions as it reaches its
 		// targets (the last ones under the live store's lock): fetches
 		// that wait long for new records would hold it up.
-		kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.FetchMaxWait(200*time.Millisecond),
+		// What it fetched and has not folded is its memory: bounded as a
+		// member's (see New), not by the log it reads.
+		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxBytes/16), kgo.MaxConcurrentFetches(2))
 	if err != nil {
 		return nil, err
 	}
