@@ -276,10 +276,8 @@ func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) (
 	if len(assign) == 0 {
 		return nil
 	}
-	// Small fetches, one at a time: the fold's memory is what it has read
-	// and not folded, which the client's buffers bound.
-	cl, err := kafka.NewClient(f.cfg.Kafka, kgo.ConsumePartitions(assign), kgo.FetchMaxBytes(fetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(fetchMaxBytes), kgo.MaxConcurrentFetches(1), kgo.BrokerMaxReadBytes(2*fetchMaxBytes))
+	// Small fetches: the fold's memory is what it has read and not folded.
+	cl, err := kafka.NewClient(f.cfg.Kafka, kgo.ConsumePartitions(assign), kgo.FetchMaxBytes(1<<20), kgo.FetchMaxPartitionBytes(256<<10))
 	if err != nil {
 		return err
 	}
@@ -352,10 +350,6 @@ func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) (
 	}
 	return f.fold(ctx, batch)
 }
-
-// fetchMaxBytes bounds a fetch of the fold's Kafka client: one fetch in
-// flight of at most this much (the broker may exceed it by one batch).
-const fetchMaxBytes = 1 << 20
 
 // maxQueued is the most records of one topic partition read ahead of the
 // other's; then fetching it pauses.
