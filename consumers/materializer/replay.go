@@ -29,7 +29,7 @@ import (
 // it polls again: it has no writer pipeline (Config.Writers is not used).
 func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64) (*Materializer, error) {
 	cfg = withDefaults(cfg)
-	m := &Materializer{cfg: cfg, replay: true, cache: newRecordCache(cfg.MaxCached), w: newWriter(1),
+	m := &Materializer{cfg: cfg, replay: true, cache: newRecordCache(cfg.MaxCached, cfg.MaxCachedBytes), w: newWriter(1),
 		held: map[string]map[int32]int64{}, planned: map[string]map[int32]int64{}, start: map[string]map[int32]int64{}}
 	if err := m.checkPolicy(ctx); err != nil {
 		return nil, err
