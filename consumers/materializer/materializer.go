@@ -87,8 +87,8 @@ type Config struct {
 	// default 32 MiB. Records grow with a customer's history, so with
 	// the count alone the cache would grow with the events per customer.
 	MaxCachedBytes int
-	Logger    *zap.Logger
-	Metrics   *Metrics // optional
+	Logger         *zap.Logger
+	Metrics        *Metrics // optional
 }
 
 // Materializer is one member of a consumer group, or (NewReplay) a
