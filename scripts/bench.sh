@@ -9,5 +9,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/services.sh
 start_services
 mkdir -p artifacts
-go test -run '^$' -bench "${1:-.}" -benchmem -count 1 -timeout 60m ./... |
+go test -run '^$' -bench "${1:-.}" -benchmem -count 1 -timeout 120m ./... |
   go run ./internal/tools/benchratio -json "${OMNISYNC_BENCH_JSON:-artifacts/bench.json}"

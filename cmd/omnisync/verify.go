@@ -44,14 +44,17 @@ conflicts, identities, version, tombstone) and its messages by ID.
 With --against-log, the events and messages topics are folded, one
 partition at a time, up to the offsets the store holds for --group, as the
 materializer folds them, the two topics interleaved by record timestamp,
-into a scratch SQLite file (the log is not held in memory). Stop the
-group's materializers first: customers they change meanwhile show up as
-differing.
+into a scratch SQLite file (the log is not held in memory). The group's
+materializers may run meanwhile; a customer they change during the
+comparison may be reported as differing.
 
 Prints "N customers agree, M differ" and one line per differing customer
 naming what differs. --repair re-materializes exactly those customers from
-the log in one transaction (the group's offsets are not touched), then
-verifies again.
+the log, then verifies again: the fold catches up with the store, then in
+one transaction holding the lock on the group's offsets (the members wait
+at their next batch) it folds the last records up to those offsets and
+replaces the customers with the log's version of them (the group's offsets
+are not touched). Nothing the members applied meanwhile is lost.
 
 Exit status: 0 when the sides agree (with --repair: once repaired), 1 when
 they differ, 2 when verify could not run.`,
@@ -162,6 +165,7 @@ func runVerify(cmd *cobra.Command, g *globals, fl verifyFlags) error {
 	if !ok {
 		return fmt.Errorf("store %T cannot be verified", opened[0])
 	}
+	cfg.Repair = fl.repair
 	rep, err := verify.AgainstLog(ctx, cfg, st)
 	if err != nil {
 		return err
@@ -169,14 +173,8 @@ func runVerify(cmd *cobra.Command, g *globals, fl verifyFlags) error {
 	if err := printReport(out, rep); err == nil || !fl.repair {
 		return err
 	}
-	rp, ok := opened[0].(store.Replacer)
-	if !ok {
-		return fmt.Errorf("store %T cannot be repaired", opened[0])
-	}
-	if err := verify.Repair(ctx, rp, rep); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "repaired %d customers from the log; verifying again\n", len(rep.Differ))
+	fmt.Fprintf(out, "repaired %d customers from the log; verifying again\n", rep.Repaired)
+	cfg.Repair = false
 	if rep, err = verify.AgainstLog(ctx, cfg, st); err != nil {
 		return err
 	}

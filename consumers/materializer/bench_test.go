@@ -474,6 +474,61 @@ func BenchmarkReplayMembers(b *testing.B) {
 	}
 }
 
+// BenchmarkReplayMemory shows that a replayer's memory (omnisync replay's
+// fold, materializer.NewReplay) does not grow with the log: the same
+// benchCustomers customers with a log of 100k entries (the baseline) and
+// of OMNISYNC_BENCH_REPLAY_LARGE entries (default 1,000,000), each
+// replayed from the log's start into an empty store until the store holds
+// the log's end. Reported as BenchmarkReplay: events/s, CPU-µs per event,
+// and the peak Go heap in use and peak RSS during the replay, which
+// benchratio prints beside the baseline's. (The verification a replay
+// runs before its swap is verify.AgainstLog: BenchmarkVerifyMemory.)
+func BenchmarkReplayMemory(b *testing.B) {
+	large := 1_000_000
+	if v := os.Getenv("OMNISYNC_BENCH_REPLAY_LARGE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("OMNISYNC_BENCH_REPLAY_LARGE=%q: want a positive number of events", v)
+		}
+		large = n
+	}
+	small, big := produceBenchLog(b, 100_000), produceBenchLog(b, large)
+	for _, s := range []struct {
+		name string
+		open func(b *testing.B) func() store.Store
+	}{{"sqlite", openSQLiteStores}, {"postgres", openPostgresStores}} {
+		b.Run(s.name, func(b *testing.B) {
+			b.Run("baseline=100k-events", func(b *testing.B) { replayer(b, small, s.open) })
+			b.Run(fmt.Sprintf("%dk-events", large/1000), func(b *testing.B) { replayer(b, big, s.open) })
+		})
+	}
+}
+
+// replayer replays the log into a fresh store with a replayer
+// (materializer.NewReplay, CatchUp to the log's end) and reports events/s,
+// CPU and memory.
+func replayer(b *testing.B, l *benchLog, open func(b *testing.B) func() store.Store) {
+	for range b.N {
+		b.StopTimer()
+		st := open(b)()
+		u := startUsage()
+		b.StartTimer()
+		start := time.Now()
+		r, err := materializer.NewReplay(context.Background(), materializer.Config{Kafka: l.k.Config(), Group: testenv.UniqueName(b, "replay"),
+			Store: st, Serde: l.serde, Logger: zap.NewNop(), EventsTopic: l.eventsTopic, MessagesTopic: l.msgTopic}, l.from)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r.CatchUp(context.Background(), l.to); err != nil {
+			b.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		r.Close()
+		u.report(b, l.events, elapsed)
+	}
+}
+
 // readDecode reads the log's records with a plain franz-go consumer and
 // decodes each with the codec: the floor of any replay.
 func readDecode(b *testing.B, l *benchLog) {

@@ -83,8 +83,12 @@ type Config struct {
 	// and decoded from the store again; default 20000. Records of batches
 	// not yet applied are kept beyond it.
 	MaxCached int
-	Logger    *zap.Logger
-	Metrics   *Metrics // optional
+	// MaxCachedBytes bounds the same records by their estimated size;
+	// default 32 MiB. Records grow with a customer's history, so with
+	// the count alone the cache would grow with the events per customer.
+	MaxCachedBytes int
+	Logger         *zap.Logger
+	Metrics        *Metrics // optional
 }
 
 // Materializer is one member of a consumer group, or (NewReplay) a
@@ -129,6 +133,9 @@ func withDefaults(cfg Config) Config {
 	if cfg.MaxCached <= 0 {
 		cfg.MaxCached = 20000
 	}
+	if cfg.MaxCachedBytes <= 0 {
+		cfg.MaxCachedBytes = 32 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -138,7 +145,7 @@ func withDefaults(cfg Config) Config {
 // New returns a member of cfg.Group; Run starts it.
 func New(cfg Config) (*Materializer, error) {
 	cfg = withDefaults(cfg)
-	m := &Materializer{cfg: cfg, cache: newRecordCache(cfg.MaxCached), w: newWriter(cfg.Writers),
+	m := &Materializer{cfg: cfg, cache: newRecordCache(cfg.MaxCached, cfg.MaxCachedBytes), w: newWriter(cfg.Writers),
 		held: map[string]map[int32]int64{}, planned: map[string]map[int32]int64{}}
 	if _, err := cfg.Kafka.Opts(); err != nil {
 		return nil, err

@@ -154,11 +154,15 @@ func (w *writer) close() {
 // decoded from JSON again. A record of a batch the writer has not yet
 // applied is pinned: it is newer than the store's and must not be evicted
 // (a Load would return the older one). Others are evicted, in no
-// particular order, beyond max.
+// particular order, beyond max records or maxBytes (estimated, see
+// recordSize): records grow with a customer's history, so a count alone
+// would let the cache grow with the events per customer.
 type recordCache struct {
-	mu   sync.Mutex
-	max  int
-	recs map[string]*cached
+	mu       sync.Mutex
+	max      int
+	maxBytes int
+	bytes    int // recordSize of the records held
+	recs     map[string]*cached
 }
 
 type cached struct {
@@ -166,8 +170,14 @@ type cached struct {
 	pins int // batches holding this customer that are not yet applied
 }
 
-func newRecordCache(max int) *recordCache {
-	return &recordCache{max: max, recs: map[string]*cached{}}
+func newRecordCache(max, maxBytes int) *recordCache {
+	return &recordCache{max: max, maxBytes: maxBytes, recs: map[string]*cached{}}
+}
+
+// recordSize estimates the memory a record holds, in bytes: a fixed part
+// and one per field, conflict and identity (their strings are short).
+func recordSize(r *merge.Record) int {
+	return 512 + 192*len(r.Fields) + 384*len(r.Conflicts) + 128*len(r.Identities)
 }
 
 func (c *recordCache) get(id string) (merge.Record, bool) {
@@ -186,6 +196,7 @@ func (c *recordCache) add(id string, r merge.Record) {
 	defer c.mu.Unlock()
 	if _, ok := c.recs[id]; !ok {
 		c.recs[id] = &cached{rec: r}
+		c.bytes += recordSize(&r)
 	}
 }
 
@@ -198,8 +209,11 @@ func (c *recordCache) pin(recs []merge.Record) {
 		if !ok {
 			e = &cached{}
 			c.recs[r.CustomerID] = e
+		} else {
+			c.bytes -= recordSize(&e.rec)
 		}
 		e.rec = r
+		c.bytes += recordSize(&e.rec)
 		e.pins++
 	}
 }
@@ -215,10 +229,11 @@ func (c *recordCache) unpin(recs []merge.Record) {
 		}
 	}
 	for id, e := range c.recs {
-		if len(c.recs) <= c.max {
+		if len(c.recs) <= c.max && c.bytes <= c.maxBytes {
 			break
 		}
 		if e.pins == 0 {
+			c.bytes -= recordSize(&e.rec)
 			delete(c.recs, id)
 		}
 	}
@@ -229,4 +244,5 @@ func (c *recordCache) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.recs)
+	c.bytes = 0
 }

@@ -29,7 +29,7 @@ import (
 // it polls again: it has no writer pipeline (Config.Writers is not used).
 func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64) (*Materializer, error) {
 	cfg = withDefaults(cfg)
-	m := &Materializer{cfg: cfg, replay: true, cache: newRecordCache(cfg.MaxCached), w: newWriter(1),
+	m := &Materializer{cfg: cfg, replay: true, cache: newRecordCache(cfg.MaxCached, cfg.MaxCachedBytes), w: newWriter(1),
 		held: map[string]map[int32]int64{}, planned: map[string]map[int32]int64{}, start: map[string]map[int32]int64{}}
 	if err := m.checkPolicy(ctx); err != nil {
 		return nil, err
@@ -78,7 +78,10 @@ func NewReplay(ctx context.Context, cfg Config, from map[string]map[int32]int64)
 		// A replayer re-seeks and pauses partitions as it reaches its
 		// targets (the last ones under the live store's lock): fetches
 		// that wait long for new records would hold it up.
-		kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.FetchMaxWait(200*time.Millisecond),
+		// What it fetched and has not folded is its memory: bounded as a
+		// member's (see New), not by the log it reads.
+		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxBytes/16), kgo.MaxConcurrentFetches(2))
 	if err != nil {
 		return nil, err
 	}

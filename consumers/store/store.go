@@ -187,6 +187,29 @@ type Replacer interface {
 	Replace(ctx context.Context, customerIDs []string, records []merge.Record, messages []events.MessageEvent) error
 }
 
+// LockedReplacer replaces customers while the group's members run (omnisync
+// verify --repair). Both stores implement it.
+type LockedReplacer interface {
+	// ReplaceLocked runs one transaction that takes the lock a replay's
+	// swap takes on the store's offsets — the group's members wait at
+	// their next batch, readers go on — reads group's offsets and the
+	// store's generation, and calls prepare with them. prepare returns the
+	// customers to replace and what to write in their place, which are
+	// written as Replace writes them, with a new generation, in the same
+	// transaction. When prepare fails nothing is written.
+	ReplaceLocked(ctx context.Context, group string,
+		prepare func(ctx context.Context, held map[string]map[int32]int64, generation string) (Replacement, error)) error
+}
+
+// Replacement is what LockedReplacer.ReplaceLocked writes: the customers
+// removed, and the records and messages written in their place (a customer
+// listed without a record is left removed).
+type Replacement struct {
+	CustomerIDs []string
+	Records     []merge.Record
+	Messages    []events.MessageEvent
+}
+
 // Cursor is where a page ends: the sort time (Unix milliseconds) and ID of
 // its last item. For customers the time is UpdatedAt (and the order
 // descending); for messages OccurredAt; for conflicts DetectedAt.

@@ -23,11 +23,9 @@ type Report struct {
 	// Sides names the two sides compared: "store" and "log" for
 	// AgainstLog, "first" and "second" for Stores.
 	Sides [2]string
-
-	// fresh holds, for AgainstLog, the log's version of every differing
-	// customer (a nil record for a customer the log does not have), which
-	// Repair writes.
-	fresh map[string]customer
+	// Repaired is how many of the differing customers AgainstLog
+	// re-materialized from the log (Config.Repair).
+	Repaired int
 }
 
 // OK reports whether the two sides agree on every customer.
@@ -128,9 +126,6 @@ func (rep *Report) differ(id string, a, b customer, note func(string) string) {
 		}
 	}
 	rep.Differ = append(rep.Differ, d)
-	if rep.fresh != nil {
-		rep.fresh[id] = b
-	}
 }
 
 // parts names what differs between two versions of a customer.

@@ -42,16 +42,21 @@ type Config struct {
 	// MaxBatch is the most log records folded into the scratch store in
 	// one transaction; default 5000, as the materializer.
 	MaxBatch int
-	Logger   *zap.Logger
+	// Repair re-materializes the customers found differing from the log
+	// (Report.Repaired says how many), safely while the group's members
+	// run; the store must be a store.LockedReplacer. See AgainstLog.
+	Repair bool
+	Logger *zap.Logger
 }
 
 // Store is what AgainstLog reads of a store: its customers, the group's
-// offsets and the policy hash. Both stores implement it (and
-// store.Replacer, which Repair needs).
+// offsets, the policy hash and the generation. Both stores implement it
+// (and store.LockedReplacer, which Config.Repair needs).
 type Store interface {
 	store.Scanner
 	Offsets(ctx context.Context, group string) (map[string]map[int32]int64, error)
 	PolicyHash(ctx context.Context) (string, error)
+	Generation(ctx context.Context) (string, error)
 }
 
 // AgainstLog compares st with a fresh fold of the log up to st's offsets
@@ -69,8 +74,16 @@ type Store interface {
 // of each store, not by the log or the stores; the disk holds the folded
 // customers.
 //
-// Run it while the group's materializers are stopped: a customer they
-// change during the verification may be reported as differing.
+// The comparison is not a snapshot: a customer the group's members change
+// while it runs may be reported as differing. With cfg.Repair, the
+// differing customers are then re-materialized while the members run: the
+// fold catches up with the offsets the store holds now, and then, in one
+// transaction holding the lock on the store's offsets
+// (store.LockedReplacer; the members wait at their next batch), folds the
+// last records up to the offsets held under the lock and replaces each
+// differing customer by the fold's version of it at those offsets, with a
+// new store generation (members holding old copies refold them). What the
+// members applied meanwhile is in the fold, so nothing is lost.
 func AgainstLog(ctx context.Context, cfg Config, st Store) (*Report, error) {
 	if cfg.Policy == nil {
 		cfg.Policy = merge.DefaultPolicy()
@@ -84,12 +97,25 @@ func AgainstLog(ctx context.Context, cfg Config, st Store) (*Report, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("verify: no serde (schema registry client) configured")
 	}
+	var replacer store.LockedReplacer
+	if cfg.Repair {
+		var ok bool
+		if replacer, ok = st.(store.LockedReplacer); !ok {
+			return nil, fmt.Errorf("store %T cannot be repaired", st)
+		}
+	}
 	hash, err := st.PolicyHash(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the store's policy hash: %w", err)
 	}
 	if hash != "" && hash != cfg.Policy.Hash() {
 		return nil, fmt.Errorf("the store was built with merge policy %s, not the configured %s: verify with the store's policy", hash, cfg.Policy.Hash())
+	}
+	// The generation before the offsets: a repair checks that the store
+	// is still the one folded (no replay or other repair in between).
+	gen, err := st.Generation(ctx)
+	if err != nil {
+		return nil, err
 	}
 	offsets, err := st.Offsets(ctx, cfg.Group)
 	if err != nil {
@@ -120,22 +146,16 @@ func AgainstLog(ctx context.Context, cfg Config, st Store) (*Report, error) {
 	}
 	defer scratch.Close()
 
-	f := &folder{cfg: cfg, scratch: scratch}
+	f := &folder{cfg: cfg, scratch: scratch, partitions: partitions, at: map[string]map[int32]int64{}}
 	began := time.Now()
-	for p := range partitions {
-		end := map[string]int64{
-			schemas.CustomerEventsTopic:   offsets[schemas.CustomerEventsTopic][p],
-			schemas.CustomerMessagesTopic: offsets[schemas.CustomerMessagesTopic][p],
-		}
-		if err := f.partition(ctx, p, end); err != nil {
-			return nil, fmt.Errorf("folding partition %d: %w", p, err)
-		}
+	if err := f.foldTo(ctx, offsets); err != nil {
+		return nil, err
 	}
 	cfg.Logger.Info("log folded", zap.Int32("partitions", partitions), zap.Int64("records", f.records),
 		zap.Int64("rejected", f.rejected), zap.Duration("took", time.Since(began)))
 	began = time.Now()
 
-	rep := &Report{Sides: [2]string{"store", "log"}, fresh: map[string]customer{}}
+	rep := &Report{Sides: [2]string{"store", "log"}}
 	partitioner := kgo.StickyKeyPartitioner(nil).ForTopic(schemas.CustomerEventsTopic)
 	unfolded := func(id string) string {
 		p := int32(partitioner.Partition(&kgo.Record{Key: []byte(id)}, int(partitions)))
@@ -149,6 +169,11 @@ func AgainstLog(ctx context.Context, cfg Config, st Store) (*Report, error) {
 	}
 	cfg.Logger.Info("store compared with the log", zap.Int("agree", rep.Agree), zap.Int("differ", len(rep.Differ)),
 		zap.Duration("took", time.Since(began)))
+	if cfg.Repair && !rep.OK() {
+		if err := f.repair(ctx, st, replacer, gen, rep); err != nil {
+			return nil, fmt.Errorf("repairing %d customers: %w", len(rep.Differ), err)
+		}
+	}
 	return rep, nil
 }
 
@@ -192,25 +217,62 @@ func checkOffsets(ctx context.Context, adm *kadm.Client, offsets map[string]map[
 
 // folder folds the log into the scratch store.
 type folder struct {
-	cfg      Config
-	scratch  *sqlite.Store
+	cfg        Config
+	scratch    *sqlite.Store
+	partitions int32
+	// at is, per topic and partition, the offset the fold has reached;
+	// absent: none yet (it starts at cfg.From's, else the log's start).
+	at       map[string]map[int32]int64
 	records  int64 // log records read
 	rejected int64 // of which rejected (dead letters)
 }
 
-// partition folds partition p of both topics from the start up to the end
-// offsets (exclusive).
-func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) error {
+// foldTo folds every partition up to offsets (exclusive), one partition
+// at a time, from where the fold is.
+func (f *folder) foldTo(ctx context.Context, offsets map[string]map[int32]int64) error {
+	for p := range f.partitions {
+		end := map[string]int64{
+			schemas.CustomerEventsTopic:   offsets[schemas.CustomerEventsTopic][p],
+			schemas.CustomerMessagesTopic: offsets[schemas.CustomerMessagesTopic][p],
+		}
+		if err := f.partition(ctx, p, end); err != nil {
+			return fmt.Errorf("folding partition %d: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// partition folds partition p of both topics from where the fold is up
+// to the end offsets (exclusive).
+func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) (err error) {
 	assign := map[string]map[int32]kgo.Offset{}
+	starts := map[string]int64{}
 	for t, e := range end {
-		start, ok := f.cfg.From[t][p]
+		start, ok := f.at[t][p]
+		if !ok {
+			start, ok = f.cfg.From[t][p]
+		}
 		switch {
 		case ok && start < e:
 			assign[t] = map[int32]kgo.Offset{p: kgo.NewOffset().At(start)}
 		case !ok && e > 0:
 			assign[t] = map[int32]kgo.Offset{p: kgo.NewOffset().AtStart()}
 		}
+		if ok {
+			starts[t] = start
+		}
 	}
+	defer func() { // on success: the fold is at end, or still at its start past it
+		if err != nil {
+			return
+		}
+		for t, e := range end {
+			if f.at[t] == nil {
+				f.at[t] = map[int32]int64{}
+			}
+			f.at[t][p] = max(starts[t], e)
+		}
+	}()
 	if len(assign) == 0 {
 		return nil
 	}
@@ -228,7 +290,7 @@ func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) e
 	}{{schemas.CustomerEventsTopic, events}, {schemas.CustomerMessagesTopic, messages}} {
 		if _, ok := assign[q.topic]; !ok {
 			q.q.next = q.q.end // nothing to read
-		} else if start, ok := f.cfg.From[q.topic][p]; ok {
+		} else if start, ok := starts[q.topic]; ok {
 			q.q.next = start
 		}
 	}
@@ -268,6 +330,7 @@ func (f *folder) partition(ctx context.Context, p int32, end map[string]int64) e
 				if err := f.fold(ctx, batch); err != nil {
 					return err
 				}
+				clear(batch)
 				batch = batch[:0]
 			}
 		}

@@ -294,7 +294,9 @@ func TestVerifyAgainstLogAndRepair(t *testing.T) {
 			exec(`UPDATE customers SET record = json_set(record, '$.fields.name.value_json', ?) WHERE customer_id = ?`, `"Mallory"`, ids[1])
 			exec(`DELETE FROM messages WHERE message_id = ?`, ids[2]+"-m2")
 			exec(`DELETE FROM customers WHERE customer_id = ?`, ids[3])
-			rep, err = verify.AgainstLog(ctx, cfg, st)
+			repair := cfg
+			repair.Repair = true
+			rep, err = verify.AgainstLog(ctx, repair, st)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -309,10 +311,10 @@ func TestVerifyAgainstLogAndRepair(t *testing.T) {
 			if rep.OK() {
 				t.Fatal("damaged store: OK() is true")
 			}
-
-			if err := verify.Repair(ctx, st, rep); err != nil {
-				t.Fatal(err)
+			if rep.Repaired != len(rep.Differ) {
+				t.Fatalf("repaired %d customers; want the %d that differ", rep.Repaired, len(rep.Differ))
 			}
+
 			rep, err = verify.AgainstLog(ctx, cfg, st)
 			if err != nil {
 				t.Fatal(err)
@@ -353,9 +355,6 @@ func TestVerifyStores(t *testing.T) {
 	}
 	if d := mine(t, rep, ids); len(d) != 1 || d[0].String() != ids[7]+": message "+ids[7]+"-m3 missing in the second" {
 		t.Fatalf("after deleting a message from the second store: %v", d)
-	}
-	if err := verify.Repair(ctx, b, rep); err == nil {
-		t.Error("Repair of a store-vs-store report succeeded; only the log says what a customer should be")
 	}
 }
 

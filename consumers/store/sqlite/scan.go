@@ -12,8 +12,9 @@ import (
 )
 
 var (
-	_ store.Scanner  = (*Store)(nil)
-	_ store.Replacer = (*Store)(nil)
+	_ store.Scanner        = (*Store)(nil)
+	_ store.Replacer       = (*Store)(nil)
+	_ store.LockedReplacer = (*Store)(nil)
 )
 
 // Scan implements store.Scanner (store.Scan over the store's pages).
@@ -77,12 +78,56 @@ func (s *Store) Replace(ctx context.Context, customerIDs []string, records []mer
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
 	defer tx.Rollback()
+	if err := replace(ctx, tx, store.Replacement{CustomerIDs: customerIDs, Records: records, Messages: messages}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// ReplaceLocked replaces what prepare returns in one transaction that
+// holds the store's write lock from its start (the group's members wait
+// at their next batch; readers go on), with the group's offsets and the
+// generation read under it.
+func (s *Store) ReplaceLocked(ctx context.Context, group string,
+	prepare func(ctx context.Context, held map[string]map[int32]int64, generation string) (store.Replacement, error)) error {
+	tx, err := s.db.BeginTx(ctx, nil) // immediate (_txlock): the write lock is taken here
+	if err != nil {
+		return fmt.Errorf("locking the store: %w", err)
+	}
+	defer tx.Rollback()
+	held, err := offsets(ctx, tx, group)
+	if err != nil {
+		return err
+	}
+	gen, err := generation(ctx, tx)
+	if err != nil {
+		return err
+	}
+	r, err := prepare(ctx, held, gen)
+	if err != nil {
+		return err
+	}
+	if err := replace(ctx, tx, r); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// replace removes r's customers and writes r's records and messages, and
+// a new generation, in tx.
+func replace(ctx context.Context, tx *sql.Tx, r store.Replacement) error {
 	for _, table := range []string{"customers", "customer_fields", "conflicts", "identities", "messages", "absorptions"} {
 		stmt, err := tx.PrepareContext(ctx, `DELETE FROM `+table+` WHERE customer_id = ?`)
 		if err != nil {
 			return fmt.Errorf("preparing statements: %w", err)
 		}
-		for _, id := range customerIDs {
+		for _, id := range r.CustomerIDs {
 			if _, err := stmt.ExecContext(ctx, id); err != nil {
 				return fmt.Errorf("removing customer %s from %s: %w", id, table, err)
 			}
@@ -92,22 +137,16 @@ func (s *Store) Replace(ctx context.Context, customerIDs []string, records []mer
 	if err != nil {
 		return err
 	}
-	for i := range records {
-		if err := w.upsertRecord(ctx, &records[i]); err != nil {
-			return fmt.Errorf("writing customer %s: %w", records[i].CustomerID, err)
+	for i := range r.Records {
+		if err := w.upsertRecord(ctx, &r.Records[i]); err != nil {
+			return fmt.Errorf("writing customer %s: %w", r.Records[i].CustomerID, err)
 		}
 	}
-	for i := range messages {
-		if err := w.upsertMessage(ctx, &messages[i]); err != nil {
-			return fmt.Errorf("writing message %s: %w", messages[i].MessageID, err)
+	for i := range r.Messages {
+		if err := w.upsertMessage(ctx, &r.Messages[i]); err != nil {
+			return fmt.Errorf("writing message %s: %w", r.Messages[i].MessageID, err)
 		}
 	}
 	// Members holding these customers' old records refold from here.
-	if err := setGeneration(ctx, tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", err)
-	}
-	return nil
+	return setGeneration(ctx, tx)
 }
