@@ -570,10 +570,14 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 	}
 	before := maps.Clone(current)
 	outcomes := map[int32]*stats{}
+	var emitted []events.CustomerEvent
 	for _, p := range slices.Sorted(maps.Keys(perPartition)) {
 		j, o := jobOf(p), &stats{}
 		outcomes[p] = o
-		j.batch.Records, j.batch.Messages = Fold(current, perPartition[p], m.cfg.Policy, o.add)
+		j.batch.Records, j.batch.Messages = Fold(current, perPartition[p], m.cfg.Policy, func(out merge.Outcome) {
+			o.add(out)
+			emitted = append(emitted, out.Emit...)
+		})
 		for _, r := range j.batch.Records {
 			current[r.CustomerID] = r
 			// What the customer was before this batch, as the store holds
@@ -596,6 +600,13 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 		j.batch.Offsets[rec.Topic][rec.Partition] = rec.Offset + 1
 		j.commit[rec.Topic][rec.Partition] = kgo.EpochOffset{Epoch: rec.LeaderEpoch, Offset: rec.Offset + 1}
 	}
+	// Emitted events are in the log before any store transaction of this
+	// batch commits (docs/design.md, Customer merge): a crash in between
+	// folds the batch again and emits the same events, which the receiving
+	// fold absorbs as duplicates.
+	if err := m.emit(ctx, emitted); err != nil {
+		return nil, err
+	}
 	out := make([]*job, 0, len(jobs))
 	for _, p := range slices.Sorted(maps.Keys(jobs)) {
 		j := jobs[p]
@@ -609,6 +620,32 @@ func (m *Materializer) fold(ctx context.Context, recs []*kgo.Record) ([]*job, er
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// emit produces the events a batch's fold emitted, in fold order, keyed by
+// their customer ID, to the events topic and waits for Kafka's
+// acknowledgement. A replayer emits too: under a new policy its hand-offs
+// are not in the log yet, and under the same one its copies are the live
+// group's, absorbed as duplicates (docs/design.md, Replay).
+func (m *Materializer) emit(ctx context.Context, evs []events.CustomerEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	recs := make([]*kgo.Record, len(evs))
+	for i := range evs {
+		value, err := m.cfg.Serde.Encode(&evs[i])
+		if err != nil {
+			return fmt.Errorf("encoding emitted event %s of customer %s: %w", evs[i].EventID, evs[i].CustomerID, err)
+		}
+		recs[i] = &kgo.Record{Topic: m.cfg.EventsTopic, Key: []byte(evs[i].CustomerID), Value: value}
+	}
+	if err := m.retry(ctx, "producing emitted events", func() error {
+		return kafka.ProduceAndWait(ctx, m.cl, recs...)
+	}); err != nil {
+		return err
+	}
+	m.cfg.Metrics.emittedEvents(len(recs))
+	return nil
 }
 
 // apply writes a folded batch to the store, then commits its offsets to
@@ -685,6 +722,9 @@ func (d Decoded) ingestedAt() time.Time {
 // check refuses what no store can hold: numbers that are not finite
 // (Avro's double carries NaN and infinities; JSON and SQL do not).
 func (d Decoded) check() error {
+	if e := d.Event; e != nil {
+		return checkHandOff(e)
+	}
 	m := d.Message
 	if m == nil {
 		return nil
@@ -707,8 +747,27 @@ func (d Decoded) check() error {
 	return nil
 }
 
+// checkHandOff refuses a MERGE hand-off (emitted: it carries a policy
+// hash) whose snapshot does not decode to the absorbed customer's record,
+// which merge.Apply would ignore as malformed.
+func checkHandOff(e *events.CustomerEvent) error {
+	m := e.Merge
+	if e.Op != events.OpMerge || m == nil || m.PolicyHash == "" || m.SnapshotJSON == nil {
+		return nil
+	}
+	var r merge.Record
+	if err := r.UnmarshalJSON([]byte(*m.SnapshotJSON)); err != nil {
+		return fmt.Errorf("merge hand-off %s: snapshot_json does not decode: %w", e.EventID, err)
+	}
+	if r.CustomerID != m.AbsorbedID {
+		return fmt.Errorf("merge hand-off %s: snapshot_json is the record of %q, not of the absorbed customer %q", e.EventID, r.CustomerID, m.AbsorbedID)
+	}
+	return nil
+}
+
 // RejectedError is a record that can never be folded: it does not decode,
-// holds a number no store can hold, or its key is not its customer ID. The
+// holds a number no store can hold, is a merge hand-off whose
+// snapshot does not decode, or its key is not its customer ID. The
 // materializer sends it to the dead-letter topic with Reason.
 type RejectedError struct{ Reason error }
 

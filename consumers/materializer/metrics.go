@@ -20,6 +20,7 @@ type Metrics struct {
 	stale      *prometheus.CounterVec
 	conflicts  *prometheus.CounterVec
 	dead       *prometheus.CounterVec
+	emitted    *prometheus.CounterVec
 	endToEnd   *prometheus.HistogramVec
 	lagGauge   *prometheus.GaugeVec
 	storeGauge *prometheus.GaugeVec
@@ -48,6 +49,10 @@ func NewMetrics(reg prometheus.Registerer, group string) *Metrics {
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omnisync_materializer_dead_letters_total", Help: "Records that could not be decoded, sent to the dead-letter topic.",
 		}, []string{"group"}),
+		emitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omnisync_materializer_emitted_events_total",
+			Help: "Events the fold emitted (customer merge hand-offs, releases, deletes of absorbed customers), produced to the customer events topic before the store commit.",
+		}, []string{"group"}),
 		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "omnisync_end_to_end_latency_seconds", Help: "From ingested_at to the store commit.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
@@ -62,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer, group string) *Metrics {
 		}, []string{"group"}),
 		partitions: map[string]map[int32]*position{},
 	}
-	reg.MustRegister(m.events, m.stale, m.conflicts, m.dead, m.endToEnd, m.lagGauge, m.storeGauge)
+	reg.MustRegister(m.events, m.stale, m.conflicts, m.dead, m.emitted, m.endToEnd, m.lagGauge, m.storeGauge)
 	return m
 }
 
@@ -241,5 +246,11 @@ func (m *Metrics) storeUp(up bool) {
 func (m *Metrics) deadLetters(n int) {
 	if m != nil {
 		m.dead.WithLabelValues(m.group).Add(float64(n))
+	}
+}
+
+func (m *Metrics) emittedEvents(n int) {
+	if m != nil {
+		m.emitted.WithLabelValues(m.group).Add(float64(n))
 	}
 }

@@ -134,7 +134,8 @@ func CheckFrom(b *Batch, held map[string]map[int32]int64, generation string) err
 // a page continues after the Cursor of the last item of the page before
 // (nil for the first page).
 type Reader interface {
-	// SearchCustomers returns customers that are not deleted, most
+	// SearchCustomers returns customers that are neither deleted nor
+	// merged into another, most
 	// recently updated first (UpdatedAt descending, then CustomerID
 	// ascending). An empty q matches every customer; otherwise q matches a
 	// customer whose ID or one of whose identity values equals q, or whose
@@ -143,8 +144,13 @@ type Reader interface {
 	// Customer returns a customer's record; ok is false when the store has
 	// never seen the customer.
 	Customer(ctx context.Context, customerID string) (r merge.Record, ok bool, err error)
+	// Redirect returns the survivor a customer is merged into (its
+	// record's MergedInto), "" when it is not merged or unknown.
+	Redirect(ctx context.Context, customerID string) (string, error)
 	// Timeline returns a customer's messages across channels in
-	// (OccurredAt, MessageID) order.
+	// (OccurredAt, MessageID) order, with the messages of every customer
+	// absorbed into it (its record's Absorbed, and theirs, through chains
+	// of merges): one timeline.
 	Timeline(ctx context.Context, customerID string, after *Cursor, limit int) ([]events.MessageEvent, error)
 	// MessageChannels returns, for each of the customers that has
 	// messages, the channels its messages came on, sorted.

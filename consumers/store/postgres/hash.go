@@ -24,7 +24,7 @@ type TableHash struct {
 // schema_migrations (per database).
 var canonicalTables = []struct{ name, row, key string }{
 	{"customers", `customer_id, version, needs_review, deleted, tombstone_at, tombstone_event_id, last_contact_at,
-		last_contact_channel, updated_at, policy_hash, name, phone, email, record::text`, `customer_id`},
+		last_contact_channel, updated_at, policy_hash, name, phone, email, record::text, merged_into`, `customer_id`},
 	{"customer_fields", `customer_id, field, value::text, occurred_at, event_id, channel, source`,
 		`customer_id, field COLLATE "C"`},
 	{"conflicts", `id, customer_id, field, current_json, candidate_json, candidate_event_id, candidate_channel,
@@ -32,10 +32,11 @@ var canonicalTables = []struct{ name, row, key string }{
 	{"messages", `message_id, customer_id, conversation_id, channel, direction, sender_type, sender_id, content_type,
 		text, occurred_at, ingested_at, source, event::text`, `message_id`},
 	{"identities", `kind, scope, value, customer_id`, `kind COLLATE "C", scope COLLATE "C", value COLLATE "C"`},
+	{"absorptions", `customer_id, absorbed_id, merge_id`, `customer_id, absorbed_id`},
 }
 
 // CanonicalHash hashes the content a replay rebuilds — customers, their
-// fields, conflicts, messages and identities — independently of the order
+// fields, conflicts, messages, identities and absorptions — independently of the order
 // it was written in: each table's rows as text in key order (times in UTC,
 // text sorted bytewise), read in one snapshot. sum is the SHA-256 of the
 // tables' hashes; two stores hold the same data exactly when their sums

@@ -37,10 +37,12 @@ var (
 	schemaV1 string
 	//go:embed schema_v2.sql
 	schemaV2 string
+	//go:embed schema_v3.sql
+	schemaV3 string
 )
 
 // migrations[i] takes the schema from version i to version i+1.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // migrationLock is the advisory lock (per database) that serialises
 // processes migrating the same database.
@@ -223,17 +225,17 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record) (map[
 		return nil, err
 	}
 	rows, err := tx.Query(ctx, `INSERT INTO customers (customer_id, version, needs_review, deleted, tombstone_at, tombstone_event_id,
-			last_contact_at, last_contact_channel, updated_at, policy_hash, name, phone, email, record)
+			last_contact_at, last_contact_channel, updated_at, policy_hash, name, phone, email, record, merged_into)
 		SELECT u.id, u.version, u.review, u.deleted, u.tomb_at, u.tomb_id, u.last_at, u.channel, u.updated, u.hash,
-			u.name, u.phone, u.email, u.doc::json
+			u.name, u.phone, u.email, u.doc::json, u.merged_into
 		FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-			$8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
-			AS u(id, version, review, deleted, tomb_at, tomb_id, last_at, channel, updated, hash, name, phone, email, doc)
+			$8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+			AS u(id, version, review, deleted, tomb_at, tomb_id, last_at, channel, updated, hash, name, phone, email, doc, merged_into)
 		ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, needs_review = excluded.needs_review,
 			deleted = excluded.deleted, tombstone_at = excluded.tombstone_at, tombstone_event_id = excluded.tombstone_event_id,
 			last_contact_at = excluded.last_contact_at, last_contact_channel = excluded.last_contact_channel,
 			updated_at = excluded.updated_at, policy_hash = excluded.policy_hash, name = excluded.name,
-			phone = excluded.phone, email = excluded.email, record = excluded.record
+			phone = excluded.phone, email = excluded.email, record = excluded.record, merged_into = excluded.merged_into
 		WHERE customers.version < excluded.version
 		RETURNING customer_id`,
 		args...)
@@ -250,7 +252,7 @@ func upsertCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record) (map[
 	return written, nil
 }
 
-// customerColumns returns the customers rows of recs as the 14 column
+// customerColumns returns the customers rows of recs as the 15 column
 // arrays of upsertCustomers and updateCustomers.
 func customerColumns(recs []*merge.Record) ([]any, error) {
 	n := len(recs)
@@ -261,6 +263,7 @@ func customerColumns(recs []*merge.Record) ([]any, error) {
 		tombAt, lastAt               = make([]*time.Time, n), make([]*time.Time, n)
 		updated                      = make([]time.Time, n)
 		tombID, names, phones, mails = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		mergedInto                   = make([]*string, n)
 	)
 	for i, r := range recs {
 		doc, err := r.MarshalJSON()
@@ -276,8 +279,11 @@ func customerColumns(recs []*merge.Record) ([]any, error) {
 		}
 		channels[i], updated[i], hashes[i], docs[i] = text(string(r.LastContactChannel)), r.UpdatedAt, text(r.PolicyHash), string(doc)
 		names[i], phones[i], mails[i] = stringField(r, "name"), stringField(r, "phone"), stringField(r, "email")
+		if r.MergedInto != nil {
+			mergedInto[i] = ptr(text(r.MergedInto.CustomerID))
+		}
 	}
-	return []any{ids, versions, review, deleted, tombAt, tombID, lastAt, channels, updated, hashes, names, phones, mails, docs}, nil
+	return []any{ids, versions, review, deleted, tombAt, tombID, lastAt, channels, updated, hashes, names, phones, mails, docs, mergedInto}, nil
 }
 
 // updateCustomers writes, in place, the customers whose stored version is
@@ -302,10 +308,10 @@ func updateCustomers(ctx context.Context, tx pgx.Tx, recs []*merge.Record, bases
 	rows, err := tx.Query(ctx, `UPDATE customers c SET version = u.version, needs_review = u.review, deleted = u.deleted,
 			tombstone_at = u.tomb_at, tombstone_event_id = u.tomb_id, last_contact_at = u.last_at,
 			last_contact_channel = u.channel, updated_at = u.updated, policy_hash = u.hash, name = u.name, phone = u.phone,
-			email = u.email, record = u.doc::json
+			email = u.email, record = u.doc::json, merged_into = u.merged_into
 		FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-			$8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[])
-			AS u(id, version, review, deleted, tomb_at, tomb_id, last_at, channel, updated, hash, name, phone, email, doc, base)
+			$8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[])
+			AS u(id, version, review, deleted, tomb_at, tomb_id, last_at, channel, updated, hash, name, phone, email, doc, merged_into, base)
 		WHERE c.customer_id = u.id AND c.version = u.base
 		RETURNING c.customer_id`, append(args, baseVersions)...)
 	if err != nil {
@@ -349,6 +355,7 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 		cAt                                                  []time.Time
 		cResolved                                            []*time.Time
 		iKind, iScope, iValue, iCust                         []string
+		absIDs, aCust, aAbsorbed, aMerge                     []string
 	)
 	for _, r := range recs {
 		id := text(r.CustomerID)
@@ -375,6 +382,12 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 			}
 			for _, i := range ch.RemovedIdentities {
 				diKind, diScope, diValue, diCust = append(diKind, text(i.Kind)), append(diScope, text(i.Scope)), append(diValue, text(i.Value)), append(diCust, id)
+			}
+		}
+		if base == nil || len(base.Absorbed) > 0 || len(r.Absorbed) > 0 {
+			absIDs = append(absIDs, id)
+			for _, a := range r.Absorbed {
+				aCust, aAbsorbed, aMerge = append(aCust, id), append(aAbsorbed, text(a.CustomerID)), append(aMerge, text(a.MergeID))
 			}
 		}
 		if tombstone {
@@ -414,6 +427,14 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 		batch.Queue(`DELETE FROM identities WHERE customer_id = ANY($1)
 			AND (kind, scope, value, customer_id) NOT IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]))`,
 			ids, iKind, iScope, iValue, iCust)
+	}
+	if len(absIDs) > 0 {
+		// The customers absorbed into each survivor, rewritten whole.
+		batch.Queue(`DELETE FROM absorptions WHERE customer_id = ANY($1)`, absIDs)
+		if len(aCust) > 0 {
+			batch.Queue(`INSERT INTO absorptions (customer_id, absorbed_id, merge_id)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`, aCust, aAbsorbed, aMerge)
+		}
 	}
 	if len(dfCust) > 0 {
 		batch.Queue(`DELETE FROM customer_fields f USING unnest($1::text[], $2::text[]) AS d(customer_id, field)

@@ -38,7 +38,7 @@ func (s *Store) SearchCustomers(ctx context.Context, q string, after *store.Curs
 		return nil, err
 	}
 	var a args
-	where := []string{"NOT c.deleted"}
+	where := []string{"NOT c.deleted", "c.merged_into IS NULL"}
 	if q = text(strings.TrimSpace(q)); q != "" {
 		eq, like := a.add(q), a.add("%"+escapeLike(q)+"%")
 		where = append(where, `(c.customer_id = `+eq+` OR c.name ILIKE `+like+` OR c.phone ILIKE `+like+` OR c.email ILIKE `+like+`
@@ -104,13 +104,29 @@ func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[
 	return out, nil
 }
 
-// Timeline returns a page of a customer's messages across channels.
+// Redirect returns the survivor the customer is merged into, "" when none.
+func (s *Store) Redirect(ctx context.Context, customerID string) (string, error) {
+	var to *string
+	err := s.pool.QueryRow(ctx, `SELECT merged_into FROM customers WHERE customer_id = $1`, text(customerID)).Scan(&to)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("reading the redirect of %s: %w", customerID, err)
+	}
+	if to == nil {
+		return "", nil
+	}
+	return *to, nil
+}
+
+// Timeline returns a page of a customer's messages across channels, with
+// the messages of every customer absorbed into it (through chains).
 func (s *Store) Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
 	a := args{text(customerID)}
-	query := `SELECT event FROM messages WHERE customer_id = $1`
+	query := `WITH RECURSIVE timeline_ids(id) AS (SELECT $1::text COLLATE "C"
+			UNION SELECT ab.absorbed_id FROM absorptions ab JOIN timeline_ids t ON ab.customer_id = t.id)
+		SELECT event FROM messages WHERE customer_id IN (SELECT id FROM timeline_ids)`
 	if after != nil {
 		at, id := a.add(time.UnixMilli(after.At)), a.add(text(after.ID))
 		query += ` AND (occurred_at > ` + at + ` OR (occurred_at = ` + at + ` AND message_id > ` + id + `))`

@@ -127,7 +127,7 @@ func (s *Store) SwapIn(ctx context.Context, shadow, group string, prepare func(c
 func (s *Store) Reset(ctx context.Context, group string, from map[string]map[int32]int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
-		batch.Queue(`TRUNCATE customers, customer_fields, conflicts, messages, identities`)
+		batch.Queue(`TRUNCATE customers, customer_fields, conflicts, messages, identities, absorptions`)
 		batch.Queue(`DELETE FROM store_meta WHERE key = 'policy_hash'`)
 		batch.Queue(newGeneration, ksuid.New().String())
 		batch.Queue(`DELETE FROM consumer_offsets WHERE group_id = $1`, text(group))

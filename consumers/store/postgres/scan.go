@@ -111,7 +111,7 @@ func (s *Store) Replace(ctx context.Context, customerIDs []string, records []mer
 		ids[i] = text(id)
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		for _, table := range []string{"customers", "customer_fields", "conflicts", "identities", "messages"} {
+		for _, table := range []string{"customers", "customer_fields", "conflicts", "identities", "messages", "absorptions"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE customer_id = ANY($1)`, ids); err != nil {
 				return fmt.Errorf("removing customers from %s: %w", table, err)
 			}

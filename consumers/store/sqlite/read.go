@@ -19,7 +19,7 @@ import (
 // string values (json_extract) with instr, which has no wildcards and sees
 // past NUL bytes; SQLite's lower folds ASCII letters only.
 func (s *Store) SearchCustomers(ctx context.Context, q string, after *store.Cursor, limit int) ([]merge.Record, error) {
-	where := []string{"c.deleted = 0"}
+	where := []string{"c.deleted = 0", "c.merged_into IS NULL"}
 	var args []any
 	if q = strings.TrimSpace(q); q != "" {
 		where = append(where, `(c.customer_id = ?
@@ -77,9 +77,25 @@ func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[
 	return out, nil
 }
 
-// Timeline returns a page of a customer's messages across channels.
+// Redirect returns the survivor the customer is merged into, "" when none.
+func (s *Store) Redirect(ctx context.Context, customerID string) (string, error) {
+	var to sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT merged_into FROM customers WHERE customer_id = ?`, customerID).Scan(&to)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("reading the redirect of %s: %w", customerID, err)
+	}
+	return to.String, nil
+}
+
+// timelineIDs is the customer (?1) and every customer absorbed into it,
+// through chains of merges.
+const timelineIDs = `WITH RECURSIVE timeline_ids(id) AS (SELECT ?1
+	UNION SELECT a.absorbed_id FROM absorptions a JOIN timeline_ids t ON a.customer_id = t.id) `
+
+// Timeline returns a page of a customer's messages across channels, with
+// the messages of every customer absorbed into it.
 func (s *Store) Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error) {
-	query := `SELECT event FROM messages WHERE customer_id = ?`
+	query := timelineIDs + `SELECT event FROM messages WHERE customer_id IN (SELECT id FROM timeline_ids)`
 	args := []any{customerID}
 	if after != nil {
 		query += ` AND (occurred_at > ? OR (occurred_at = ? AND message_id > ?))`

@@ -34,7 +34,7 @@ func RemoveFiles(path string) error {
 
 // replacedTables are the tables a swap replaces whole; of consumer_offsets
 // and store_meta it replaces the group's rows and the policy hash.
-var replacedTables = []string{"customers", "customer_fields", "conflicts", "messages", "identities"}
+var replacedTables = []string{"customers", "customer_fields", "conflicts", "messages", "identities", "absorptions"}
 
 // SwapIn replaces the content of the store at path by the shadow's at
 // shadowPath, atomically: in one transaction on the store it takes the

@@ -103,7 +103,7 @@ func (s *Store) Replace(ctx context.Context, customerIDs []string, records []mer
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
 	defer tx.Rollback()
-	for _, table := range []string{"customers", "customer_fields", "conflicts", "identities", "messages"} {
+	for _, table := range []string{"customers", "customer_fields", "conflicts", "identities", "messages", "absorptions"} {
 		stmt, err := tx.PrepareContext(ctx, `DELETE FROM `+table+` WHERE customer_id = ?`)
 		if err != nil {
 			return fmt.Errorf("preparing statements: %w", err)

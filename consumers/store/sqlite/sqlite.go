@@ -23,7 +23,7 @@ import (
 )
 
 // migrations are the schema's versions, each applied once, in order.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 var (
 	//go:embed schema.sql
@@ -32,6 +32,8 @@ var (
 	schemaV2 string
 	//go:embed schema_v3.sql
 	schemaV3 string
+	//go:embed schema_v4.sql
+	schemaV4 string
 )
 
 // Store is a SQLite store. It is safe for concurrent use.
@@ -224,6 +226,9 @@ type writer struct {
 	insertMessage    *sql.Stmt
 	upsertOffset     *sql.Stmt
 	upsertPolicyHash *sql.Stmt
+	// the customer merge
+	deleteAbsorptions *sql.Stmt
+	insertAbsorption  *sql.Stmt
 	// for updateRecord
 	updateCustomer *sql.Stmt
 	upsertField    *sql.Stmt
@@ -242,11 +247,14 @@ func prepareWriter(ctx context.Context, tx *sql.Tx) (*writer, error) {
 		// The version guard is the upsert's WHERE: a re-delivered record
 		// (what is stored is as new or newer) changes no row.
 		{&w.upsertCustomer, `INSERT INTO customers (customer_id, version, needs_review, deleted, tombstone_at, tombstone_event_id,
-				last_contact_at, last_contact_channel, updated_at, policy_hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				last_contact_at, last_contact_channel, updated_at, policy_hash, record, merged_into) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, needs_review = excluded.needs_review, deleted = excluded.deleted,
 				tombstone_at = excluded.tombstone_at, tombstone_event_id = excluded.tombstone_event_id, last_contact_at = excluded.last_contact_at,
-				last_contact_channel = excluded.last_contact_channel, updated_at = excluded.updated_at, policy_hash = excluded.policy_hash, record = excluded.record
+				last_contact_channel = excluded.last_contact_channel, updated_at = excluded.updated_at, policy_hash = excluded.policy_hash, record = excluded.record,
+				merged_into = excluded.merged_into
 			WHERE customers.version < excluded.version`},
+		{&w.deleteAbsorptions, `DELETE FROM absorptions WHERE customer_id = ?`},
+		{&w.insertAbsorption, `INSERT INTO absorptions (customer_id, absorbed_id, merge_id) VALUES (?, ?, ?)`},
 		{&w.deleteFields, `DELETE FROM customer_fields WHERE customer_id = ?`},
 		{&w.deleteConflicts, `DELETE FROM conflicts WHERE customer_id = ?`},
 		{&w.deleteIdentities, `DELETE FROM identities WHERE customer_id = ?`},
@@ -274,7 +282,7 @@ func prepareWriter(ctx context.Context, tx *sql.Tx) (*writer, error) {
 		{&w.upsertPolicyHash, `INSERT INTO store_meta (key, value) VALUES ('policy_hash', ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
 		{&w.updateCustomer, `UPDATE customers SET version = ?, needs_review = ?, deleted = ?, tombstone_at = ?, tombstone_event_id = ?,
-				last_contact_at = ?, last_contact_channel = ?, updated_at = ?, policy_hash = ?, record = ?
+				last_contact_at = ?, last_contact_channel = ?, updated_at = ?, policy_hash = ?, record = ?, merged_into = ?
 			WHERE customer_id = ? AND version = ?`},
 		{&w.upsertField, `INSERT INTO customer_fields (customer_id, field, value_json, occurred_at, event_id, channel, source)
 				VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -315,7 +323,7 @@ func (w *writer) upsertRecord(ctx context.Context, r *merge.Record) error {
 		lastAt = millis(r.LastContact.At)
 	}
 	res, err := w.upsertCustomer.ExecContext(ctx, r.CustomerID, r.Version, r.NeedsReview, r.Deleted(), tombAt, tombID, lastAt,
-		string(r.LastContactChannel), millis(r.UpdatedAt), r.PolicyHash, string(record))
+		string(r.LastContactChannel), millis(r.UpdatedAt), r.PolicyHash, string(record), mergedInto(r))
 	if err != nil {
 		return err
 	}
@@ -323,6 +331,9 @@ func (w *writer) upsertRecord(ctx context.Context, r *merge.Record) error {
 		return err
 	} else if n == 0 {
 		return nil // re-delivery: what is stored is as new or newer
+	}
+	if err := w.writeAbsorptions(ctx, r); err != nil {
+		return err
 	}
 	for _, del := range []*sql.Stmt{w.deleteFields, w.deleteConflicts, w.deleteIdentities} {
 		if _, err := del.ExecContext(ctx, r.CustomerID); err != nil {
@@ -376,12 +387,17 @@ func (w *writer) updateRecord(ctx context.Context, r, base *merge.Record) (done 
 		lastAt = millis(r.LastContact.At)
 	}
 	res, err := w.updateCustomer.ExecContext(ctx, r.Version, r.NeedsReview, r.Deleted(), tombAt, tombID, lastAt,
-		string(r.LastContactChannel), millis(r.UpdatedAt), r.PolicyHash, string(record), r.CustomerID, base.Version)
+		string(r.LastContactChannel), millis(r.UpdatedAt), r.PolicyHash, string(record), mergedInto(r), r.CustomerID, base.Version)
 	if err != nil {
 		return false, err
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return false, err
+	}
+	if len(r.Absorbed) > 0 || len(base.Absorbed) > 0 {
+		if err := w.writeAbsorptions(ctx, r); err != nil {
+			return false, err
+		}
 	}
 	ch := store.Diff(base, r)
 	if ch.TombstoneChanged {
@@ -427,6 +443,27 @@ func (w *writer) updateRecord(ctx context.Context, r, base *merge.Record) (done 
 		}
 	}
 	return true, nil
+}
+
+// writeAbsorptions replaces the customers absorbed into r.
+func (w *writer) writeAbsorptions(ctx context.Context, r *merge.Record) error {
+	if _, err := w.deleteAbsorptions.ExecContext(ctx, r.CustomerID); err != nil {
+		return err
+	}
+	for _, a := range r.Absorbed {
+		if _, err := w.insertAbsorption.ExecContext(ctx, r.CustomerID, a.CustomerID, a.MergeID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mergedInto returns the survivor r is merged into, nil (NULL) when none.
+func mergedInto(r *merge.Record) any {
+	if r.MergedInto == nil {
+		return nil
+	}
+	return r.MergedInto.CustomerID
 }
 
 func (w *writer) upsertMessage(ctx context.Context, m *events.MessageEvent) error {
