@@ -45,6 +45,18 @@ type Customer struct {
 	LastContactChannel *string          `json:"last_contact_channel"`
 	UpdatedAt          time.Time        `json:"updated_at"`
 	PolicyHash         string           `json:"policy_hash"`
+	// AlsoKnownAs lists the customers merged into this one.
+	AlsoKnownAs []AlsoKnownAs `json:"also_known_as"`
+}
+
+// AlsoKnownAs is a customer merged into another: its ID, name and
+// identities as last handed off, and the merge (which an unmerge names).
+type AlsoKnownAs struct {
+	ID         string     `json:"id"`
+	Name       *string    `json:"name"`
+	Identities []Identity `json:"identities"`
+	MergeID    string     `json:"merge_id"`
+	MergedAt   time.Time  `json:"merged_at"`
 }
 
 // Field is a field's value and where it came from.
@@ -149,6 +161,9 @@ type ResolveAccepted struct {
 	ConflictID string `json:"conflict_id"`
 	EventID    string `json:"event_id"`
 	CustomerID string `json:"customer_id"`
+	// MergeEventID is, when a merge suggestion was confirmed, the MERGE
+	// request published with the resolution.
+	MergeEventID string `json:"merge_event_id,omitempty"`
 }
 
 // Error is the body of every error answer.
@@ -187,6 +202,21 @@ func textField(r merge.Record, field string) *string {
 	return &s
 }
 
+// phoneOf is the customer's phone field or, without one, the number a
+// channel vouched for (a caller's): the lowest authority, shown only where
+// no source set the field.
+func phoneOf(r merge.Record) *string {
+	if p := textField(r, "phone"); p != nil {
+		return p
+	}
+	for _, id := range r.Identities {
+		if id.Kind == "phone" && id.Verified {
+			return &id.Value
+		}
+	}
+	return nil
+}
+
 func openConflicts(r merge.Record) int {
 	n := 0
 	for _, c := range r.Conflicts {
@@ -201,7 +231,7 @@ func openConflicts(r merge.Record) int {
 // its stored messages.
 func summaryOf(r merge.Record, messageChannels []events.Channel) CustomerSummary {
 	s := CustomerSummary{
-		ID: r.CustomerID, Version: r.Version, Name: textField(r, "name"), Phone: textField(r, "phone"),
+		ID: r.CustomerID, Version: r.Version, Name: textField(r, "name"), Phone: phoneOf(r),
 		Email: textField(r, "email"), NeedsReview: r.NeedsReview, OpenConflicts: openConflicts(r),
 		Channels: channelsOf(r, messageChannels), UpdatedAt: ms(r.UpdatedAt),
 	}
@@ -248,6 +278,15 @@ func customerOf(r merge.Record, messageChannels []events.Channel) Customer {
 		ID: r.CustomerID, Version: r.Version, Deleted: r.Deleted(), NeedsReview: r.NeedsReview, Channels: channelsOf(r, messageChannels),
 		Fields: make(map[string]Field, len(r.Fields)), Identities: make([]Identity, 0, len(r.Identities)),
 		Conflicts: make([]Conflict, 0, len(r.Conflicts)), UpdatedAt: ms(r.UpdatedAt), PolicyHash: r.PolicyHash,
+		AlsoKnownAs: make([]AlsoKnownAs, 0, len(r.Absorbed)),
+	}
+	for _, a := range r.Absorbed {
+		aka := AlsoKnownAs{ID: a.CustomerID, Name: textField(a.Snapshot, "name"), Identities: make([]Identity, 0, len(a.Snapshot.Identities)),
+			MergeID: a.MergeID, MergedAt: ms(a.At.At)}
+		for _, id := range a.Snapshot.Identities {
+			aka.Identities = append(aka.Identities, Identity(id))
+		}
+		c.AlsoKnownAs = append(c.AlsoKnownAs, aka)
 	}
 	for name, g := range r.Fields {
 		c.Fields[name] = Field{Value: json.RawMessage(g.Value), Channel: string(g.Channel), Source: g.Source,

@@ -298,6 +298,7 @@ func deref(p *float64) any {
 var schemaTypes = map[string]reflect.Type{
 	"CustomerSummary":   reflect.TypeFor[CustomerSummary](),
 	"Customer":          reflect.TypeFor[Customer](),
+	"AlsoKnownAs":       reflect.TypeFor[AlsoKnownAs](),
 	"Field":             reflect.TypeFor[Field](),
 	"Identity":          reflect.TypeFor[Identity](),
 	"Conflict":          reflect.TypeFor[Conflict](),
