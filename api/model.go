@@ -45,18 +45,54 @@ type Customer struct {
 	LastContactChannel *string          `json:"last_contact_channel"`
 	UpdatedAt          time.Time        `json:"updated_at"`
 	PolicyHash         string           `json:"policy_hash"`
-	// AlsoKnownAs lists the customers merged into this one.
+	// RedirectedFrom is the ID asked for when it was merged into this
+	// customer (through RedirectPath), null otherwise.
+	RedirectedFrom *string `json:"redirected_from"`
+	// RedirectPath is every merged ID followed to this customer, the one
+	// asked for first; empty when not redirected.
+	RedirectPath []string `json:"redirect_path"`
+	// MergedInto is the survivor this customer is merged into when the
+	// store does not know the survivor yet (its hand-off is not folded),
+	// null otherwise.
+	MergedInto *string `json:"merged_into"`
+	// AlsoKnownAs is every customer merged into this one, through chains.
 	AlsoKnownAs []AlsoKnownAs `json:"also_known_as"`
 }
 
-// AlsoKnownAs is a customer merged into another: its ID, name and
-// identities as last handed off, and the merge (which an unmerge names).
+// AlsoKnownAs is a customer merged into another: when, why and by whom.
 type AlsoKnownAs struct {
-	ID         string     `json:"id"`
-	Name       *string    `json:"name"`
-	Identities []Identity `json:"identities"`
-	MergeID    string     `json:"merge_id"`
-	MergedAt   time.Time  `json:"merged_at"`
+	ID        string     `json:"id"`
+	MergeID   string     `json:"merge_id"`
+	MergedAt  time.Time  `json:"merged_at"`
+	DecidedBy string     `json:"decided_by"`
+	Evidence  []Identity `json:"evidence"`
+	// Via is the customer it was absorbed into when that one was merged
+	// into this customer in turn (a chain), null when absorbed directly.
+	Via *string `json:"via"`
+}
+
+// MergeRequest is the body of POST /api/v1/merges.
+type MergeRequest struct {
+	SurvivorID string `json:"survivor_id"`
+	AbsorbedID string `json:"absorbed_id"`
+	// Evidence is the identities the two customers share, optional.
+	Evidence  []Identity `json:"evidence,omitempty"`
+	DecidedBy string     `json:"decided_by"`
+}
+
+// UnmergeRequest is the body of POST /api/v1/customers/{id}/unmerge.
+type UnmergeRequest struct {
+	MergeID   string `json:"merge_id"`
+	DecidedBy string `json:"decided_by"`
+}
+
+// MergeAccepted answers a merge or an unmerge: the request is in Kafka;
+// the materializers fold it (and the events it emits) shortly.
+type MergeAccepted struct {
+	MergeID    string `json:"merge_id"`
+	EventID    string `json:"event_id"`
+	SurvivorID string `json:"survivor_id"`
+	AbsorbedID string `json:"absorbed_id"`
 }
 
 // Field is a field's value and where it came from.
@@ -278,15 +314,10 @@ func customerOf(r merge.Record, messageChannels []events.Channel) Customer {
 		ID: r.CustomerID, Version: r.Version, Deleted: r.Deleted(), NeedsReview: r.NeedsReview, Channels: channelsOf(r, messageChannels),
 		Fields: make(map[string]Field, len(r.Fields)), Identities: make([]Identity, 0, len(r.Identities)),
 		Conflicts: make([]Conflict, 0, len(r.Conflicts)), UpdatedAt: ms(r.UpdatedAt), PolicyHash: r.PolicyHash,
-		AlsoKnownAs: make([]AlsoKnownAs, 0, len(r.Absorbed)),
+		RedirectPath: []string{}, AlsoKnownAs: []AlsoKnownAs{},
 	}
-	for _, a := range r.Absorbed {
-		aka := AlsoKnownAs{ID: a.CustomerID, Name: textField(a.Snapshot, "name"), Identities: make([]Identity, 0, len(a.Snapshot.Identities)),
-			MergeID: a.MergeID, MergedAt: ms(a.At.At)}
-		for _, id := range a.Snapshot.Identities {
-			aka.Identities = append(aka.Identities, Identity(id))
-		}
-		c.AlsoKnownAs = append(c.AlsoKnownAs, aka)
+	if r.MergedInto != nil {
+		c.MergedInto = &r.MergedInto.CustomerID
 	}
 	for name, g := range r.Fields {
 		c.Fields[name] = Field{Value: json.RawMessage(g.Value), Channel: string(g.Channel), Source: g.Source,
@@ -366,4 +397,15 @@ func decodeCursor(s string) (*store.Cursor, error) {
 		return nil, errBadCursor
 	}
 	return &c, nil
+}
+
+// alsoKnownAs is the entry of absorption a; via names the customer it was
+// absorbed into, "" for the customer viewed.
+func alsoKnownAs(a merge.Absorption, via string) AlsoKnownAs {
+	out := AlsoKnownAs{ID: a.CustomerID, MergeID: a.MergeID, MergedAt: ms(a.At.At), DecidedBy: a.DecidedBy,
+		Evidence: make([]Identity, 0, len(a.Evidence)), Via: optString(via)}
+	for _, id := range a.Evidence {
+		out.Evidence = append(out.Evidence, Identity(id))
+	}
+	return out
 }

@@ -1,13 +1,11 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,7 +30,7 @@ type Publisher interface {
 // Config configures the API.
 type Config struct {
 	Store      store.Reader
-	Publisher  Publisher // takes the RESOLVE events
+	Publisher  Publisher // takes the RESOLVE, MERGE and UNMERGE requests
 	Status     *Status   // answers /api/v1/sync/status
 	AdminToken string    // bearer token of every /api/v1 call
 	Logger     *zap.Logger
@@ -79,6 +77,8 @@ var routes = []struct {
 	{"GET /api/v1/conflicts", (*server).conflicts},
 	{"GET /api/v1/conflicts/{id}", (*server).conflict},
 	{"POST /api/v1/conflicts/{id}/resolve", (*server).resolve},
+	{"POST /api/v1/customers/{id}/unmerge", (*server).unmerge},
+	{"POST /api/v1/merges", (*server).createMerge},
 	{"GET /api/v1/sync/status", (*server).syncStatus},
 }
 
@@ -147,11 +147,17 @@ func (s *server) searchCustomers(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
+// customer answers the unified view; for a customer merged into another
+// it answers the survivor's, marked redirected_from.
 func (s *server) customer(w http.ResponseWriter, r *http.Request) {
-	rec, ok, err := s.cfg.Store.Customer(r.Context(), r.PathValue("id"))
+	rec, path, ok, err := s.followRedirects(r.Context(), r.PathValue("id"))
 	var channels map[string][]events.Channel
+	var aka []AlsoKnownAs
 	if err == nil && ok {
 		channels, err = s.cfg.Store.MessageChannels(r.Context(), []string{rec.CustomerID})
+	}
+	if err == nil && ok {
+		aka, err = s.alsoKnownAsOf(r.Context(), rec)
 	}
 	switch {
 	case err != nil:
@@ -159,7 +165,12 @@ func (s *server) customer(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 		writeError(w, http.StatusNotFound, "not_found", "no customer "+r.PathValue("id"))
 	default:
-		writeJSON(w, http.StatusOK, customerOf(rec, channels[rec.CustomerID]))
+		c := customerOf(rec, channels[rec.CustomerID])
+		c.AlsoKnownAs = aka
+		if len(path) > 0 {
+			c.RedirectedFrom, c.RedirectPath = &path[0], path
+		}
+		writeJSON(w, http.StatusOK, c)
 	}
 }
 
@@ -169,7 +180,17 @@ func (s *server) timeline(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	msgs, err := s.cfg.Store.Timeline(r.Context(), r.PathValue("id"), after, limit)
+	// The timeline of a merged customer is its survivor's, which holds
+	// the messages of every customer absorbed.
+	rec, _, ok, err := s.followRedirects(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	if ok {
+		id = rec.CustomerID
+	}
+	var msgs []events.MessageEvent
+	if err == nil {
+		msgs, err = s.cfg.Store.Timeline(r.Context(), id, after, limit)
+	}
 	if err != nil {
 		s.storeFailed(w, err)
 		return
@@ -252,26 +273,10 @@ var choices = map[string]events.ResolutionChoice{
 
 func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 	var req ResolveRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxResolveBody))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body: more than %d bytes", maxResolveBody))
-		return
-	case err != nil:
-		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+	if !readBody(w, r, maxResolveBody, &req) {
 		return
 	}
-	if bad := normalize.CheckJSONText(body); bad != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", bad.Error())
-		return
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
-		return
-	}
+	var err error
 	if req.ResolvedBy, err = normalize.Text("resolved_by", req.ResolvedBy, 128); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -339,10 +344,7 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 		Source: "api@" + s.cfg.Instance, Op: events.OpResolve, OccurredAt: now, IngestedAt: now,
 		Resolution: &events.Resolution{ConflictID: c.ID, Field: c.Field, Choice: choice, Value: req.Value, ResolvedBy: req.ResolvedBy},
 	}
-	if err := s.cfg.Publisher.Publish(r.Context(), ev); err != nil {
-		s.cfg.Logger.Warn("resolve not published", zap.String("conflict_id", c.ID), zap.Error(err))
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "Kafka did not acknowledge the resolution; retry")
+	if !s.publish(w, r, ev, "resolution") {
 		return
 	}
 	out := ResolveAccepted{ConflictID: c.ID, EventID: ev.EventID, CustomerID: c.CustomerID}

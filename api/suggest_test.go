@@ -76,8 +76,8 @@ func TestMergeSuggestionConfirmed(t *testing.T) {
 	f.feed(t, &out.Emit[0], evs[1])
 
 	cust := decode[api.Customer](t, call(t, h, "GET", "/api/v1/customers/"+liNa, ""), http.StatusOK)
-	if len(cust.AlsoKnownAs) != 1 || cust.AlsoKnownAs[0].ID != appUser || cust.AlsoKnownAs[0].Name == nil ||
-		*cust.AlsoKnownAs[0].Name != "Li Na (app)" || cust.AlsoKnownAs[0].MergeID != m.EventID || len(cust.AlsoKnownAs[0].Identities) == 0 {
+	if len(cust.AlsoKnownAs) != 1 || cust.AlsoKnownAs[0].ID != appUser || cust.AlsoKnownAs[0].DecidedBy != "王芳" ||
+		cust.AlsoKnownAs[0].MergeID != m.EventID || len(cust.AlsoKnownAs[0].Evidence) != 2 {
 		t.Errorf("also known as: %+v", cust.AlsoKnownAs)
 	}
 	for _, x := range cust.Conflicts {

@@ -170,7 +170,8 @@ func (ed *edit) absorbHandOff(r Record, m *events.Merge, a Record, t trigger) (R
 	if i >= 0 {
 		ed.rec.Absorbed[i].Snapshot = a
 	} else {
-		ed.rec.Absorbed = append(ed.rec.Absorbed, Absorption{MergeID: m.MergeID, CustomerID: a.CustomerID, At: t.stamp, Snapshot: a})
+		ed.rec.Absorbed = append(ed.rec.Absorbed, Absorption{MergeID: m.MergeID, CustomerID: a.CustomerID, At: t.stamp, Snapshot: a,
+			Evidence: slices.Clone(m.Evidence), DecidedBy: m.DecidedBy})
 	}
 	ed.changed = true
 	emit := ed.out.Emit

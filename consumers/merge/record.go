@@ -85,6 +85,10 @@ type Absorption struct {
 	// Snapshot is the absorbed customer's record as last handed off,
 	// without merge bookkeeping.
 	Snapshot Record
+	// Evidence and DecidedBy are the MERGE request's (carried by its
+	// first hand-off): why the customers were merged, and who decided.
+	Evidence  []events.Identity
+	DecidedBy string
 }
 
 // Register is a last-write-wins field value with the stamp and provenance
@@ -211,6 +215,9 @@ type (
 		CustomerID string    `json:"customer_id"`
 		At         stampJSON `json:"at"`
 		Snapshot   Record    `json:"snapshot"`
+		// Left out when empty, as the merge keys of the record are.
+		Evidence  []identityJSON `json:"evidence,omitempty"`
+		DecidedBy string         `json:"decided_by,omitempty"`
 	}
 	stampJSON struct {
 		At      int64  `json:"at"`
@@ -265,7 +272,11 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		out.MergedInto = &mergeRefJSON{m.MergeID, m.CustomerID, *stampToJSON(&m.At)}
 	}
 	for _, a := range r.Absorbed {
-		out.Absorbed = append(out.Absorbed, absorptionJSON{a.MergeID, a.CustomerID, *stampToJSON(&a.At), a.Snapshot})
+		aj := absorptionJSON{MergeID: a.MergeID, CustomerID: a.CustomerID, At: *stampToJSON(&a.At), Snapshot: a.Snapshot, DecidedBy: a.DecidedBy}
+		for _, id := range a.Evidence {
+			aj.Evidence = append(aj.Evidence, identityJSON(id))
+		}
+		out.Absorbed = append(out.Absorbed, aj)
 	}
 	for f, g := range r.Fields {
 		out.Fields[f] = registerJSON{g.Value, *stampToJSON(&g.Stamp), g.Channel, g.Source}
@@ -312,7 +323,11 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		out.MergedInto = &MergeRef{m.MergeID, m.CustomerID, *stampFromJSON(&m.At)}
 	}
 	for _, a := range in.Absorbed {
-		out.Absorbed = append(out.Absorbed, Absorption{a.MergeID, a.CustomerID, *stampFromJSON(&a.At), a.Snapshot})
+		ab := Absorption{MergeID: a.MergeID, CustomerID: a.CustomerID, At: *stampFromJSON(&a.At), Snapshot: a.Snapshot, DecidedBy: a.DecidedBy}
+		for _, id := range a.Evidence {
+			ab.Evidence = append(ab.Evidence, events.Identity(id))
+		}
+		out.Absorbed = append(out.Absorbed, ab)
 	}
 	if len(in.Fields) > 0 {
 		out.Fields = make(map[string]Register, len(in.Fields))
