@@ -45,6 +45,7 @@ type env struct {
 	url   string
 	cl    *kgo.Client
 	p     *ingest.Pipeline
+	dir   *ingest.Directory
 	// from is where the messages topic ended when the test began: the
 	// test reads its own messages only, not every other test's; dlqFrom
 	// likewise for the dead-letter topic.
@@ -87,7 +88,7 @@ func startWith(t *testing.T, k testenv.Kafka, creds ingest.Credentials) *env {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	from := testenv.EndOffsets(t, cl, schemas.CustomerMessagesTopic, schemas.DeadLetterTopic)
-	return &env{k: k, serde: serde, url: srv.URL, cl: cl, p: p, from: from[schemas.CustomerMessagesTopic], dlqFrom: from[schemas.DeadLetterTopic]}
+	return &env{k: k, serde: serde, url: srv.URL, cl: cl, p: p, dir: dir, from: from[schemas.CustomerMessagesTopic], dlqFrom: from[schemas.DeadLetterTopic]}
 }
 
 // messages returns the messages of customers whose sender is senderID,

@@ -199,6 +199,11 @@ func TestFanBecomesOneCustomer(t *testing.T) {
 		return survivorOf(fan) == final && survivorOf(caller) == final && survivorOf(appCustomer) == final
 	})
 	awaitRecord(t, st, final, func(r merge.Record) bool { return !r.NeedsReview })
+	// The API's MERGE request wrote the directory's redirect: the
+	// producers send the absorbed customer's identities to the survivor.
+	await(t, "the confirmed merge's redirect in the identity directory", func() bool {
+		return e.dir.Survivor(max(pair, caller), nil) == final && e.dir.Survivor(fan, nil) == final && e.dir.Survivor(appCustomer, nil) == final
+	})
 	// The fan writes again on the official account, without the unionid:
 	// the openid's customer is merged, so the message goes to the survivor.
 	wechatPush(false, "公众号：收到了，谢谢")
