@@ -25,8 +25,15 @@ import (
 //	  "identities": [{"kind": "phone", "scope": "", "value": "+8613800138000"}],
 //	  "conflicts": [{"id": "…", "field": "phone", "current": "+86…", "candidate": "+86…",
 //	                 "candidate_event_id": "…", "candidate_channel": "APP", "candidate_source": "…",
-//	                 "detected_at": "…", "status": "OPEN"}]
+//	                 "detected_at": "…", "status": "OPEN"}],
+//	  "merged_into": null,
+//	  "absorbed_ids": ["c-9"]
 //	}
+//
+// merged_into names the survivor of a customer merged into another (the
+// target redirects it there); absorbed_ids are the customers merged into
+// this one (their data is in this record). An unmerge publishes both
+// customers again without them.
 //
 // Delivery is at least once: the same version can arrive twice (after a
 // restart or a rebalance), and versions of a customer arrive in order. A
@@ -45,6 +52,8 @@ type Body struct {
 	Fields             map[string]Field `json:"fields"`
 	Identities         []Identity       `json:"identities"`
 	Conflicts          []Conflict       `json:"conflicts"`
+	MergedInto         *string          `json:"merged_into"`
+	AbsorbedIDs        []string         `json:"absorbed_ids"`
 }
 
 // Field is one field's value and the write that set it.
@@ -84,7 +93,7 @@ func NewBody(s *events.CustomerState) (*Body, error) {
 		CustomerID: s.CustomerID, Version: s.Version, Deleted: s.Deleted, NeedsReview: s.NeedsReview,
 		UpdatedAt: s.UpdatedAt.UTC(), LastContactChannel: s.LastContactChannel, PolicyHash: s.PolicyHash,
 		Fields: make(map[string]Field, len(s.Fields)), Identities: make([]Identity, 0, len(s.Identities)),
-		Conflicts: make([]Conflict, 0, len(s.Conflicts)),
+		Conflicts: make([]Conflict, 0, len(s.Conflicts)), MergedInto: s.MergedInto, AbsorbedIDs: append([]string{}, s.AbsorbedIDs...),
 	}
 	if s.LastContactAt != nil {
 		t := s.LastContactAt.UTC()

@@ -2,13 +2,19 @@ package materializer_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http/httptest"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/merge"
+	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
@@ -151,5 +157,180 @@ func waitFor(t *testing.T, st checkedStore, id string, ok func(merge.Record) boo
 			t.Fatalf("customer %s: record %+v (err %v) not as awaited after 60 s", id, got[id], err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ownFold folds events and messages as if no merge existed: what a customer's
+// own events alone give, which an unmerge restores.
+func ownFold(items ...any) merge.Record {
+	var r merge.Record
+	for _, it := range items {
+		switch it := it.(type) {
+		case *events.CustomerEvent:
+			r, _ = merge.Apply(r, it, nil)
+		case *events.MessageEvent:
+			r, _ = merge.ApplyMessage(r, it, nil)
+		}
+	}
+	return r
+}
+
+// timelineOf returns the IDs of a customer's timeline, in order.
+func timelineOf(t *testing.T, st checkedStore, id string) []string {
+	t.Helper()
+	ms, err := st.Timeline(context.Background(), id, nil, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []string{}
+	for _, m := range ms {
+		out = append(out, m.MessageID)
+	}
+	return out
+}
+
+// Two customers on different partitions merged through the API on the
+// real Kafka, into each store: one customer with one timeline holding
+// every message once, the absorbed ID answered with the survivor; late
+// events of both reach the merged customer; an unmerge through the API
+// gives each customer exactly what its own events give; and a replay of
+// the log into an empty store by a new group gives the same records.
+func TestMergeAndUnmergeThroughTheAPI(t *testing.T) {
+	k := testenv.RealKafka(t)
+	r := newRig(t, k)
+	stores := map[string]func(t *testing.T) store.Store{
+		"sqlite":   func(t *testing.T) store.Store { return openSQLite(t, filepath.Join(t.TempDir(), "store.db")) },
+		"postgres": func(t *testing.T) store.Store { return openPostgres(t, testenv.Postgres(t)) },
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) { mergeThroughAPI(t, r, stores[name]) })
+	}
+}
+
+func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) {
+	st := open(t)
+	group := testenv.UniqueName(t, "group")
+	from := r.startAtEnd(t, st, group)
+	s, a := mergePair(t)
+	text := func(s string) *string { return &s }
+	msg := func(cid, id string, at time.Duration, ch events.Channel) *events.MessageEvent {
+		return &events.MessageEvent{MessageID: cid + "-" + id, CustomerID: cid, Channel: ch, Source: "test",
+			Direction: events.DirectionInbound, SenderType: events.SenderCustomer, ContentType: events.ContentText,
+			Text: text(id), OccurredAt: base.Add(at), IngestedAt: time.Now()}
+	}
+	unionid := events.Identity{Kind: "wechat_unionid", Value: "u-" + a, Verified: true}
+	own := map[string][]any{
+		s: {&events.CustomerEvent{EventID: s + "-e1", CustomerID: s, Channel: events.ChannelCRM, Source: "test", Op: events.OpUpsert,
+			OccurredAt: base, IngestedAt: time.Now(), Profile: &events.Profile{Name: text("刘洋"), Phone: text("+8613800138000")},
+			Identities: []events.Identity{{Kind: "crm", Value: "crm-" + s, Verified: true}}},
+			msg(s, "m1", time.Minute, events.ChannelPhone)},
+		a: {&events.CustomerEvent{EventID: a + "-e1", CustomerID: a, Channel: events.ChannelMiniProgram, Source: "test", Op: events.OpUpsert,
+			OccurredAt: base.Add(time.Second), IngestedAt: time.Now(), Profile: &events.Profile{Email: text("liu@example.com")},
+			Identities: []events.Identity{unionid}},
+			msg(a, "m1", 2*time.Minute, events.ChannelMiniProgram)},
+	}
+	r.produce(t, append(slices.Clone(own[s]), own[a]...)...)
+	runMaterializer(t, r, group, st)
+	waitFor(t, st, a, func(rec merge.Record) bool { return rec.LastContact != nil })
+	waitFor(t, st, s, func(rec merge.Record) bool { return rec.LastContact != nil })
+
+	h := api.Handler(api.Config{Store: st, Publisher: api.KafkaPublisher{Client: r.cl, Serde: r.serde}, AdminToken: "tok", Instance: "test"})
+	do := func(method, target, body string, want int, out any) {
+		t.Helper()
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != want {
+			t.Fatalf("%s %s: %d %s, want %d", method, target, w.Code, w.Body, want)
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Named the other way round: the smaller ID survives.
+	var accepted api.MergeAccepted
+	do("POST", "/api/v1/merges", `{"survivor_id":"`+a+`","absorbed_id":"`+s+`","decided_by":"agent-1",
+		"evidence":[{"kind":"wechat_unionid","scope":"","value":"`+unionid.Value+`","verified":true}]}`, 202, &accepted)
+	if accepted.SurvivorID != s || accepted.AbsorbedID != a {
+		t.Fatalf("merge accepted as %+v, want survivor %s", accepted, s)
+	}
+	merged := waitFor(t, st, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 1 })
+	if merged.Fields["email"].Value != `"liu@example.com"` || merged.Fields["name"].Value != `"刘洋"` {
+		t.Errorf("the survivor does not hold both customers' fields: %+v", merged.Fields)
+	}
+	var c api.Customer
+	do("GET", "/api/v1/customers/"+a, "", 200, &c)
+	if c.ID != s || c.RedirectedFrom == nil || *c.RedirectedFrom != a || len(c.AlsoKnownAs) != 1 || c.AlsoKnownAs[0].MergeID != accepted.MergeID {
+		t.Errorf("GET of the absorbed customer: id %s, redirected from %v, also known as %+v", c.ID, c.RedirectedFrom, c.AlsoKnownAs)
+	}
+	if got, want := timelineOf(t, st, s), []string{s + "-m1", a + "-m1"}; !slices.Equal(got, want) {
+		t.Errorf("the survivor's timeline is %v, want %v (every message once)", got, want)
+	}
+
+	// Late data for both while merged: the absorbed customer's reaches the
+	// survivor through a new hand-off.
+	lateA := []any{
+		&events.CustomerEvent{EventID: a + "-e2", CustomerID: a, Channel: events.ChannelApp, Source: "test", Op: events.OpUpsert,
+			OccurredAt: base.Add(time.Hour), IngestedAt: time.Now(), Profile: &events.Profile{Gender: func() *events.Gender { g := events.GenderFemale; return &g }()}},
+		msg(a, "m2", time.Hour+time.Minute, events.ChannelApp),
+	}
+	lateS := []any{msg(s, "m2", 2*time.Hour, events.ChannelPhone)}
+	own[a], own[s] = append(own[a], lateA...), append(own[s], lateS...)
+	r.produce(t, append(lateA, lateS...)...)
+	waitFor(t, st, s, func(rec merge.Record) bool {
+		_, ok := rec.Fields["gender"]
+		return ok && rec.LastContact != nil && rec.LastContact.EventID == s+"-m2"
+	})
+	if got, want := timelineOf(t, st, s), []string{s + "-m1", a + "-m1", a + "-m2", s + "-m2"}; !slices.Equal(got, want) {
+		t.Errorf("the survivor's timeline is %v, want %v", got, want)
+	}
+
+	// The unmerge: each customer is exactly what its own events give.
+	do("POST", "/api/v1/customers/"+s+"/unmerge", `{"merge_id":"`+accepted.MergeID+`","decided_by":"agent-1"}`, 202, &accepted)
+	split := waitFor(t, st, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 0 && len(rec.EndedMerges) == 1 })
+	released := waitFor(t, st, a, func(rec merge.Record) bool { return rec.MergedInto == nil && len(rec.EndedMerges) == 1 })
+	for id, got := range map[string]merge.Record{s: split, a: released} {
+		if want := ownFold(own[id]...); got.ContentHash() != want.ContentHash() {
+			t.Errorf("customer %s after the unmerge: content %+v, want what its own events give %+v", id, got, want)
+		}
+	}
+	if got, want := timelineOf(t, st, s), []string{s + "-m1", s + "-m2"}; !slices.Equal(got, want) {
+		t.Errorf("the survivor's timeline after the unmerge is %v, want %v", got, want)
+	}
+	if got, want := timelineOf(t, st, a), []string{a + "-m1", a + "-m2"}; !slices.Equal(got, want) {
+		t.Errorf("the absorbed customer's timeline after the unmerge is %v, want %v", got, want)
+	}
+	do("GET", "/api/v1/customers/"+a, "", 200, &c)
+	if c.ID != a || c.RedirectedFrom != nil {
+		t.Errorf("GET of the released customer answers %s (redirected from %v)", c.ID, c.RedirectedFrom)
+	}
+
+	// A replay of the log into an empty store gives the same records and
+	// timelines, byte for byte.
+	ends := r.endOffsets(t)
+	waitCaughtUp(t, st, group, ends, 60*time.Second)
+	clean := open(t)
+	cleanGroup := testenv.UniqueName(t, "clean")
+	if err := clean.Apply(context.Background(), &store.Batch{Group: cleanGroup, Offsets: from}); err != nil {
+		t.Fatal(err)
+	}
+	runMaterializer(t, r, cleanGroup, clean)
+	waitCaughtUp(t, clean, cleanGroup, ends, 60*time.Second)
+	live, err := st.Load(context.Background(), []string{s, a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayed, err := clean.Load(context.Background(), []string{s, a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{s, a} {
+		if live[id].CanonicalHash() != replayed[id].CanonicalHash() {
+			t.Errorf("customer %s: the replay holds version %d, the live store %d; canonical hashes differ", id, replayed[id].Version, live[id].Version)
+		}
+		if got, want := timelineOf(t, clean, id), timelineOf(t, st, id); !slices.Equal(got, want) {
+			t.Errorf("customer %s: the replay's timeline %v, the live store's %v", id, got, want)
+		}
 	}
 }

@@ -138,7 +138,8 @@ func (r Record) Deleted() bool {
 
 // State returns the record as published to the state topic. Cleared fields
 // are published with value_json "null"; a deleted record has deleted=true
-// and nothing else but its ID, version, update time and policy hash.
+// and nothing else but its ID, version, update time and policy hash (and
+// the merge's redirect and absorbed IDs, which a delete keeps).
 // The schema has no place for a conflict's ResolvedBy and ResolvedAt.
 func (r Record) State() events.CustomerState {
 	s := events.CustomerState{
@@ -152,6 +153,14 @@ func (r Record) State() events.CustomerState {
 		LastContactChannel: events.ChannelUnknown,
 		UpdatedAt:          r.UpdatedAt,
 		PolicyHash:         r.PolicyHash,
+		AbsorbedIDs:        make([]string, 0, len(r.Absorbed)),
+	}
+	if r.MergedInto != nil {
+		to := r.MergedInto.CustomerID
+		s.MergedInto = &to
+	}
+	for _, a := range r.Absorbed {
+		s.AbsorbedIDs = append(s.AbsorbedIDs, a.CustomerID)
 	}
 	for f, g := range r.Fields {
 		s.Fields[f] = events.Register{ValueJSON: g.Value, OccurredAt: g.Stamp.At, EventID: g.Stamp.EventID, Channel: g.Channel, Source: g.Source}

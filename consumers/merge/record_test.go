@@ -2,6 +2,7 @@ package merge_test
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -149,6 +150,7 @@ func TestState(t *testing.T) {
 		LastContactChannel: phone,
 		UpdatedAt:          contact,
 		PolicyHash:         merge.DefaultPolicy().Hash(),
+		AbsorbedIDs:        []string{},
 	}
 	if diff := cmp.Diff(want, r.State()); diff != "" {
 		t.Errorf("State() (-want +got):\n%s", diff)
@@ -159,9 +161,23 @@ func TestState(t *testing.T) {
 		CustomerID: cust, Version: 2, Deleted: true,
 		Fields: map[string]events.Register{}, Identities: []events.Identity{}, Conflicts: []events.Conflict{},
 		LastContactChannel: events.ChannelUnknown, UpdatedAt: t0.Add(time.Hour), PolicyHash: merge.DefaultPolicy().Hash(),
+		AbsorbedIDs: []string{},
 	}
 	if diff := cmp.Diff(wantDeleted, deleted); diff != "" {
 		t.Errorf("State() of a deleted customer (-want +got):\n%s", diff)
+	}
+
+	// The merge: the absorbed customer names its survivor, the survivor
+	// its absorbed customers.
+	req := &events.CustomerEvent{EventID: "m1", CustomerID: "cus_b", Channel: events.ChannelAgent, Op: events.OpMerge,
+		OccurredAt: t0, IngestedAt: t0, Merge: &events.Merge{SurvivorID: "cus_a", AbsorbedID: "cus_b"}}
+	frozen, o := merge.Apply(merge.Record{}, req, nil)
+	if st := frozen.State(); st.MergedInto == nil || *st.MergedInto != "cus_a" || len(o.Emit) != 1 {
+		t.Fatalf("State() of an absorbed customer: merged_into %v (%d emitted)", st.MergedInto, len(o.Emit))
+	}
+	survivor, _ := merge.Apply(merge.Record{}, &o.Emit[0], nil)
+	if st := survivor.State(); st.MergedInto != nil || !slices.Equal(st.AbsorbedIDs, []string{"cus_b"}) {
+		t.Errorf("State() of the survivor: merged_into %v, absorbed %v; want none and [cus_b]", st.MergedInto, st.AbsorbedIDs)
 	}
 }
 

@@ -105,6 +105,8 @@ func sampleState() *events.CustomerState {
 		LastContactChannel: events.ChannelPhone,
 		UpdatedAt:          t0,
 		PolicyHash:         "sha256:abc",
+		MergedInto:         ptr("cus_00"),
+		AbsorbedIDs:        []string{"cus_02", "cus_03"},
 	}
 }
 

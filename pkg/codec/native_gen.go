@@ -1624,7 +1624,7 @@ func customerStateConflictFromNative(native any, v *events.Conflict) error {
 
 // customerStateToNative converts a events.CustomerState to record io.omnisync.v1.CustomerState.
 func customerStateToNative(sc *scratch, v *events.CustomerState) (any, error) {
-	m := sc.record(11)
+	m := sc.record(13)
 	m["customer_id"] = v.CustomerID
 	m["version"] = v.Version
 	m["deleted"] = v.Deleted
@@ -1668,6 +1668,16 @@ func customerStateToNative(sc *scratch, v *events.CustomerState) (any, error) {
 	m["last_contact_channel"] = e40
 	m["updated_at"] = v.UpdatedAt
 	m["policy_hash"] = v.PolicyHash
+	var u47 any
+	if v.MergedInto != nil {
+		u47 = sc.union("string", (*v.MergedInto))
+	}
+	m["merged_into"] = u47
+	a52 := sc.array(len(v.AbsorbedIDs))
+	for i53 := range v.AbsorbedIDs {
+		a52[i53] = v.AbsorbedIDs[i53]
+	}
+	m["absorbed_ids"] = a52
 	return m, nil
 }
 
@@ -1773,6 +1783,36 @@ func customerStateFromNative(native any, v *events.CustomerState) error {
 		return at(".policy_hash", err)
 	}
 	v.PolicyHash = x46
+	x48 := m["merged_into"]
+	if x48 == nil {
+		v.MergedInto = nil
+	} else {
+		x49, err := nativeUnion(x48, "string")
+		if err != nil {
+			return at(".merged_into", err)
+		}
+		p50 := new(string)
+		x51, err := nativeString(x49)
+		if err != nil {
+			return at(".merged_into", err)
+		}
+		*p50 = x51
+		v.MergedInto = p50
+	}
+	x54 := m["absorbed_ids"]
+	a55, err := nativeArray(x54)
+	if err != nil {
+		return at(".absorbed_ids", err)
+	}
+	out56 := make([]string, len(a55))
+	for i57, x58 := range a55 {
+		x59, err := nativeString(x58)
+		if err != nil {
+			return at(".absorbed_ids"+"["+strconv.Itoa(i57)+"]", err)
+		}
+		out56[i57] = x59
+	}
+	v.AbsorbedIDs = out56
 	return nil
 }
 

@@ -243,6 +243,10 @@ type CustomerState struct {
 	LastContactChannel Channel             `avro:"last_contact_channel"`
 	UpdatedAt          time.Time           `avro:"updated_at"`
 	PolicyHash         string              `avro:"policy_hash"`
+	// MergedInto is the survivor the customer is merged into, nil when none.
+	MergedInto *string `avro:"merged_into"`
+	// AbsorbedIDs are the customers merged into this one, in merge order.
+	AbsorbedIDs []string `avro:"absorbed_ids"`
 }
 
 // Register is a last-write-wins field value with the stamp and provenance
