@@ -132,3 +132,16 @@ func TestStitchNeverKinds(t *testing.T) {
 		t.Errorf("a device merged or suggested: %s %+v", c, evs)
 	}
 }
+
+// Only merge requests make redirects: channel input carrying an identity
+// of the redirect kind is refused, so no client can point a customer at
+// another.
+func TestRedirectKindRefused(t *testing.T) {
+	p := New(Config{Directory: graph(nil)})
+	b := &Batch{Messages: []*events.MessageEvent{{Identities: []events.Identity{
+		{Kind: "wechat_openid", Value: "o-1", Verified: true}, {Kind: "customer", Value: "cus_victim", Verified: true}}}}}
+	bad := p.Complete(events.ChannelWeChat, b)
+	if bad == nil || bad.Field != "messages[0].identities[1].kind" {
+		t.Fatalf("a redirect identity in channel input: %v", bad)
+	}
+}
