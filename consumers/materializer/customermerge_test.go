@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
+	"github.com/omnisync/omnisync/consumers/verify"
 	"github.com/omnisync/omnisync/internal/testenv"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/kafka"
@@ -310,6 +312,19 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 	// timelines, byte for byte.
 	ends := r.endOffsets(t)
 	waitCaughtUp(t, st, group, ends, 60*time.Second)
+
+	// Verify's fold of the log (which emits nothing: the hand-offs and
+	// releases are in the log) agrees with the store on both customers.
+	rep, err := verify.AgainstLog(context.Background(), verify.Config{Kafka: r.k.Config(), Serde: r.serde, Group: group, From: from,
+		TempDir: t.TempDir(), Logger: zaptest.NewLogger(t)}, st.(verify.Store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range rep.Differ {
+		if d.CustomerID == s || d.CustomerID == a {
+			t.Errorf("verify against the log: %v", d)
+		}
+	}
 	clean := open(t)
 	cleanGroup := testenv.UniqueName(t, "clean")
 	if err := clean.Apply(context.Background(), &store.Batch{Group: cleanGroup, Offsets: from}); err != nil {
