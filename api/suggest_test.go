@@ -119,3 +119,27 @@ func TestPhoneShownFromVerifiedIdentity(t *testing.T) {
 		t.Errorf("Wilson's phone: %+v", page.Items)
 	}
 }
+
+// A pair merged another way (here by a MERGE request folded before the
+// agent looks): confirming the suggestion only closes it.
+func TestMergeSuggestionOfMergedPair(t *testing.T) {
+	f := newFixture(t)
+	sug := suggestLiNaWilson(t, f)
+	req := &events.CustomerEvent{EventID: "3MERGEDxxxxxxxxxxxxxxxxxxxx", CustomerID: appUser, Channel: events.ChannelAgent, Source: "api@other",
+		Op: events.OpMerge, OccurredAt: at(4 * time.Hour), IngestedAt: at(4 * time.Hour),
+		Merge: &events.Merge{SurvivorID: liNa, AbsorbedID: appUser, DecidedBy: "agent-9"}}
+	rec, _, err := f.store.Customer(context.Background(), appUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out := merge.Apply(rec, req, merge.DefaultPolicy())
+	f.feed(t, req)
+	f.feed(t, &out.Emit[0])
+
+	pub := &publisher{}
+	id := merge.ConflictID(liNa, merge.SuggestionField, sug.EventID)
+	acc := decode[api.ResolveAccepted](t, call(t, newServer(t, f, pub), "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate","resolved_by":"王芳"}`), http.StatusAccepted)
+	if evs := pub.published(); len(evs) != 1 || evs[0].Op != events.OpResolve || acc.MergeEventID != "" {
+		t.Errorf("confirming a suggestion of merged customers published %+v (%+v): want the RESOLVE only", evs, acc)
+	}
+}
