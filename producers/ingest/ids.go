@@ -90,8 +90,8 @@ func IdentityKey(id events.Identity) string { return identity.Key(id) }
 // the customer ID comes from the first kind found in the directory, and a
 // new ID is derived from the best identity seen.
 var identityRank = map[string]int{
-	"crm": 0, "app_user": 1, "wechat_unionid": 2, "phone": 3, "email": 4,
-	"wechat_openid": 5, "miniprogram_openid": 6, "device": 7, "web_visitor": 8,
+	"crm": 0, "app_user": 1, "wechat_unionid": 2, "phone": 3, "email": 4, "id_number": 5,
+	"wechat_openid": 6, "miniprogram_openid": 7, "device": 8, "web_visitor": 9,
 }
 
 // sessionKinds are the anonymous identities of a public client's session,
