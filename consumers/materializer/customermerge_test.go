@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/omnisync/omnisync/api"
+	"github.com/omnisync/omnisync/consumers/materializer"
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/consumers/verify"
@@ -149,14 +150,15 @@ func TestHandOffWithBadSnapshotIsDeadLettered(t *testing.T) {
 // waitFor waits until customer id's stored record satisfies ok and returns it.
 func waitFor(t *testing.T, st checkedStore, id string, ok func(merge.Record) bool) merge.Record {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	// Generous: the test machine may be loaded many times over.
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		got, err := st.Load(context.Background(), []string{id})
 		if err == nil && ok(got[id]) {
 			return got[id]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("customer %s: record %+v (err %v) not as awaited after 60 s", id, got[id], err)
+			t.Fatalf("customer %s: record %+v (err %v) not as awaited after 120 s", id, got[id], err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -210,6 +212,8 @@ func TestMergeAndUnmergeThroughTheAPI(t *testing.T) {
 }
 
 func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) {
+	began := time.Now()
+	phase := func(what string) { t.Logf("%s after %v", what, time.Since(began).Round(time.Millisecond)) }
 	st := open(t)
 	group := testenv.UniqueName(t, "group")
 	from := r.startAtEnd(t, st, group)
@@ -236,6 +240,7 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 	waitFor(t, st, a, func(rec merge.Record) bool { return rec.LastContact != nil })
 	waitFor(t, st, s, func(rec merge.Record) bool { return rec.LastContact != nil })
 
+	phase("both customers stored")
 	h := api.Handler(api.Config{Store: st, Publisher: api.KafkaPublisher{Client: r.cl, Serde: r.serde}, AdminToken: "tok", Instance: "test"})
 	do := func(method, target, body string, want int, out any) {
 		t.Helper()
@@ -261,6 +266,7 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 	if merged.Fields["email"].Value != `"liu@example.com"` || merged.Fields["name"].Value != `"刘洋"` {
 		t.Errorf("the survivor does not hold both customers' fields: %+v", merged.Fields)
 	}
+	phase("merged")
 	var c api.Customer
 	do("GET", "/api/v1/customers/"+a, "", 200, &c)
 	if c.ID != s || c.RedirectedFrom == nil || *c.RedirectedFrom != a || len(c.AlsoKnownAs) != 1 || c.AlsoKnownAs[0].MergeID != accepted.MergeID {
@@ -288,10 +294,12 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 		t.Errorf("the survivor's timeline is %v, want %v", got, want)
 	}
 
+	phase("late data merged")
 	// The unmerge: each customer is exactly what its own events give.
 	do("POST", "/api/v1/customers/"+s+"/unmerge", `{"merge_id":"`+accepted.MergeID+`","decided_by":"agent-1"}`, 202, &accepted)
 	split := waitFor(t, st, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 0 && len(rec.EndedMerges) == 1 })
 	released := waitFor(t, st, a, func(rec merge.Record) bool { return rec.MergedInto == nil && len(rec.EndedMerges) == 1 })
+	phase("unmerged")
 	for id, got := range map[string]merge.Record{s: split, a: released} {
 		if want := ownFold(own[id]...); got.ContentHash() != want.ContentHash() {
 			t.Errorf("customer %s after the unmerge: content %+v, want what its own events give %+v", id, got, want)
@@ -313,6 +321,7 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 	ends := r.endOffsets(t)
 	waitCaughtUp(t, st, group, ends, 60*time.Second)
 
+	phase("caught up")
 	// Verify's fold of the log (which emits nothing: the hand-offs and
 	// releases are in the log) agrees with the store on both customers.
 	rep, err := verify.AgainstLog(context.Background(), verify.Config{Kafka: r.k.Config(), Serde: r.serde, Group: group, From: from,
@@ -325,6 +334,7 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 			t.Errorf("verify against the log: %v", d)
 		}
 	}
+	phase("verified")
 	clean := open(t)
 	cleanGroup := testenv.UniqueName(t, "clean")
 	if err := clean.Apply(context.Background(), &store.Batch{Group: cleanGroup, Offsets: from}); err != nil {
@@ -347,5 +357,60 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 		if got, want := timelineOf(t, clean, id), timelineOf(t, st, id); !slices.Equal(got, want) {
 			t.Errorf("customer %s: the replay's timeline %v, the live store's %v", id, got, want)
 		}
+	}
+}
+
+// A replay under a new policy ignores the live group's hand-off (another
+// policy's) and emits its own: the shadow absorbs it once it reads it back,
+// which is why replayers produce what their fold emits.
+func TestReplayUnderANewPolicyEmitsItsOwnHandOff(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, testenv.RealKafka(t))
+	live := openSQLite(t, filepath.Join(t.TempDir(), "live.db"))
+	group := testenv.UniqueName(t, "group")
+	from := r.startAtEnd(t, live, group)
+	s, a := mergePair(t)
+	name := "Liu"
+	r.produce(t,
+		&events.CustomerEvent{EventID: s + "-e1", CustomerID: s, Channel: events.ChannelCRM, Source: "test", Op: events.OpUpsert,
+			OccurredAt: base, IngestedAt: time.Now(), Profile: &events.Profile{Name: &name}},
+		&events.CustomerEvent{EventID: a + "-merge", CustomerID: a, Channel: events.ChannelAgent, Source: "test", Op: events.OpMerge,
+			OccurredAt: base.Add(time.Minute), IngestedAt: time.Now(), Merge: &events.Merge{SurvivorID: s, AbsorbedID: a, DecidedBy: "agent-1"}})
+	runMaterializer(t, r, group, live)
+	waitFor(t, live, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 1 })
+	ends := r.endOffsets(t)
+
+	policy, err := merge.ParsePolicy([]byte("merge_identities:\n  auto: [crm]\n  suggest: [phone]\n  never: [device]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if policy.Hash() == merge.DefaultPolicy().Hash() {
+		t.Fatal("the test policy has the default's hash")
+	}
+	shadow := openSQLite(t, filepath.Join(t.TempDir(), "shadow.db"))
+	rp, err := materializer.NewReplay(ctx, materializer.Config{Kafka: r.k.Config(), Group: group, Store: shadow, Serde: r.serde,
+		Policy: policy, Logger: zaptest.NewLogger(t).Named("replayer")}, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	if err := rp.CatchUp(ctx, ends); err != nil {
+		t.Fatal(err)
+	}
+	got, err := shadow.Load(ctx, []string{s, a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[a].MergedInto == nil || len(got[s].Absorbed) != 0 {
+		t.Fatalf("after the live log: shadow's absorbed customer merged into %v, survivor absorbed %d; want frozen and none (the live hand-off is another policy's)",
+			got[a].MergedInto, len(got[s].Absorbed))
+	}
+	// Its own hand-off is past the live log's end; folded, it is absorbed.
+	if err := rp.CatchUp(ctx, r.endOffsets(t)); err != nil {
+		t.Fatal(err)
+	}
+	rec := waitFor(t, shadow, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 1 })
+	if rec.PolicyHash != policy.Hash() || rec.Absorbed[0].MergeID != a+"-merge" {
+		t.Errorf("shadow survivor: policy %s, absorbed %+v", rec.PolicyHash, rec.Absorbed)
 	}
 }

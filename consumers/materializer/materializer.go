@@ -720,7 +720,8 @@ func (d Decoded) ingestedAt() time.Time {
 }
 
 // check refuses what no store can hold: numbers that are not finite
-// (Avro's double carries NaN and infinities; JSON and SQL do not).
+// (Avro's double carries NaN and infinities; JSON and SQL do not); and a
+// merge hand-off whose snapshot does not decode (checkHandOff).
 func (d Decoded) check() error {
 	if e := d.Event; e != nil {
 		return checkHandOff(e)

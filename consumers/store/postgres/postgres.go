@@ -384,7 +384,9 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 				diKind, diScope, diValue, diCust = append(diKind, text(i.Kind)), append(diScope, text(i.Scope)), append(diValue, text(i.Value)), append(diCust, id)
 			}
 		}
-		if base == nil || len(base.Absorbed) > 0 || len(r.Absorbed) > 0 {
+		// Only an unmerge empties Absorbed, and it records the merge in
+		// EndedMerges: other customers have no absorptions rows to touch.
+		if len(r.Absorbed) > 0 || len(r.EndedMerges) > 0 {
 			absIDs = append(absIDs, id)
 			for _, a := range r.Absorbed {
 				aCust, aAbsorbed, aMerge = append(aCust, id), append(aAbsorbed, text(a.CustomerID)), append(aMerge, text(a.MergeID))

@@ -118,20 +118,34 @@ func (s *Store) Redirect(ctx context.Context, customerID string) (string, error)
 }
 
 // Timeline returns a page of a customer's messages across channels, with
-// the messages of every customer absorbed into it (through chains).
+// the messages of every customer absorbed into it (through chains). A
+// customer that absorbed none reads its page straight off the
+// messages_timeline index; a survivor's customers' messages are sorted.
 func (s *Store) Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	a := args{text(customerID)}
-	query := `WITH RECURSIVE timeline_ids(id) AS (SELECT $1::text COLLATE "C"
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE timeline_ids(id) AS (SELECT $1::text COLLATE "C"
 			UNION SELECT ab.absorbed_id FROM absorptions ab JOIN timeline_ids t ON ab.customer_id = t.id)
-		SELECT event FROM messages WHERE customer_id IN (SELECT id FROM timeline_ids)`
+		SELECT id FROM timeline_ids`, text(customerID))
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline: %w", err)
+	}
+	a := args{}
+	query := `SELECT event FROM messages WHERE customer_id = ` + a.add(text(customerID))
+	if len(ids) > 1 {
+		a = args{}
+		query = `SELECT event FROM messages WHERE customer_id = ANY(` + a.add(ids) + `)`
+	}
 	if after != nil {
 		at, id := a.add(time.UnixMilli(after.At)), a.add(text(after.ID))
 		query += ` AND (occurred_at > ` + at + ` OR (occurred_at = ` + at + ` AND message_id > ` + id + `))`
 	}
-	rows, err := s.pool.Query(ctx, query+` ORDER BY occurred_at, message_id LIMIT `+a.add(limit), a...)
+	rows, err = s.pool.Query(ctx, query+` ORDER BY occurred_at, message_id LIMIT `+a.add(limit), a...)
 	if err != nil {
 		return nil, fmt.Errorf("reading the timeline: %w", err)
 	}

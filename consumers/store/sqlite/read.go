@@ -87,16 +87,37 @@ func (s *Store) Redirect(ctx context.Context, customerID string) (string, error)
 	return to.String, nil
 }
 
-// timelineIDs is the customer (?1) and every customer absorbed into it,
+// timelineIDs returns the customer and every customer absorbed into it,
 // through chains of merges.
-const timelineIDs = `WITH RECURSIVE timeline_ids(id) AS (SELECT ?1
-	UNION SELECT a.absorbed_id FROM absorptions a JOIN timeline_ids t ON a.customer_id = t.id) `
+func (s *Store) timelineIDs(ctx context.Context, customerID string) ([]any, error) {
+	rows, err := s.db.QueryContext(ctx, `WITH RECURSIVE timeline_ids(id) AS (SELECT ?
+		UNION SELECT a.absorbed_id FROM absorptions a JOIN timeline_ids t ON a.customer_id = t.id) SELECT id FROM timeline_ids`, customerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []any
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
 
 // Timeline returns a page of a customer's messages across channels, with
-// the messages of every customer absorbed into it.
+// the messages of every customer absorbed into it. A customer that absorbed
+// none reads its page straight off the messages_timeline index; a survivor's
+// customers' messages are merged and sorted.
 func (s *Store) Timeline(ctx context.Context, customerID string, after *store.Cursor, limit int) ([]events.MessageEvent, error) {
-	query := timelineIDs + `SELECT event FROM messages WHERE customer_id IN (SELECT id FROM timeline_ids)`
-	args := []any{customerID}
+	ids, err := s.timelineIDs(ctx, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline: %w", err)
+	}
+	query := `SELECT event FROM messages WHERE customer_id IN (` + placeholders(len(ids)) + `)`
+	args := ids
 	if after != nil {
 		query += ` AND (occurred_at > ? OR (occurred_at = ? AND message_id > ?))`
 		args = append(args, after.At, after.At, after.ID)

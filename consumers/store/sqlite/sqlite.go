@@ -332,8 +332,10 @@ func (w *writer) upsertRecord(ctx context.Context, r *merge.Record) error {
 	} else if n == 0 {
 		return nil // re-delivery: what is stored is as new or newer
 	}
-	if err := w.writeAbsorptions(ctx, r); err != nil {
-		return err
+	if mayHaveAbsorbed(r) {
+		if err := w.writeAbsorptions(ctx, r); err != nil {
+			return err
+		}
 	}
 	for _, del := range []*sql.Stmt{w.deleteFields, w.deleteConflicts, w.deleteIdentities} {
 		if _, err := del.ExecContext(ctx, r.CustomerID); err != nil {
@@ -394,7 +396,7 @@ func (w *writer) updateRecord(ctx context.Context, r, base *merge.Record) (done 
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return false, err
 	}
-	if len(r.Absorbed) > 0 || len(base.Absorbed) > 0 {
+	if mayHaveAbsorbed(r) {
 		if err := w.writeAbsorptions(ctx, r); err != nil {
 			return false, err
 		}
@@ -444,6 +446,11 @@ func (w *writer) updateRecord(ctx context.Context, r, base *merge.Record) (done 
 	}
 	return true, nil
 }
+
+// mayHaveAbsorbed reports whether r absorbs customers or once did: only
+// an unmerge empties Absorbed, and it records the merge in EndedMerges. The
+// absorptions rows of any other customer are none, and are not touched.
+func mayHaveAbsorbed(r *merge.Record) bool { return len(r.Absorbed) > 0 || len(r.EndedMerges) > 0 }
 
 // writeAbsorptions replaces the customers absorbed into r.
 func (w *writer) writeAbsorptions(ctx context.Context, r *merge.Record) error {
