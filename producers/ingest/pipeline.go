@@ -268,6 +268,7 @@ func (p *Pipeline) records(ch events.Channel, b *Batch) ([]*kgo.Record, []*event
 	var recs []*kgo.Record
 	var links []*events.IdentityLink
 	pending := map[string]string{} // links and redirects made by this request
+	suggested := map[string]bool{} // merge suggestions made by this request
 	link := func(l *events.IdentityLink) {
 		pending[IdentityKey(l.Identity)] = l.CustomerID
 		links = append(links, l)
@@ -285,6 +286,13 @@ func (p *Pipeline) records(ch events.Channel, b *Batch) ([]*kgo.Record, []*event
 		res := p.cfg.Directory.Resolve(explicit, ids, pending)
 		customerID, stitched := p.stitch(res, t)
 		for _, ev := range stitched {
+			if ev.Op == events.OpSuggestMerge {
+				pair := ev.Merge.SurvivorID + ">" + ev.Merge.AbsorbedID
+				if suggested[pair] {
+					continue // one suggestion per pair and request
+				}
+				suggested[pair] = true
+			}
 			if l, ok := identity.Redirect(ev, p.source(ch), p.cfg.Now()); ok {
 				link(l)
 			}

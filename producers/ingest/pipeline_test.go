@@ -203,6 +203,34 @@ func TestPipeline(t *testing.T) {
 			}
 		})
 
+		t.Run("a request whose events show two customers suggests the merge once", func(t *testing.T) {
+			phone := uniquePhone(t)
+			caller := ingest.CustomerIDFor(events.Identity{Kind: "phone", Value: phone})
+			if resp, body := r.post(t, "k", fmt.Sprintf(`{"Phone":%q,"MsgID":"sug-1","Text":"a caller"}`, phone)); resp.StatusCode != 200 {
+				t.Fatalf("%d %v", resp.StatusCode, body)
+			}
+			// A named customer with that number: its profile event and its
+			// message both show the caller's number.
+			cid := testenv.UniqueName(t, "cus")
+			if resp, body := r.post(t, "k", fmt.Sprintf(`{"CustomerID":%q,"Phone":%q,"MsgID":"sug-2","Text":"named"}`, cid, phone)); resp.StatusCode != 200 {
+				t.Fatalf("%d %v", resp.StatusCode, body)
+			}
+			var suggestions []events.CustomerEvent
+			for _, rec := range r.topicRecords(t, schemas.CustomerEventsTopic) {
+				var ev events.CustomerEvent
+				if r.serde.Decode(context.Background(), rec.Value, &ev) == nil && ev.Op == events.OpSuggestMerge &&
+					ev.Merge.SurvivorID == min(cid, caller) && ev.Merge.AbsorbedID == max(cid, caller) {
+					if string(rec.Key) != ev.Merge.SurvivorID {
+						t.Errorf("suggestion keyed %q, want the survivor %s", rec.Key, ev.Merge.SurvivorID)
+					}
+					suggestions = append(suggestions, ev)
+				}
+			}
+			if len(suggestions) != 1 || suggestions[0].Channel != events.ChannelWeb || len(suggestions[0].Merge.Evidence) != 1 {
+				t.Fatalf("suggestions of %s and %s: %+v, want one with the phone as evidence", cid, caller, suggestions)
+			}
+		})
+
 		t.Run("an unknown identity gets a derived customer ID", func(t *testing.T) {
 			phone := uniquePhone(t)
 			if resp, body := r.post(t, "k", fmt.Sprintf(`{"Phone":%q,"MsgID":"new-1","Text":"c"}`, phone)); resp.StatusCode != 200 {
