@@ -32,7 +32,8 @@ import (
 // suggestion through the API. On the shared Kafka, through the producers,
 // a materializer and the API, the four customers end as one whose
 // timeline holds every message once, and the fan's next official-account
-// message lands on it.
+// message lands on it; a new group folding the same log into an empty
+// store ends with the same records.
 func TestFanBecomesOneCustomer(t *testing.T) {
 	k := testenv.RealKafka(t)
 	e := start(t, k)
@@ -55,19 +56,19 @@ func TestFanBecomesOneCustomer(t *testing.T) {
 	if err := st.Apply(ctx, &store.Batch{Group: group, Offsets: start}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := materializer.New(materializer.Config{Kafka: k.Config(), Group: group, Store: st, Serde: e.serde, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("materializer: %v", err)
+	// newStore opens a store whose group begins where the test began.
+	newStore := func(name, group string) *sqlite.Store {
+		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), name))
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		t.Cleanup(func() { st.Close() })
+		if err := st.Apply(ctx, &store.Batch{Group: group, Offsets: start}); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	runMaterializer(t, k, e, st, group)
 	apiSrv := httptest.NewServer(api.Handler(api.Config{Store: st, Publisher: api.KafkaPublisher{Client: e.cl, Serde: e.serde},
 		AdminToken: "admin-token", Instance: "test"}))
 	t.Cleanup(apiSrv.Close)
@@ -223,12 +224,49 @@ func TestFanBecomesOneCustomer(t *testing.T) {
 	if !slices.Equal(texts, sent) {
 		t.Errorf("timeline texts %q, want each of %q once", texts, sent)
 	}
+	// A replay by a new group into an empty store folds the same log to
+	// the same records.
+	group2 := testenv.UniqueName(t, "replay")
+	st2 := newStore("replay.db", group2)
+	runMaterializer(t, k, e, st2, group2)
+	ids := []string{fan, caller, appCustomer}
+	await(t, "the replayed store equal to the live one", func() bool {
+		a, err1 := st.Load(ctx, ids)
+		b, err2 := st2.Load(ctx, ids)
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		for _, id := range ids {
+			if a[id].CanonicalHash() != b[id].CanonicalHash() {
+				return false
+			}
+		}
+		return true
+	})
 	var c api.Customer
 	agent("GET", "/api/v1/customers/"+final, "", &c)
 	if len(c.AlsoKnownAs) != 2 || !slices.Contains(c.Channels, "WECHAT") || !slices.Contains(c.Channels, "MINIPROGRAM") ||
 		!slices.Contains(c.Channels, "PHONE") || !slices.Contains(c.Channels, "APP") {
 		t.Errorf("the one customer: also known as %+v, channels %v", c.AlsoKnownAs, c.Channels)
 	}
+}
+
+// runMaterializer runs a member of group folding into st until the test ends.
+func runMaterializer(t *testing.T, k testenv.Kafka, e *env, st *sqlite.Store, group string) {
+	t.Helper()
+	m, err := materializer.New(materializer.Config{Kafka: k.Config(), Group: group, Store: st, Serde: e.serde, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("materializer of %s: %v", group, err)
+		}
+	})
 }
 
 // awaitRecord waits until customer id's stored record satisfies ok.
