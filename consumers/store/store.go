@@ -153,7 +153,8 @@ type Reader interface {
 	// of merges): one timeline.
 	Timeline(ctx context.Context, customerID string, after *Cursor, limit int) ([]events.MessageEvent, error)
 	// MessageChannels returns, for each of the customers that has
-	// messages, the channels its messages came on, sorted.
+	// messages, the channels its messages came on, sorted; a survivor's
+	// include those of the customers absorbed into it, as its Timeline.
 	MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error)
 	// Conflicts returns the conflicts with this status (every status when
 	// empty) in (DetectedAt, ID) order: the review queue, oldest first.

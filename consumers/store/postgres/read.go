@@ -81,14 +81,17 @@ func (s *Store) Customer(ctx context.Context, customerID string) (merge.Record, 
 	return recs[0], true, nil
 }
 
-// MessageChannels returns the channels of each customer's messages; the
+// MessageChannels returns the channels of each customer's messages and of
+// the messages of the customers absorbed into it (through chains); the
 // messages_channels index answers it without reading the messages.
 func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error) {
 	ids := make([]string, len(customerIDs))
 	for i, id := range customerIDs {
 		ids[i] = text(id)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT customer_id, channel FROM messages WHERE customer_id = ANY($1) ORDER BY 1, 2`, ids)
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE t(root, id) AS (SELECT r COLLATE "C", r COLLATE "C" FROM unnest($1::text[]) AS r
+			UNION SELECT t.root, a.absorbed_id FROM absorptions a JOIN t ON a.customer_id = t.id)
+		SELECT DISTINCT t.root, m.channel FROM t JOIN messages m ON m.customer_id = t.id ORDER BY 1, 2`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading the channels of messages: %w", err)
 	}

@@ -58,11 +58,14 @@ func (s *Store) Customer(ctx context.Context, customerID string) (merge.Record, 
 	return r, true, nil
 }
 
-// MessageChannels returns the channels of each customer's messages; the
+// MessageChannels returns the channels of each customer's messages and of
+// the messages of the customers absorbed into it (through chains); the
 // messages_channels index answers it without reading the messages.
 func (s *Store) MessageChannels(ctx context.Context, customerIDs []string) (map[string][]events.Channel, error) {
 	out := map[string][]events.Channel{}
-	err := s.queryByIDs(ctx, `SELECT DISTINCT customer_id, channel FROM messages WHERE customer_id IN (?) ORDER BY 1, 2`, customerIDs,
+	err := s.queryByIDs(ctx, `WITH RECURSIVE t(root, id) AS (SELECT column1, column1 FROM (VALUES (?))
+			UNION SELECT t.root, a.absorbed_id FROM absorptions a JOIN t ON a.customer_id = t.id)
+		SELECT DISTINCT t.root, m.channel FROM t JOIN messages m ON m.customer_id = t.id ORDER BY 1, 2`, customerIDs,
 		func(rows *sql.Rows) error {
 			var id, ch string
 			if err := rows.Scan(&id, &ch); err != nil {

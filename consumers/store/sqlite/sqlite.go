@@ -117,7 +117,8 @@ func (s *Store) Load(ctx context.Context, customerIDs []string) (map[string]merg
 }
 
 // queryByIDs runs query once per chunk of at most 500 ids, its "IN (?)"
-// standing for the chunk, and calls scan for every row.
+// (or "VALUES (?)", a table of them) standing for the chunk, and calls
+// scan for every row.
 func (s *Store) queryByIDs(ctx context.Context, query string, ids []string, scan func(*sql.Rows) error) error {
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(start+500, len(ids))]
@@ -125,7 +126,9 @@ func (s *Store) queryByIDs(ctx context.Context, query string, ids []string, scan
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := s.db.QueryContext(ctx, strings.Replace(query, "IN (?)", "IN ("+placeholders(len(chunk))+")", 1), args...)
+		q := strings.Replace(query, "IN (?)", "IN ("+placeholders(len(chunk))+")", 1)
+		q = strings.Replace(q, "VALUES (?)", "VALUES "+strings.TrimSuffix(strings.Repeat("(?),", len(chunk)), ","), 1)
+		rows, err := s.db.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}

@@ -78,6 +78,16 @@ func testCustomerMerge(t *testing.T, s store.Store) {
 	if err != nil || len(page) != 1 || page[0].MessageID != "msg-b" {
 		t.Errorf("Timeline page after msg-a = %v, %v; want msg-b", page, err)
 	}
+	channels, err := s.MessageChannels(ctx, []string{"cus_ma", "cus_mb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := channels["cus_ma"], []events.Channel{events.ChannelApp, events.ChannelCRM, events.ChannelWeChat}; !slices.Equal(got, want) {
+		t.Errorf("MessageChannels of the survivor = %v, want %v (its absorbed customers' too)", got, want)
+	}
+	if got, want := channels["cus_mb"], []events.Channel{events.ChannelApp, events.ChannelWeChat}; !slices.Equal(got, want) {
+		t.Errorf("MessageChannels of the middle of the chain = %v, want %v", got, want)
+	}
 	if got := search(t, s, ""); !slices.Equal(got, []string{"cus_ma"}) {
 		t.Errorf("SearchCustomers lists %v, want only the survivor cus_ma", got)
 	}
