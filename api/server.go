@@ -154,22 +154,10 @@ func (s *server) customer(w http.ResponseWriter, r *http.Request) {
 	var channels map[string][]events.Channel
 	var aka []AlsoKnownAs
 	if err == nil && ok {
-		aka, err = s.alsoKnownAsOf(r.Context(), rec)
+		channels, err = s.cfg.Store.MessageChannels(r.Context(), []string{rec.CustomerID})
 	}
 	if err == nil && ok {
-		// The customer has used the channels of the messages of every
-		// customer merged into it: they are on its timeline.
-		ids := []string{rec.CustomerID}
-		for _, a := range aka {
-			ids = append(ids, a.ID)
-		}
-		channels, err = s.cfg.Store.MessageChannels(r.Context(), ids)
-		for _, id := range ids[1:] {
-			if err != nil {
-				break
-			}
-			channels[rec.CustomerID] = append(channels[rec.CustomerID], channels[id]...)
-		}
+		aka, err = s.alsoKnownAsOf(r.Context(), rec)
 	}
 	switch {
 	case err != nil:
