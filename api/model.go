@@ -197,6 +197,9 @@ type ResolveAccepted struct {
 	ConflictID string `json:"conflict_id"`
 	EventID    string `json:"event_id"`
 	CustomerID string `json:"customer_id"`
+	// MergeEventID is, when a merge suggestion was confirmed, the MERGE
+	// request published with the resolution.
+	MergeEventID string `json:"merge_event_id,omitempty"`
 }
 
 // Error is the body of every error answer.
@@ -235,6 +238,21 @@ func textField(r merge.Record, field string) *string {
 	return &s
 }
 
+// phoneOf is the customer's phone field or, without one, the number a
+// channel vouched for (a caller's): the lowest authority, shown only where
+// no source set the field.
+func phoneOf(r merge.Record) *string {
+	if p := textField(r, "phone"); p != nil {
+		return p
+	}
+	for _, id := range r.Identities {
+		if id.Kind == "phone" && id.Verified {
+			return &id.Value
+		}
+	}
+	return nil
+}
+
 func openConflicts(r merge.Record) int {
 	n := 0
 	for _, c := range r.Conflicts {
@@ -249,7 +267,7 @@ func openConflicts(r merge.Record) int {
 // its stored messages.
 func summaryOf(r merge.Record, messageChannels []events.Channel) CustomerSummary {
 	s := CustomerSummary{
-		ID: r.CustomerID, Version: r.Version, Name: textField(r, "name"), Phone: textField(r, "phone"),
+		ID: r.CustomerID, Version: r.Version, Name: textField(r, "name"), Phone: phoneOf(r),
 		Email: textField(r, "email"), NeedsReview: r.NeedsReview, OpenConflicts: openConflicts(r),
 		Channels: channelsOf(r, messageChannels), UpdatedAt: ms(r.UpdatedAt),
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/identity"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/schemas"
 )
@@ -16,7 +17,9 @@ import (
 // KafkaPublisher publishes customer events to the events topic, keyed by
 // customer ID, and waits for Kafka's acknowledgement (acks=all with a
 // client from kafka.NewClient); a wait that times out leaves the record
-// going (kafka.ProduceAndWait).
+// going (kafka.ProduceAndWait). With a MERGE or UNMERGE request it writes
+// the identity directory's redirect (identity.Redirect), so producers send
+// the absorbed customer's identities to the survivor.
 type KafkaPublisher struct {
 	Client  *kgo.Client
 	Serde   *codec.Serde
@@ -35,6 +38,13 @@ func (p KafkaPublisher) Publish(ctx context.Context, ev *events.CustomerEvent) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	rec := &kgo.Record{Topic: schemas.CustomerEventsTopic, Key: []byte(ev.CustomerID), Value: value}
-	return kafka.ProduceAndWait(ctx, p.Client, rec)
+	recs := []*kgo.Record{{Topic: schemas.CustomerEventsTopic, Key: []byte(ev.CustomerID), Value: value}}
+	if link, ok := identity.Redirect(ev, ev.Source, ev.IngestedAt); ok {
+		v, err := p.Serde.Encode(link)
+		if err != nil {
+			return fmt.Errorf("encoding the redirect of %s: %w", link.Identity.Value, err)
+		}
+		recs = append(recs, &kgo.Record{Topic: schemas.IdentitiesTopic, Key: []byte(identity.Key(link.Identity)), Value: v})
+	}
+	return kafka.ProduceAndWait(ctx, p.Client, recs...)
 }

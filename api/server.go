@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -313,6 +314,30 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "already_resolved", fmt.Sprintf("conflict %s is %s", c.ID, c.Status))
 		return
 	}
+	var mergeReq *events.CustomerEvent
+	if c.Field == merge.SuggestionField {
+		if choice == events.ChoiceSetValue {
+			writeError(w, http.StatusBadRequest, "invalid_request", "choice: a merge suggestion is confirmed (take_candidate) or rejected (keep_current)")
+			return
+		}
+		if choice == events.ChoiceTakeCandidate {
+			if mergeReq, err = s.mergeRequest(r.Context(), c, req.ResolvedBy); err != nil {
+				s.storeFailed(w, err)
+				return
+			}
+		}
+	}
+	if mergeReq != nil {
+		// The MERGE first: a retry after a failed RESOLVE publishes the
+		// same request again (its ID is derived from the suggestion's),
+		// which the fold absorbs.
+		if err := s.cfg.Publisher.Publish(r.Context(), mergeReq); err != nil {
+			s.cfg.Logger.Warn("merge request not published", zap.String("conflict_id", c.ID), zap.Error(err))
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "Kafka did not acknowledge the merge request; retry")
+			return
+		}
+	}
 	now := s.cfg.Now().UTC()
 	ev := &events.CustomerEvent{
 		EventID: ksuid.New().String(), CustomerID: c.CustomerID, Channel: events.ChannelAgent,
@@ -322,7 +347,62 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 	if !s.publish(w, r, ev, "resolution") {
 		return
 	}
-	writeJSON(w, http.StatusAccepted, ResolveAccepted{ConflictID: c.ID, EventID: ev.EventID, CustomerID: c.CustomerID})
+	out := ResolveAccepted{ConflictID: c.ID, EventID: ev.EventID, CustomerID: c.CustomerID}
+	if mergeReq != nil {
+		out.MergeEventID = mergeReq.EventID
+	}
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// mergeRequest builds the MERGE request a confirmed merge suggestion
+// makes: of the two customers' survivors (each followed through its
+// merges), the greater into the smaller; nil when they are already one.
+// Its ID is derived from the suggestion's, so a retried confirmation
+// requests the same merge.
+func (s *server) mergeRequest(ctx context.Context, c store.Conflict, agent string) (*events.CustomerEvent, error) {
+	sg, ok := merge.SuggestionOf(c.Conflict)
+	if !ok {
+		return nil, nil
+	}
+	a, err := s.survivor(ctx, c.CustomerID)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.survivor(ctx, sg.CustomerID)
+	if err != nil || a == b {
+		return nil, err
+	}
+	survivor, absorbed := min(a, b), max(a, b)
+	evidence := make([]events.Identity, 0, len(sg.Evidence))
+	for _, e := range sg.Evidence {
+		evidence = append(evidence, events.Identity(e))
+	}
+	now := s.cfg.Now().UTC()
+	sum := sha256.Sum256([]byte("confirm\x00" + c.ID + "\x00" + absorbed + "\x00" + survivor))
+	id, err := ksuid.FromParts(c.DetectedAt, sum[:16])
+	if err != nil {
+		return nil, err
+	}
+	return &events.CustomerEvent{
+		EventID: id.String(), CustomerID: absorbed, Channel: events.ChannelAgent, Source: "api@" + s.cfg.Instance,
+		Op: events.OpMerge, OccurredAt: now, IngestedAt: now,
+		Merge: &events.Merge{SurvivorID: survivor, AbsorbedID: absorbed, Evidence: evidence, DecidedBy: agent},
+	}, nil
+}
+
+// maxChain bounds the merges followed from one customer.
+const maxChain = 64
+
+// survivor follows a customer's merges to the end of the chain.
+func (s *server) survivor(ctx context.Context, id string) (string, error) {
+	for range maxChain {
+		next, err := s.cfg.Store.Redirect(ctx, id)
+		if err != nil || next == "" || next == id {
+			return id, err
+		}
+		id = next
+	}
+	return id, nil
 }
 
 // normalizedValue checks a set_value value for field and brings phone

@@ -19,10 +19,11 @@ import (
 )
 
 // TestDemoInBrowser runs `omnisync dev --demo` and opens the console as a
-// newcomer does: the first screen of the customer list starts with the six
+// newcomer does: the first screen of the customer list starts with the seven
 // named customers, who between them show web, app, WeChat and phone
-// activity (the fan 刘洋's two unnamed customers come last); 陈静's 360 view has every channel on one timeline and her open
-// conflict. That view is the README's screenshot: with
+// activity (the fan 刘洋 is one customer; the one unnamed customer, an
+// earlier caller with 陈静's number, comes last); 陈静's 360 view has every
+// channel on one timeline, her open conflict and the merge suggestion. That view is the README's screenshot: with
 // OMNISYNC_UPDATE_SCREENSHOT=1 it is written to docs/console.png.
 func TestDemoInBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
@@ -30,7 +31,8 @@ func TestDemoInBrowser(t *testing.T) {
 	dev := startDev(t, "--demo")
 
 	// The scenario is in the store once the review queue holds its four
-	// conflicts and 陈静's timeline has all five channels.
+	// conflicts and the merge suggestion, and 陈静's timeline has all five
+	// channels.
 	chen := demo.ChenJing.ID()
 	var seen string
 	dev.waitFor(t, "the demo scenario in the store", func() bool {
@@ -47,7 +49,7 @@ func TestDemoInBrowser(t *testing.T) {
 		}
 		slices.Sort(channels)
 		seen = fmt.Sprintf("%d open conflicts, 陈静's timeline channels %v", len(queue.Items), channels)
-		return len(queue.Items) == 4 && strings.Join(channels, ",") == "APP,MINIPROGRAM,PHONE,WEB,WECHAT"
+		return len(queue.Items) == 5 && strings.Join(channels, ",") == "APP,MINIPROGRAM,PHONE,WEB,WECHAT"
 	}, &seen)
 
 	b := newBrowser(t, chromium, artifacts)
@@ -83,8 +85,8 @@ func TestDemoInBrowser(t *testing.T) {
 			channels[ch] = true
 		}
 	}
-	if named < 6 {
-		t.Errorf("%d named customers on the first screen, want the demo's 6: %s", named, first)
+	if named < 7 {
+		t.Errorf("%d named customers on the first screen, want the demo's 7: %s", named, first)
 	}
 	for _, ch := range []string{"WEB", "APP", "WECHAT", "MINIPROGRAM", "PHONE"} {
 		if !channels[ch] {
@@ -95,6 +97,9 @@ func TestDemoInBrowser(t *testing.T) {
 	b.do("open 陈静", chromedp.Navigate(dev.base+"/#/customers/"+url.PathEscape(chen)),
 		chromedp.WaitVisible(chromedp.CSS("#timeline [data-testid=call]")),
 		chromedp.WaitVisible(chromedp.CSS("#conflicts [data-testid=conflict]")))
+	if got := b.eval(`[...document.querySelectorAll('#conflicts [data-testid=conflict] strong')].map(e => e.textContent).join()`); got != "E-mail,Same person?" && got != "Same person?,E-mail" {
+		t.Errorf("陈静's review items %q, want her e-mail conflict and the merge suggestion", got)
+	}
 	if got := b.text("#customer-name"); got != demo.ChenJing.Name {
 		t.Errorf("customer name %q, want %s", got, demo.ChenJing.Name)
 	}

@@ -45,6 +45,7 @@ type env struct {
 	url   string
 	cl    *kgo.Client
 	p     *ingest.Pipeline
+	dir   *ingest.Directory
 	// from is where the messages topic ended when the test began: the
 	// test reads its own messages only, not every other test's; dlqFrom
 	// likewise for the dead-letter topic.
@@ -87,11 +88,14 @@ func startWith(t *testing.T, k testenv.Kafka, creds ingest.Credentials) *env {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	from := testenv.EndOffsets(t, cl, schemas.CustomerMessagesTopic, schemas.DeadLetterTopic)
-	return &env{k: k, serde: serde, url: srv.URL, cl: cl, p: p, from: from[schemas.CustomerMessagesTopic], dlqFrom: from[schemas.DeadLetterTopic]}
+	return &env{k: k, serde: serde, url: srv.URL, cl: cl, p: p, dir: dir, from: from[schemas.CustomerMessagesTopic], dlqFrom: from[schemas.DeadLetterTopic]}
 }
 
 // messages returns the messages of customers whose sender is senderID,
-// checking each is keyed by its customer ID on the murmur2 partition.
+// checking each is keyed by its customer ID on the murmur2 partition. It
+// reads each partition up to its end offset when called (other tests
+// write to the shared topic meanwhile: counting records would stop early
+// on a busy partition and miss ours on another).
 func (e *env) messages(t *testing.T, senderID string) []events.MessageEvent {
 	t.Helper()
 	ctx := context.Background()
@@ -99,8 +103,12 @@ func (e *env) messages(t *testing.T, senderID string) []events.MessageEvent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var total int64
-	ends.Each(func(o kadm.ListedOffset) { total += o.Offset - e.from[o.Partition].EpochOffset().Offset })
+	behind := map[int32]int64{} // partition → end offset not yet reached
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > e.from[o.Partition].EpochOffset().Offset {
+			behind[o.Partition] = o.Offset
+		}
+	})
 	c, err := kafka.NewClient(e.k.Config(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.CustomerMessagesTopic: e.from}))
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +117,19 @@ func (e *env) messages(t *testing.T, senderID string) []events.MessageEvent {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var out []events.MessageEvent
-	for read := int64(0); read < total && pctx.Err() == nil; {
-		c.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
-			read++
+	for len(behind) > 0 {
+		fs := c.PollFetches(pctx)
+		if pctx.Err() != nil {
+			t.Fatalf("partitions %v of %s not read to their end", behind, schemas.CustomerMessagesTopic)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := behind[r.Partition]
+			if !ok || r.Offset >= end {
+				return // written after the call
+			}
+			if r.Offset+1 >= end {
+				delete(behind, r.Partition)
+			}
 			var m events.MessageEvent
 			if err := e.serde.Decode(ctx, r.Value, &m); err != nil || m.SenderID != senderID {
 				return

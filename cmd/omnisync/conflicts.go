@@ -274,7 +274,9 @@ the conflict closes when the materializer applies the event, a moment later.
 candidate, --set-value writes a value of your own, given as JSON: a string
 in quotes (a bare word is taken as a string too), an array of strings for
 tags, a number for vip_level. --by names the agent who decides (default
-$USER).`,
+$USER). A merge suggestion (field merge, the candidate names the other
+customer and the evidence) is confirmed with --take-candidate, which also
+requests the merge, and rejected with --keep-current.`,
 		Example: `  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --take-candidate --by emma.clarke
   omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --keep-current
   omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --set-value '"+8613800138001"' --by 王芳

@@ -250,8 +250,8 @@ func TestDevConflictsCommands(t *testing.T) {
 		if code != 0 || json.Unmarshal([]byte(out), &open) != nil {
 			return fmt.Sprintf("exit %d: %s%s", code, out, errOut)
 		}
-		if len(open.Items) != 4 {
-			return fmt.Sprintf("%d open conflicts, want 4", len(open.Items))
+		if len(open.Items) != 5 {
+			return fmt.Sprintf("%d open conflicts, want 5", len(open.Items))
 		}
 		return ""
 	})
@@ -306,8 +306,8 @@ func TestDevConflictsCommands(t *testing.T) {
 		t.Errorf("unknown conflict: exit %d, want %d: %s", code, exitNotFound, errOut)
 	}
 	out, _, _ = runConflicts(t, dev.http, env, "list")
-	if strings.Contains(out, li.ID) || strings.Count(strings.TrimSpace(out), "\n") != 3 {
-		t.Errorf("open conflicts after resolving %s, want the 3 others:\n%s", li.ID, out)
+	if strings.Contains(out, li.ID) || strings.Count(strings.TrimSpace(out), "\n") != 4 {
+		t.Errorf("open conflicts after resolving %s, want the 4 others:\n%s", li.ID, out)
 	}
 	dev.stop(t)
 }

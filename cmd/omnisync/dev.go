@@ -23,6 +23,7 @@ import (
 
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/consumers/materializer"
+	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store/sqlite"
 	"github.com/omnisync/omnisync/internal/demo"
 	"github.com/omnisync/omnisync/pkg/devregistry"
@@ -79,7 +80,7 @@ func newDevCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			mux, runDirectory, directoryReady, closeProducer, err := newProducerMux(ctx, kcfg, serde, creds, []string{"all"}, prometheus.DefaultRegisterer, log)
+			mux, runDirectory, directoryReady, closeProducer, err := newProducerMux(ctx, kcfg, serde, creds, []string{"all"}, merge.DefaultPolicy(), prometheus.DefaultRegisterer, log)
 			if err != nil {
 				return err
 			}

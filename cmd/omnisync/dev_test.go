@@ -337,7 +337,7 @@ func TestDevEndToEnd(t *testing.T) {
 	})
 	// WeChat and mini-program customers, found by their openids.
 	eventually(t, "WeChat and mini-program customers", func() string {
-		for _, openid := range []string{demo.LiuYang.OpenID, demo.ChenJing.WeChat.OpenID, demo.LiuYang.MiniOpenID, demo.ChenJing.WeChat.MiniOpenID} {
+		for _, openid := range []string{demo.LiuYang.WeChat.OpenID, demo.ChenJing.WeChat.OpenID, demo.LiuYang.WeChat.MiniOpenID, demo.ChenJing.WeChat.MiniOpenID} {
 			c, ok := dev.customer(t, openid)
 			if !ok {
 				return "no customer with openid " + openid
@@ -348,14 +348,38 @@ func TestDevEndToEnd(t *testing.T) {
 		}
 		return ""
 	})
-	var queue api.Page[api.Conflict]
-	eventually(t, "the review queue", func() string {
-		dev.get(t, "/api/v1/conflicts", &queue)
-		if len(queue.Items) != 4 {
-			return fmt.Sprintf("%d open conflicts, want 4 (李娜's phone, Wang's e-mail, David's order number, 陈静's e-mail)", len(queue.Items))
+	// 刘洋: the official account, the mini-program, an app account merged
+	// by his WeChat login, and calls from his number: one customer.
+	eventually(t, "刘洋 as one customer", func() string {
+		c, ok := dev.customer(t, demo.LiuYang.Name)
+		if !ok {
+			return "no customer named " + demo.LiuYang.Name
+		}
+		var channels []string
+		for _, m := range dev.timeline(t, c.ID) {
+			if !slices.Contains(channels, m.Channel) {
+				channels = append(channels, m.Channel)
+			}
+		}
+		slices.Sort(channels)
+		if strings.Join(channels, ",") != "APP,MINIPROGRAM,PHONE,WECHAT" || len(c.AlsoKnownAs) != 1 || c.AlsoKnownAs[0].DecidedBy != "policy/wechat_unionid" {
+			return fmt.Sprintf("timeline channels %v, also known as %+v", channels, c.AlsoKnownAs)
 		}
 		return ""
 	})
+	var queue api.Page[api.Conflict]
+	eventually(t, "the review queue", func() string {
+		dev.get(t, "/api/v1/conflicts", &queue)
+		if len(queue.Items) != 5 {
+			return fmt.Sprintf("%d open conflicts, want 5 (李娜's phone, Wang's e-mail, David's order number, 陈静's e-mail, 陈静 and an earlier caller with her number)", len(queue.Items))
+		}
+		return ""
+	})
+	if !slices.ContainsFunc(queue.Items, func(c api.Conflict) bool {
+		return c.Field == "merge" && c.CustomerID == demo.ChenJing.ID() && c.CandidateChannel == "PHONE"
+	}) {
+		t.Errorf("no merge suggestion for 陈静 in the review queue: %+v", queue.Items)
+	}
 
 	// An agent takes the web's number; the materializer applies the RESOLVE.
 	var accepted api.ResolveAccepted

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/health"
 	"github.com/omnisync/omnisync/pkg/httpserve"
@@ -20,7 +21,7 @@ import (
 )
 
 func newProduceCommand(g *globals) *cobra.Command {
-	var channel, listen, credentialsFile, registryURL string
+	var channel, listen, credentialsFile, registryURL, policyFile string
 	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "produce",
@@ -31,7 +32,10 @@ of them on one listener (--channel all). Endpoints are /ingest/<channel>;
 (JSON, the format omnisync dev writes) and the environment
 (OMNISYNC_WEB_KEY, OMNISYNC_WECHAT_TOKEN, OMNISYNC_CRM_KEYS=system=key,…, …),
 never from code. The CRM channel takes one bearer key per source system
-(channels.crm.<system>.key).`,
+(channels.crm.<system>.key). --policy is the materializers' merge policy: its
+merge_identities say which identities an event shows of two customers merge
+them (a MERGE request) or only suggest it to an agent (docs/design.md,
+Identity graph).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -47,7 +51,13 @@ never from code. The CRM channel takes one bearer key per source system
 			if err != nil {
 				return err
 			}
-			mux, run, ready, closeProducer, err := newProducerMux(ctx, g.kafkaConfig(log), serde, creds, strings.Split(channel, ","), prometheus.DefaultRegisterer, log)
+			policy := merge.DefaultPolicy()
+			if policyFile != "" {
+				if policy, err = merge.LoadPolicy(policyFile); err != nil {
+					return err
+				}
+			}
+			mux, run, ready, closeProducer, err := newProducerMux(ctx, g.kafkaConfig(log), serde, creds, strings.Split(channel, ","), policy, prometheus.DefaultRegisterer, log)
 			if err != nil {
 				return err
 			}
@@ -62,6 +72,7 @@ never from code. The CRM channel takes one bearer key per source system
 	f.StringVar(&listen, "listen", "127.0.0.1:8090", "address to listen on")
 	f.StringVar(&credentialsFile, "credentials", "", "channel secrets as JSON (see README); the environment overrides")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
+	f.StringVar(&policyFile, "policy", "", "merge policy YAML, the materializers' (default: the built-in policy)")
 	addServeFlags(f, &serve)
 	return cmd
 }
@@ -71,7 +82,7 @@ never from code. The CRM channel takes one bearer key per source system
 // directory has caught up; closeProducer closes the pipeline's Kafka client
 // once the server no longer takes requests.
 func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, creds ingest.Credentials, channels []string,
-	reg prometheus.Registerer, log *zap.Logger) (mux *http.ServeMux, run func(context.Context) error, ready health.Check, closeProducer func(), err error) {
+	policy *merge.Policy, reg prometheus.Registerer, log *zap.Logger) (mux *http.ServeMux, run func(context.Context) error, ready health.Check, closeProducer func(), err error) {
 	cl, err := kafka.NewClient(kcfg)
 	if err != nil {
 		return nil, nil, ready, nil, err
@@ -81,7 +92,7 @@ func newProducerMux(ctx context.Context, kcfg kafka.Config, serde *codec.Serde, 
 		cl.Close()
 		return nil, nil, ready, nil, err
 	}
-	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Logger: log.Named("ingest"), Metrics: ingest.NewMetrics(reg)})
+	p := ingest.New(ingest.Config{Client: cl, Serde: serde, Directory: dir, Policy: policy, Logger: log.Named("ingest"), Metrics: ingest.NewMetrics(reg)})
 	mux = http.NewServeMux()
 	if err := producers.Mount(mux, p, creds, channels...); err != nil {
 		cl.Close()

@@ -159,8 +159,8 @@ func TestServicesOnPostgres(t *testing.T) {
 	var queue api.Page[api.Conflict]
 	eventually(t, "the review queue in PostgreSQL", func() string {
 		agent.get(t, "/api/v1/conflicts", &queue)
-		if len(queue.Items) != 4 {
-			return fmt.Sprintf("%d open conflicts, want 4", len(queue.Items))
+		if len(queue.Items) != 5 {
+			return fmt.Sprintf("%d open conflicts, want 5", len(queue.Items))
 		}
 		return ""
 	})

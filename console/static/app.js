@@ -62,8 +62,15 @@
   const STATUS_LABELS = {
     OPEN: 'Open', KEPT_CURRENT: 'Kept current', TOOK_CANDIDATE: 'Took candidate', SET_VALUE: 'Set value',
   };
+  // A merge suggestion is a conflict on the pseudo-field "merge": confirmed
+  // by taking the candidate (the API requests the merge), rejected by
+  // keeping the current.
+  const MERGE_FIELD = 'merge';
+  const MERGE_STATUS_LABELS = { OPEN: 'Open', KEPT_CURRENT: 'Rejected', TOOK_CANDIDATE: 'Merged' };
+  const statusLabel = (x, status) => (x.field === MERGE_FIELD ? MERGE_STATUS_LABELS : STATUS_LABELS)[status] || status;
 
   function fieldLabel(f) {
+    if (f === MERGE_FIELD) return 'Same person?';
     if (FIELD_LABELS[f]) return FIELD_LABELS[f];
     if (f.startsWith('attributes.')) return f.slice(11).replace(/_/g, ' ');
     return f;
@@ -435,6 +442,10 @@
       h('div', { class: 'badges' },
         c.needs_review ? h('span', { class: 'pill warn', testid: 'needs-review' }, 'Needs review') : null,
         c.channels.map((ch) => channelBadge(ch))));
+    if (c.redirected_from) {
+      header.append(h('div', { class: 'redirect-note muted small', testid: 'redirected-from' },
+        `${c.redirected_from} was merged into this customer.`));
+    }
     if (c.deleted) {
       pane.replaceChildren(header, h('div', { class: 'empty' }, "This customer's data was erased (privacy request)."));
       return;
@@ -448,6 +459,8 @@
         }))) : null,
       h('section', { class: 'card' }, h('h2', {}, 'Profile'), profileTable(c)),
       h('section', { class: 'card' }, h('h2', {}, 'Identities'), identityList(c.identities)),
+      c.also_known_as && c.also_known_as.length ? h('section', { class: 'card', id: 'also-known-as', testid: 'also-known-as' },
+        h('h2', {}, 'Also known as'), h('ul', { class: 'plain aka' }, c.also_known_as.map((a) => akaLine(c, a, pane)))) : null,
       closed.length ? h('section', { class: 'card' },
         h('details', { id: 'resolved-conflicts' },
           h('summary', {}, `Resolved conflicts (${closed.length})`),
@@ -460,7 +473,62 @@
     scroller.scrollTop = scroller.scrollHeight; // newest in view
   }
 
+  // akaLine shows a customer merged into c: who decided, on what evidence,
+  // and the unmerge action (direct absorptions only: a chain is undone
+  // from its own survivor).
+  function akaLine(c, a, pane) {
+    const status = h('span', { class: 'resolve-status', 'aria-live': 'polite' });
+    const button = a.via ? null : h('button', { type: 'button', class: 'link', testid: 'unmerge', onclick: () => unmerge(c, a, button, status, pane) }, 'Unmerge');
+    return h('li', { testid: 'aka', 'data-customer-id': a.id },
+      h('span', { class: 'mono' }, a.id), ' ',
+      h('span', { class: 'muted small' }, `merged ${ago(a.merged_at)}`, a.decided_by ? ` by ${a.decided_by}` : '',
+        a.via ? ` via ${a.via}` : '', a.evidence.length ? ` · ${a.evidence.map(identityText).join(', ')}` : ''),
+      ' ', button, status);
+  }
+
+  const identityText = (i) => `${i.kind.replace(/_/g, ' ')} ${i.value}`;
+
+  // unmerge asks the API to split a merged customer off again and waits
+  // until the materializer did.
+  async function unmerge(c, a, button, status, pane) {
+    const agent = await agentName();
+    if (!agent) return;
+    button.disabled = true;
+    status.className = 'resolve-status spinner';
+    status.textContent = 'Unmerging…';
+    try {
+      await api(`/customers/${enc(c.id)}/unmerge`, { method: 'POST', body: { merge_id: a.merge_id, decided_by: agent } });
+    } catch (e) {
+      button.disabled = false;
+      status.className = 'resolve-status error';
+      status.textContent = `Not unmerged: ${e.message}`;
+      return;
+    }
+    for (const deadline = Date.now() + 30000; Date.now() < deadline;) {
+      await sleep(400);
+      try {
+        const now = await api(`/customers/${enc(c.id)}`);
+        if (!now.also_known_as.some((x) => x.merge_id === a.merge_id)) {
+          toast(`${a.id} is a customer of its own again`);
+          showCustomer(c.id, pane);
+          runSearch(true);
+          return;
+        }
+      } catch {
+        // keep waiting
+      }
+    }
+    status.className = 'resolve-status error';
+    status.textContent = 'Sent, but not applied yet: the materializer may be behind. Check again shortly.';
+  }
+
   function profileTable(c) {
+    const verifiedPhone = c.identities.find((i) => i.kind === 'phone' && i.verified);
+    if (!c.fields.phone && verifiedPhone) {
+      // The number a channel vouched for (a caller's): shown where no
+      // source set the field, below every source in authority.
+      c = { ...c, fields: { ...c.fields, phone: { value: verifiedPhone.value, identity: true } } };
+    }
     const names = Object.keys(c.fields).sort((a, b) => {
       const ia = FIELD_ORDER.indexOf(a), ib = FIELD_ORDER.indexOf(b);
       return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
@@ -477,6 +545,9 @@
   }
 
   function provenance(f) {
+    if (f.identity) {
+      return h('span', { class: 'provenance muted small', title: 'A verified identity of the customer; no source set the field', testid: 'provenance' }, 'verified identity');
+    }
     const title = `Set by ${CHANNELS[f.channel] || f.channel} (${f.source}) at ${fullTime(f.occurred_at)}; event ${f.event_id}`;
     return h('span', { class: 'provenance', title, testid: 'provenance' },
       channelBadge(f.channel, title), ' ', h('span', { class: 'muted small' }, ago(f.occurred_at)));
@@ -491,14 +562,15 @@
 
   function resolvedLine(x) {
     return h('li', { testid: 'resolved-conflict', 'data-conflict-id': x.id, 'data-status': x.status },
-      h('strong', {}, fieldLabel(x.field)), ': ', h('span', { class: 'pill ok' }, STATUS_LABELS[x.status] || x.status), ' ',
-      h('span', { class: 'muted small' }, `${valueText(x.current)} vs ${valueText(x.candidate)}`,
+      h('strong', {}, fieldLabel(x.field)), ': ', h('span', { class: 'pill ok' }, statusLabel(x, x.status)), ' ',
+      h('span', { class: 'muted small' }, x.field === MERGE_FIELD ? `with ${x.candidate.customer_id}` : `${valueText(x.current)} vs ${valueText(x.candidate)}`,
         x.resolved_by ? ` · by ${x.resolved_by}` : '', x.resolved_at ? [' · ', timeAgo(x.resolved_at)] : ''));
   }
 
   // conflictCard shows an open conflict with its actions; onResolved runs
   // once the materializer closed it.
   function conflictCard(x, customer, onResolved) {
+    if (x.field === MERGE_FIELD) return suggestionCard(x, onResolved);
     const cur = customer && customer.fields[x.field];
     const card = h('div', { class: 'conflict', testid: 'conflict', 'data-conflict-id': x.id, 'data-status': x.status },
       h('div', { class: 'conflict-head' }, h('strong', {}, fieldLabel(x.field)), ' ', h('span', { class: 'muted small' }, timeAgo(x.detected_at, 'detected '))),
@@ -510,9 +582,28 @@
     return card;
   }
 
+  // suggestionCard shows a merge suggestion: the other customer, the
+  // identities an event showed of both, which channel and when.
+  function suggestionCard(x, onResolved) {
+    return h('div', { class: 'conflict suggestion', testid: 'conflict', 'data-conflict-id': x.id, 'data-status': x.status },
+      h('div', { class: 'conflict-head' }, h('strong', {}, 'Same person?'), ' ', h('span', { class: 'muted small' }, timeAgo(x.detected_at, 'seen '))),
+      suggestionBody(x),
+      resolveActions(x, onResolved));
+  }
+
+  function suggestionBody(x) {
+    const other = x.candidate.customer_id;
+    return h('div', { class: 'suggestion-body' },
+      h('div', {}, 'May be the same person as ', h('a', { href: `#/customers/${enc(other)}`, class: 'mono', testid: 'suggested-customer' }, other)),
+      h('div', { class: 'muted small' }, channelBadge(x.candidate_channel, x.candidate_source), ' showed ',
+        x.candidate.evidence.map(identityText).join(', ') || 'their identities'));
+  }
+
   function resolveActions(x, onResolved) {
     const status = h('span', { class: 'resolve-status', testid: 'resolve-status', 'aria-live': 'polite' });
-    const buttons = [['keep_current', 'Keep current'], ['take_candidate', 'Take candidate'], ['set_value', 'Set value…']]
+    const choices = x.field === MERGE_FIELD ? [['keep_current', 'Not the same'], ['take_candidate', 'Merge']]
+      : [['keep_current', 'Keep current'], ['take_candidate', 'Take candidate'], ['set_value', 'Set value…']];
+    const buttons = choices
       .map(([choice, label]) => h('button', {
         type: 'button', 'data-action': choice, testid: `resolve-${choice}`, class: choice === 'take_candidate' ? 'primary' : null,
         onclick: () => resolve(x, choice, buttons, status, onResolved),
@@ -551,8 +642,8 @@
         const c = await api(`/customers/${enc(x.customer_id)}`);
         const now = c.conflicts.find((y) => y.id === x.id);
         if (!now || now.status !== 'OPEN') {
-          busy(true, `Resolved: ${STATUS_LABELS[now ? now.status : ''] || 'closed'}`, 'ok');
-          toast(`${fieldLabel(x.field)}: ${STATUS_LABELS[now ? now.status : ''] || 'resolved'}`);
+          busy(true, `Resolved: ${now ? statusLabel(x, now.status) : 'closed'}`, 'ok');
+          toast(`${fieldLabel(x.field)}: ${now ? statusLabel(x, now.status) : 'resolved'}`);
           refreshReviewCount();
           onResolved(now);
           return;
@@ -665,7 +756,7 @@
     const status = h('div', { class: 'muted' }, 'Loading…');
     main.replaceChildren(h('div', { class: 'page' },
       h('h1', {}, 'Review queue'),
-      h('p', { class: 'muted' }, 'Key-field writes held back because they disagree with the current value. Oldest first.'),
+      h('p', { class: 'muted' }, 'Key-field writes held back because they disagree with the current value, and customers that may be one person. Oldest first.'),
       status, table, more));
     let cursor = '';
     const load = async () => {
@@ -692,8 +783,9 @@
       h('td', {}, timeAgo(x.detected_at)),
       h('td', {}, h('a', { href: `#/customers/${enc(x.customer_id)}`, testid: 'review-customer' }, x.customer_name || x.customer_id)),
       h('td', {}, fieldLabel(x.field)),
-      h('td', {}, valueNode(x.current)),
-      h('td', {}, valueNode(x.candidate), ' ', channelBadge(x.candidate_channel, x.candidate_source)),
+      ...(x.field === MERGE_FIELD ? [h('td', { colspan: 2 }, suggestionBody(x))] : [
+        h('td', {}, valueNode(x.current)),
+        h('td', {}, valueNode(x.candidate), ' ', channelBadge(x.candidate_channel, x.candidate_source))]),
       h('td', {}, resolveActions(x, (now) => {
         row.dataset.status = now ? now.status : 'CLOSED';
         row.classList.add('done');

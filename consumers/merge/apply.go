@@ -124,6 +124,8 @@ func applyEvent(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome)
 		ed.erase(s)
 	case events.OpResolve:
 		ed.resolve(ev, s)
+	case events.OpSuggestMerge:
+		ed.suggest(ev)
 	default:
 		return r, Outcome{Ignored: ReasonUnknownOp}
 	}
@@ -339,12 +341,15 @@ func (ed *edit) resolve(ev *events.CustomerEvent, s Stamp) {
 		return
 	}
 	var value string
-	switch res.Choice {
-	case events.ChoiceKeepCurrent:
+	switch {
+	case c.Field == SuggestionField && res.Choice == events.ChoiceSetValue:
+		ed.ignore(ReasonInvalidValue) // a suggestion is confirmed or rejected
+		return
+	case res.Choice == events.ChoiceKeepCurrent:
 		c.Status = events.ConflictKeptCurrent
-	case events.ChoiceTakeCandidate:
+	case res.Choice == events.ChoiceTakeCandidate:
 		c.Status, value = events.ConflictTookCandidate, c.Candidate
-	case events.ChoiceSetValue:
+	case res.Choice == events.ChoiceSetValue:
 		v, err := ParseValue(c.Field, res.Value)
 		if err != nil {
 			ed.ignore(ReasonInvalidValue)
@@ -355,7 +360,7 @@ func (ed *edit) resolve(ev *events.CustomerEvent, s Stamp) {
 		ed.ignore(ReasonUnknownChoice)
 		return
 	}
-	if c.Status != events.ConflictKeptCurrent {
+	if c.Status != events.ConflictKeptCurrent && c.Field != SuggestionField {
 		ed.setField(c.Field, Register{Value: value, Stamp: ed.resolutionStamp(c.Field, s), Channel: channelOf(ev.Channel), Source: ev.Source})
 	}
 	c.ResolvedBy, c.ResolvedAt = res.ResolvedBy, s.At

@@ -158,11 +158,14 @@ var (
 	ChenJing = Customer{CRMID: "CRM-10006", Name: "陈静", Phone: "150 2468 1357", Email: "chen.jing@example.cn", Device: "d-cj-android", User: "u-10006",
 		WeChat: &Fan{OpenID: "oUpF8uOz2v8Q1xY7b3KcXnR5tA0e", MiniOpenID: "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS8", UnionID: "oTmHYjg8ZJBWQ4sHU0UJHdcLqLXm"}}
 	Customers = []Customer{LiNa, Wang, ZhangWei, EmilyChen, DavidLi, ChenJing}
-	// LiuYang is a fan with no other contact: the official account's push
-	// carries only the openid, the mini-program's also the unionid, so
-	// nothing yet says the two are one person and omnisync keeps two
-	// unnamed customers.
-	LiuYang = Fan{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", MiniOpenID: "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS7", UnionID: "oTmHYjg8ZJBWQ4sHU0UJHdcLqLXk"}
+	// LiuYang is a WeChat fan with no CRM record: he writes to the
+	// official account and from the mini-program (the unionid makes them
+	// one customer), uses the app under an account of its own, then logs
+	// into the app with WeChat and a number the app verified by SMS, which
+	// merges the app account into the fan automatically (unionid), and
+	// calls from that number: one customer, stitched by the identity graph.
+	LiuYang = Customer{Name: "刘洋", Phone: "159 8765 4321", Device: "d-ly-ios", User: "u-10007",
+		WeChat: &Fan{OpenID: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", MiniOpenID: "oR5Gd5Bq9TfU8yX2kL3mN4pQ6rS7", UnionID: "oTmHYjg8ZJBWQ4sHU0UJHdcLqLXk"}}
 )
 
 func (p *player) scenario(ctx context.Context, t0 time.Time) error {
@@ -298,16 +301,51 @@ func (p *player) scenario(ctx context.Context, t0 time.Time) error {
 			})
 		},
 	}
-	// 刘洋 wrote to the official account and from the mini-program early on
-	// and never since: two unnamed customers at the end of the list.
+	// 刘洋: the identity graph makes one customer of the official account,
+	// the mini-program, an app account and his calls.
+	ly := LiuYang.WeChat
 	steps = append([]func() error{
 		func() error {
-			return p.wechatText(ctx, LiuYang.OpenID, "", t0.Add(-30*time.Minute), "你好，请问门店几点开门？")
+			return p.wechatText(ctx, ly.OpenID, ly.UnionID, t0.Add(-40*time.Minute), "你好，请问门店几点开门？")
 		},
 		func() error {
-			return p.miniText(ctx, LiuYang.MiniOpenID, LiuYang.UnionID, t0.Add(-28*time.Minute), "小程序下单可以到店自提吗？")
+			return p.miniText(ctx, ly.MiniOpenID, ly.UnionID, t0.Add(-38*time.Minute), "小程序下单可以到店自提吗？")
+		},
+		// 陈静's number calls before the call centre knows it: a customer of
+		// its own. When the call centre later names her for that number, the
+		// two may be one person; numbers are recycled, so the policy only
+		// suggests the merge: it waits in the review queue for an agent.
+		func() error {
+			return p.callFrom(ctx, "", ChenJing.Phone, "call-demo-cj-0", at(-60), at(-58), [][3]any{
+				{"agent", "您好，这里是 omnisync 客服中心。", 0.96},
+				{"caller", "我想问一下会员积分怎么查。", 0.9},
+			})
 		},
 	}, steps...)
+	steps = append(steps,
+		func() error {
+			return p.appLogin(ctx, LiuYang, false, []map[string]any{
+				message("a-ly-1", at(30), "app-ly-1", "inbound", "text", "App 里怎么绑定微信？"),
+			})
+		},
+		func() error {
+			return p.appLogin(ctx, LiuYang, true, []map[string]any{
+				profile("a-ly-2", at(80), map[string]any{"name": LiuYang.Name, "phone": LiuYang.Phone}),
+				message("a-ly-3", at(81), "app-ly-2", "inbound", "text", "已经用微信登录了，到店自提要带什么？"),
+				agentMessage("a-ly-4", at(82), "app-ly-2", "agent-05", "刘先生您好，带上取货码即可。"),
+			})
+		},
+		func() error {
+			return p.callFrom(ctx, "", LiuYang.Phone, "call-demo-ly-1", at(100), at(102), [][3]any{
+				{"agent", "您好，请问有什么可以帮您？", 0.96},
+				{"caller", "我想确认一下自提的时间。", 0.92},
+				{"agent", "门店上午十点到晚上九点都可以取。", 0.95},
+			})
+		},
+		func() error {
+			return p.wechatText(ctx, ly.OpenID, "", t0.Add(120*time.Minute), "好的，谢谢！")
+		},
+	)
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
@@ -374,6 +412,26 @@ func (p *player) app(ctx context.Context, c Customer, evs []map[string]any) erro
 		"app_version": "5.2.1", "platform": "ios", "events": evs})
 }
 
+// appLogin posts as c logged in to the app without naming the customer:
+// the app user, and with WeChat, the unionid and the number verified by
+// SMS, all signed by the backend; the identity graph finds the customer.
+func (p *player) appLogin(ctx context.Context, c Customer, withWeChat bool, evs []map[string]any) error {
+	app := p.cfg.Credentials.Channels.App
+	body := map[string]any{
+		"device_id": c.Device, "user_id": c.User, "user_hash": ingest.SignClaim(app.IdentitySecret, "user_id", c.User),
+		"app_version": "5.2.1", "platform": "ios", "events": evs}
+	if withWeChat {
+		phone, err := normalize.Phone("phone", c.Phone)
+		if err != nil {
+			return err
+		}
+		body["phone"], body["phone_hash"] = phone, ingest.SignClaim(app.IdentitySecret, "phone", phone)
+		body["wechat_unionid"] = c.WeChat.UnionID
+		body["wechat_unionid_hash"] = ingest.SignClaim(app.IdentitySecret, "wechat_unionid", c.WeChat.UnionID)
+	}
+	return p.postJSON(ctx, "/ingest/app", app.Key, body)
+}
+
 // call posts a transcript of a call with c's number; the call centre's
 // system names the customer (it looked the caller up), as a CTI does.
 func (p *player) call(ctx context.Context, c Customer, callID, direction, start, end string, turns [][3]any) error {
@@ -381,6 +439,16 @@ func (p *player) call(ctx context.Context, c Customer, callID, direction, start,
 	if direction == "outbound" {
 		caller, callee = callee, c.Phone
 	}
+	return p.postCall(ctx, c.ID(), callID, direction, caller, callee, start, end, turns)
+}
+
+// callFrom posts an inbound call from number; customerID is "" when the
+// call centre did not recognise the caller (the number finds the customer).
+func (p *player) callFrom(ctx context.Context, customerID, number, callID, start, end string, turns [][3]any) error {
+	return p.postCall(ctx, customerID, callID, "inbound", number, "4008001234", start, end, turns)
+}
+
+func (p *player) postCall(ctx context.Context, customerID, callID, direction, caller, callee, start, end string, turns [][3]any) error {
 	var segs []map[string]any
 	ms := 0
 	for _, t := range turns {
@@ -389,9 +457,12 @@ func (p *player) call(ctx context.Context, c Customer, callID, direction, start,
 		segs = append(segs, map[string]any{"speaker": t[0], "start_ms": ms, "end_ms": ms + dur, "text": text, "confidence": t[2]})
 		ms += dur + 400
 	}
-	return p.postJSON(ctx, "/ingest/phone", p.cfg.Credentials.Channels.Phone.Key, map[string]any{
-		"call_id": callID, "customer_id": c.ID(), "direction": direction, "caller": caller, "callee": callee, "agent_id": "agent-07",
-		"started_at": start, "ended_at": end, "segments": segs})
+	call := map[string]any{"call_id": callID, "direction": direction, "caller": caller, "callee": callee, "agent_id": "agent-07",
+		"started_at": start, "ended_at": end, "segments": segs}
+	if customerID != "" {
+		call["customer_id"] = customerID
+	}
+	return p.postJSON(ctx, "/ingest/phone", p.cfg.Credentials.Channels.Phone.Key, call)
 }
 
 // crm publishes the CRM's edit of c's profile, as a CRM connector would:

@@ -136,6 +136,8 @@ func enumOp(sym string) (any, error) {
 		return "MERGE", nil
 	case "UNMERGE":
 		return "UNMERGE", nil
+	case "SUGGEST_MERGE":
+		return "SUGGEST_MERGE", nil
 	case "":
 		return "UNKNOWN", nil
 	}

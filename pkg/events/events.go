@@ -34,6 +34,10 @@ const (
 	// (docs/design.md, Customer merge); the event's Merge says which.
 	OpMerge   Op = "MERGE"
 	OpUnmerge Op = "UNMERGE"
+	// OpSuggestMerge is a merge suggestion for an agent to review, keyed
+	// by the would-be survivor; its Merge names both customers and the
+	// evidence (docs/design.md, Identity graph).
+	OpSuggestMerge Op = "SUGGEST_MERGE"
 )
 
 // Identity is a channel identity seen with an event.

@@ -17,14 +17,22 @@ const Path = "/ingest/app"
 
 // Request is the body the SDK posts.
 type Request struct {
-	DeviceID     string           `json:"device_id"`               // an unverified session identity
-	UserID       string           `json:"user_id,omitempty"`       // the app account, when logged in
-	UserHash     string           `json:"user_hash,omitempty"`     // the backend's MAC of user_id (ingest.SignClaim)
-	CustomerID   string           `json:"customer_id,omitempty"`   // an omnisync customer ID, when logged in
-	CustomerHash string           `json:"customer_hash,omitempty"` // the backend's MAC of customer_id
-	AppVersion   string           `json:"app_version"`
-	Platform     string           `json:"platform"` // ios, android or harmony
-	Events       []chatjson.Event `json:"events"`
+	DeviceID     string `json:"device_id"`               // an unverified session identity
+	UserID       string `json:"user_id,omitempty"`       // the app account, when logged in
+	UserHash     string `json:"user_hash,omitempty"`     // the backend's MAC of user_id (ingest.SignClaim)
+	CustomerID   string `json:"customer_id,omitempty"`   // an omnisync customer ID, when logged in
+	CustomerHash string `json:"customer_hash,omitempty"` // the backend's MAC of customer_id
+	// Phone is the number the backend verified at login (an SMS code);
+	// taken only with PhoneHash, the backend's MAC of it in E.164.
+	Phone     string `json:"phone,omitempty"`
+	PhoneHash string `json:"phone_hash,omitempty"`
+	// UnionID is the WeChat unionid of a WeChat login; taken only with
+	// UnionIDHash, the backend's MAC of it.
+	UnionID     string           `json:"wechat_unionid,omitempty"`
+	UnionIDHash string           `json:"wechat_unionid_hash,omitempty"`
+	AppVersion  string           `json:"app_version"`
+	Platform    string           `json:"platform"` // ios, android or harmony
+	Events      []chatjson.Event `json:"events"`
 }
 
 // New returns the channel, authenticating with cred's bearer key.
@@ -57,7 +65,8 @@ func parse(req *Request, identitySecret string, now time.Time) (*ingest.Batch, e
 		Attributes: map[string]string{"last_app_version": version, "last_platform": req.Platform},
 		Now:        now,
 	}
-	login := chatjson.Login{UserID: req.UserID, UserHash: req.UserHash, CustomerID: req.CustomerID, CustomerHash: req.CustomerHash}
+	login := chatjson.Login{UserID: req.UserID, UserHash: req.UserHash, CustomerID: req.CustomerID, CustomerHash: req.CustomerHash,
+		Phone: req.Phone, PhoneHash: req.PhoneHash, UnionID: req.UnionID, UnionIDHash: req.UnionIDHash}
 	if err := login.Verify(identitySecret, &ctx); err != nil {
 		return nil, err
 	}

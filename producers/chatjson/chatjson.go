@@ -126,6 +126,10 @@ type Login struct {
 	UserHash     string // SignClaim(secret, "user_id", UserID)
 	CustomerID   string // an omnisync customer ID
 	CustomerHash string // SignClaim(secret, "customer_id", CustomerID)
+	Phone        string // the number the backend verified at login (an SMS code)
+	PhoneHash    string // SignClaim(secret, "phone", <Phone in E.164>)
+	UnionID      string // the WeChat unionid of a WeChat login
+	UnionIDHash  string // SignClaim(secret, "wechat_unionid", UnionID)
 }
 
 // Verify checks the login against the channel's identity secret and fills
@@ -146,6 +150,9 @@ func (l Login) Verify(secret string, c *Context) error {
 	} else if l.CustomerHash != "" {
 		return normalize.Invalid("customer_hash", "sent without customer_id")
 	}
+	if err := l.signed(secret, c); err != nil {
+		return err
+	}
 	if l.UserID == "" {
 		if l.UserHash != "" {
 			return normalize.Invalid("user_hash", "sent without user_id")
@@ -165,6 +172,37 @@ func (l Login) Verify(secret string, c *Context) error {
 	}
 	c.Identities = append(c.Identities, events.Identity{Kind: "app_user", Value: user, Verified: verified})
 	c.SenderID = user
+	return nil
+}
+
+// signed adds the login's phone number and WeChat unionid, which the
+// backend vouches for with their MACs; they come only signed (the number a
+// user types is a profile field, a claim).
+func (l Login) signed(secret string, c *Context) error {
+	if l.Phone != "" {
+		phone, err := normalize.Phone("phone", l.Phone)
+		if err != nil {
+			return err
+		}
+		if !ingest.VerifyClaim(secret, "phone", phone, l.PhoneHash) {
+			return normalize.Invalid("phone_hash", "phone is taken only with phone_hash, the HMAC-SHA256 of \"phone:<E.164 number>\" keyed with the channel's identity secret; it is missing or does not match")
+		}
+		c.Identities = append(c.Identities, events.Identity{Kind: "phone", Value: phone, Verified: true})
+	} else if l.PhoneHash != "" {
+		return normalize.Invalid("phone_hash", "sent without phone")
+	}
+	if l.UnionID != "" {
+		u, err := normalize.ID("wechat_unionid", l.UnionID)
+		if err != nil {
+			return err
+		}
+		if !ingest.VerifyClaim(secret, "wechat_unionid", u, l.UnionIDHash) {
+			return normalize.Invalid("wechat_unionid_hash", "wechat_unionid is taken only with wechat_unionid_hash, the HMAC-SHA256 of \"wechat_unionid:<unionid>\" keyed with the channel's identity secret; it is missing or does not match")
+		}
+		c.Identities = append(c.Identities, events.Identity{Kind: "wechat_unionid", Value: u, Verified: true})
+	} else if l.UnionIDHash != "" {
+		return normalize.Invalid("wechat_unionid_hash", "sent without wechat_unionid")
+	}
 	return nil
 }
 

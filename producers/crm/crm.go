@@ -59,7 +59,7 @@ type Change struct {
 
 // Identity is an identity a link change vouches for.
 type Identity struct {
-	Kind  string `json:"kind"`            // app_user, wechat_unionid, wechat_openid, miniprogram_openid, phone or email
+	Kind  string `json:"kind"`            // app_user, wechat_unionid, wechat_openid, miniprogram_openid, phone, email or id_number
 	Scope string `json:"scope,omitempty"` // the WeChat app ID of an openid
 	Value string `json:"value"`
 }
@@ -185,7 +185,7 @@ func Build(system string, changes []Change, now time.Time) (*ingest.Batch, error
 // identities (device, web visitor) are never verified; another CRM's ID is
 // that CRM's to vouch for.
 var linkable = map[string]bool{
-	"app_user": false, "wechat_unionid": false, "phone": false, "email": false,
+	"app_user": false, "wechat_unionid": false, "phone": false, "email": false, "id_number": false,
 	"wechat_openid": true, "miniprogram_openid": true,
 }
 
@@ -202,7 +202,7 @@ func linked(field string, in []Identity) ([]events.Identity, error) {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		scoped, ok := linkable[id.Kind]
 		if !ok {
-			return nil, normalize.Invalid(f+".kind", "%q: want app_user, wechat_unionid, wechat_openid, miniprogram_openid, phone or email", id.Kind)
+			return nil, normalize.Invalid(f+".kind", "%q: want app_user, wechat_unionid, wechat_openid, miniprogram_openid, phone, email or id_number", id.Kind)
 		}
 		var value string
 		var err error

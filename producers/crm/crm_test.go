@@ -50,13 +50,14 @@ func TestBuild(t *testing.T) {
 		return crm.Change{ChangeID: "c1", Type: typ, CRMID: "C-1", OccurredAt: "2026-11-22T09:00:00+08:00"}
 	}
 	link := change("link")
-	link.Identities = []crm.Identity{{Kind: "phone", Value: "138 0013 8000"}, {Kind: "wechat_openid", Scope: "wx1", Value: "o-1"}}
+	link.Identities = []crm.Identity{{Kind: "phone", Value: "138 0013 8000"}, {Kind: "wechat_openid", Scope: "wx1", Value: "o-1"},
+		{Kind: "id_number", Value: "110101199003074512"}}
 	b, err := crm.Build("main", []crm.Change{link}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ev := b.Customers[0]
-	if ev.Op != events.OpUpsert || ev.Profile != nil || len(ev.Identities) != 3 || *ev.SourceEventID != "c1" || !ev.OccurredAt.Equal(time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)) {
+	if ev.Op != events.OpUpsert || ev.Profile != nil || len(ev.Identities) != 4 || *ev.SourceEventID != "c1" || !ev.OccurredAt.Equal(time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)) {
 		t.Fatalf("link event %+v", ev)
 	}
 	for _, id := range ev.Identities {

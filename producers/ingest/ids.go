@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/ksuid"
 
 	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/identity"
 )
 
 // EventID derives an event or message ID from everything that identifies
@@ -83,16 +84,14 @@ func CustomerIDFor(id events.Identity) string {
 
 // IdentityKey is an identity's key in the identity directory:
 // kind:scope:value, e.g. wechat_openid:wx8f3a:o6_bm… or phone::+86138….
-func IdentityKey(id events.Identity) string {
-	return strings.Join([]string{id.Kind, id.Scope, id.Value}, ":")
-}
+func IdentityKey(id events.Identity) string { return identity.Key(id) }
 
 // identityRank orders identity kinds by how surely they name one person:
 // the customer ID comes from the first kind found in the directory, and a
 // new ID is derived from the best identity seen.
 var identityRank = map[string]int{
-	"crm": 0, "app_user": 1, "wechat_unionid": 2, "phone": 3, "email": 4,
-	"wechat_openid": 5, "miniprogram_openid": 6, "device": 7, "web_visitor": 8,
+	"crm": 0, "app_user": 1, "wechat_unionid": 2, "phone": 3, "email": 4, "id_number": 5,
+	"wechat_openid": 6, "miniprogram_openid": 7, "device": 8, "web_visitor": 9,
 }
 
 // sessionKinds are the anonymous identities of a public client's session,

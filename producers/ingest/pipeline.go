@@ -16,10 +16,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/pkg/codec"
 	"github.com/omnisync/omnisync/pkg/deadletter"
 	"github.com/omnisync/omnisync/pkg/events"
 	"github.com/omnisync/omnisync/pkg/httpauth"
+	"github.com/omnisync/omnisync/pkg/identity"
 	"github.com/omnisync/omnisync/pkg/kafka"
 	"github.com/omnisync/omnisync/pkg/normalize"
 	"github.com/omnisync/omnisync/pkg/redact"
@@ -31,8 +33,11 @@ type Config struct {
 	Client    *kgo.Client  // produces; use kafka.NewClient for idempotent acks=all
 	Serde     *codec.Serde // encodes
 	Directory *Directory   // resolves customer IDs; Run it before serving
-	Logger    *zap.Logger
-	Metrics   *Metrics // optional
+	// Policy says which identities shown by two customers merge them
+	// (merge_identities); default merge.DefaultPolicy.
+	Policy  *merge.Policy
+	Logger  *zap.Logger
+	Metrics *Metrics // optional
 
 	// Instance names this producer in each event's source
 	// (producer/<channel>@<instance>); default the host name.
@@ -68,6 +73,9 @@ func New(cfg Config) *Pipeline {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = merge.DefaultPolicy()
 	}
 	recent, _ := lru.New[string, struct{}](100_000)
 	return &Pipeline{cfg: cfg, recent: recent}
@@ -203,6 +211,12 @@ func (p *Pipeline) Complete(ch events.Channel, b *Batch) *normalize.ValidationEr
 		if ev.CustomerID == "" && !anchored(ev.Identities) {
 			return normalize.Invalid(fmt.Sprintf("customer_events[%d]", i), "names no customer and carries no verified or session identity")
 		}
+		if bad := reserved(fmt.Sprintf("customer_events[%d]", i), ev.Identities); bad != nil {
+			return bad
+		}
+		if ev.Op != "" && ev.Op != events.OpUpsert && ev.Op != events.OpDelete {
+			return normalize.Invalid(fmt.Sprintf("customer_events[%d].op", i), "%s: channels send UPSERT or DELETE only", ev.Op)
+		}
 		ev.Channel, ev.Source, ev.IngestedAt = orChannel(ev.Channel, ch), p.withInstance(orString(ev.Source, source)), now
 		if ev.OccurredAt.IsZero() {
 			ev.OccurredAt = now
@@ -215,6 +229,9 @@ func (p *Pipeline) Complete(ch events.Channel, b *Batch) *normalize.ValidationEr
 	for i, m := range b.Messages {
 		if m.CustomerID == "" && !anchored(m.Identities) {
 			return normalize.Invalid(fmt.Sprintf("messages[%d]", i), "names no customer and carries no verified or session identity")
+		}
+		if bad := reserved(fmt.Sprintf("messages[%d]", i), m.Identities); bad != nil {
+			return bad
 		}
 		m.Channel, m.Source, m.IngestedAt = orChannel(m.Channel, ch), orString(m.Source, source), now
 		if m.OccurredAt.IsZero() {
@@ -250,15 +267,11 @@ func (p *Pipeline) Produce(ctx context.Context, ch events.Channel, b *Batch) err
 func (p *Pipeline) records(ch events.Channel, b *Batch) ([]*kgo.Record, []*events.IdentityLink, error) {
 	var recs []*kgo.Record
 	var links []*events.IdentityLink
-	pending := map[string]string{} // links made by this request
-	resolve := func(explicit, eventID string, ids []events.Identity) string {
-		customerID, unlinked := p.cfg.Directory.Resolve(explicit, ids, pending)
-		for _, id := range unlinked {
-			pending[IdentityKey(id)] = customerID
-			links = append(links, &events.IdentityLink{Identity: id, CustomerID: customerID, Channel: ch,
-				Source: p.source(ch), EventID: eventID, LinkedAt: p.cfg.Now().UTC()})
-		}
-		return customerID
+	pending := map[string]string{} // links and redirects made by this request
+	suggested := map[string]bool{} // merge suggestions made by this request
+	link := func(l *events.IdentityLink) {
+		pending[IdentityKey(l.Identity)] = l.CustomerID
+		links = append(links, l)
 	}
 	add := func(topic, key string, v any) error {
 		value, err := p.cfg.Serde.Encode(v)
@@ -268,14 +281,46 @@ func (p *Pipeline) records(ch events.Channel, b *Batch) ([]*kgo.Record, []*event
 		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(key), Value: value})
 		return nil
 	}
+	resolve := func(explicit string, t trigger, ids []events.Identity) (string, error) {
+		t.explicit = explicit != ""
+		res := p.cfg.Directory.Resolve(explicit, ids, pending)
+		customerID, stitched := p.stitch(res, t)
+		for _, ev := range stitched {
+			if ev.Op == events.OpSuggestMerge {
+				pair := ev.Merge.SurvivorID + ">" + ev.Merge.AbsorbedID
+				if suggested[pair] {
+					continue // one suggestion per pair and request
+				}
+				suggested[pair] = true
+			}
+			if l, ok := identity.Redirect(ev, p.source(ch), p.cfg.Now()); ok {
+				link(l)
+			}
+			if err := add(schemas.CustomerEventsTopic, ev.CustomerID, ev); err != nil {
+				return "", err
+			}
+			p.cfg.Logger.Info("customers stitched", zap.String("op", string(ev.Op)), zap.String("survivor_id", ev.Merge.SurvivorID),
+				zap.String("absorbed_id", ev.Merge.AbsorbedID), zap.String("decided_by", ev.Merge.DecidedBy), zap.String("trigger", t.id))
+		}
+		for _, id := range res.Unlinked {
+			link(&events.IdentityLink{Identity: id, CustomerID: customerID, Channel: ch,
+				Source: p.source(ch), EventID: t.id, LinkedAt: p.cfg.Now().UTC()})
+		}
+		return customerID, nil
+	}
+	var err error
 	for _, ev := range b.Customers {
-		ev.CustomerID = resolve(ev.CustomerID, ev.EventID, ev.Identities)
+		if ev.CustomerID, err = resolve(ev.CustomerID, trigger{id: ev.EventID, channel: ev.Channel, occurred: ev.OccurredAt}, ev.Identities); err != nil {
+			return nil, nil, err
+		}
 		if err := add(schemas.CustomerEventsTopic, ev.CustomerID, ev); err != nil {
 			return nil, nil, err
 		}
 	}
 	for _, m := range b.Messages {
-		m.CustomerID = resolve(m.CustomerID, m.MessageID, m.Identities)
+		if m.CustomerID, err = resolve(m.CustomerID, trigger{id: m.MessageID, channel: m.Channel, occurred: m.OccurredAt}, m.Identities); err != nil {
+			return nil, nil, err
+		}
 		if err := add(schemas.CustomerMessagesTopic, m.CustomerID, m); err != nil {
 			return nil, nil, err
 		}
@@ -476,6 +521,17 @@ func anchored(ids []events.Identity) bool {
 		}
 	}
 	return false
+}
+
+// reserved refuses identities of the directory's own redirect kind: only
+// merge requests make redirects.
+func reserved(field string, ids []events.Identity) *normalize.ValidationError {
+	for j, id := range ids {
+		if id.Kind == identity.RedirectKind {
+			return normalize.Invalid(fmt.Sprintf("%s.identities[%d].kind", field, j), "%q is reserved for merged customers", id.Kind)
+		}
+	}
+	return nil
 }
 
 func orChannel(c, ch events.Channel) events.Channel {
