@@ -21,20 +21,37 @@ type KafkaPublisher struct {
 	Client  *kgo.Client
 	Serde   *codec.Serde
 	Timeout time.Duration // default 10 s
+	// EventsTopic and AuditTopic default to schemas.CustomerEventsTopic
+	// and schemas.AuditTopic (tests use topics of their own).
+	EventsTopic, AuditTopic string
+}
+
+func (p KafkaPublisher) timeout() time.Duration {
+	if p.Timeout <= 0 {
+		return 10 * time.Second
+	}
+	return p.Timeout
+}
+
+func (p KafkaPublisher) record(ev *events.CustomerEvent) (*kgo.Record, error) {
+	value, err := p.Serde.Encode(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encoding event %s: %w", ev.EventID, err)
+	}
+	topic := p.EventsTopic
+	if topic == "" {
+		topic = schemas.CustomerEventsTopic
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(ev.CustomerID), Value: value}, nil
 }
 
 // Publish implements Publisher.
 func (p KafkaPublisher) Publish(ctx context.Context, ev *events.CustomerEvent) error {
-	value, err := p.Serde.Encode(ev)
+	rec, err := p.record(ev)
 	if err != nil {
-		return fmt.Errorf("encoding event %s: %w", ev.EventID, err)
+		return err
 	}
-	timeout := p.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout())
 	defer cancel()
-	rec := &kgo.Record{Topic: schemas.CustomerEventsTopic, Key: []byte(ev.CustomerID), Value: value}
 	return kafka.ProduceAndWait(ctx, p.Client, rec)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/console"
@@ -64,7 +65,10 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 			}
 			defer cl.Close()
 			mux := http.NewServeMux()
-			runStatus := mountAPI(mux, st, cl, serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
+			runStatus, err := mountAPI(mux, st, cl, g.kafkaConfig(log), serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
+			if err != nil {
+				return err
+			}
 			return serveUntilDone(ctx, listen, mux, serve, log, runStatus)
 		},
 	}
@@ -81,13 +85,20 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 // mountAPI serves the API, the console, /metrics, /healthz and /readyz
 // (the store answers and Kafka is reachable, plus extra checks) on mux;
 // the sync status reports on the metrics gathers.
-// The returned function samples the sync status until ctx ends.
-func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
-	log *zap.Logger, checks ...health.Check) func(context.Context) error {
+// The returned function samples the sync status and follows the audit
+// topic until ctx ends.
+func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, kcfg kafka.Config, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
+	log *zap.Logger, checks ...health.Check) (func(context.Context) error, error) {
 	status := api.NewStatus(metrics, kadm.NewClient(cl), producers.Names())
 	host, _ := os.Hostname()
+	audit, err := api.NewAuditLog(kcfg, "", serde, log.Named("audit"))
+	if err != nil {
+		return nil, err
+	}
+	accounts, _ := st.(store.Accounts) // both stores keep accounts
+	pub := api.KafkaPublisher{Client: cl, Serde: serde}
 	mux.Handle("/api/", api.Handler(api.Config{
-		Store: st, Publisher: api.KafkaPublisher{Client: cl, Serde: serde}, Status: status,
+		Store: st, Publisher: pub, Recorder: pub, Accounts: accounts, Audit: audit, Status: status,
 		AdminToken: adminToken, Logger: log.Named("api"), Instance: host,
 	}))
 	mux.Handle("/", console.Handler())
@@ -100,5 +111,10 @@ func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.
 		health.Check{Name: "kafka", Func: func(ctx context.Context) error { return cl.Ping(ctx) }},
 	)
 	health.Mount(mux, checks...)
-	return status.Run
+	return func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return status.Run(ctx) })
+		g.Go(func() error { return audit.Run(ctx) })
+		return g.Wait()
+	}, nil
 }

@@ -37,10 +37,12 @@ var (
 	schemaV1 string
 	//go:embed schema_v2.sql
 	schemaV2 string
+	//go:embed schema_v3.sql
+	schemaV3 string
 )
 
 // migrations[i] takes the schema from version i to version i+1.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // migrationLock is the advisory lock (per database) that serialises
 // processes migrating the same database.

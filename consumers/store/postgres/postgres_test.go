@@ -73,8 +73,8 @@ func TestConcurrentOpen(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &version); err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 || version != 2 {
-		t.Errorf("schema_migrations has %d rows up to version %d, want 2 rows, version 2 (each migration once)", n, version)
+	if n != 3 || version != 3 {
+		t.Errorf("schema_migrations has %d rows up to version %d, want 3 rows, version 3 (each migration once)", n, version)
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 )
 
 // migrations are the schema's versions, each applied once, in order.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 var (
 	//go:embed schema.sql
@@ -32,6 +32,8 @@ var (
 	schemaV2 string
 	//go:embed schema_v3.sql
 	schemaV3 string
+	//go:embed schema_v4.sql
+	schemaV4 string
 )
 
 // Store is a SQLite store. It is safe for concurrent use.
