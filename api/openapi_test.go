@@ -327,6 +327,7 @@ var schemaTypes = map[string]reflect.Type{
 	"Password":          reflect.TypeFor[Password](),
 	"AuditEntry":        reflect.TypeFor[AuditEntry](),
 	"AuditPage":         reflect.TypeFor[Page[AuditEntry]](),
+	"LiveEvent":         reflect.TypeFor[LiveEvent](),
 }
 
 // jsonField is a struct field's JSON name and whether it may be omitted.

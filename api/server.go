@@ -44,6 +44,8 @@ type Config struct {
 	Accounts store.Accounts
 	// Audit answers GET /api/v1/audit; nil: 404.
 	Audit AuditReader
+	// Live answers GET /api/v1/live; nil: 404.
+	Live *Live
 	// SessionTTL is how long a browser session lasts; default
 	// DefaultSessionTTL.
 	SessionTTL time.Duration
@@ -113,6 +115,7 @@ var routes = []struct {
 	{"DELETE /api/v1/agents/{name}/tokens/{id}", RoleAdmin, (*server).revokeToken},
 	// The audit trail (audit.go) and live push (live.go).
 	{"GET /api/v1/audit", RoleAdmin, (*server).audit},
+	{"GET /api/v1/live", RoleViewer, (*server).live},
 }
 
 // Failed sign-ins and refused credentials allowed before 429: per client

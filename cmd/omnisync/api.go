@@ -86,7 +86,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 // (the store answers and Kafka is reachable, plus extra checks) on mux;
 // the sync status reports on the metrics gathers.
 // The returned function samples the sync status and follows the audit
-// topic until ctx ends.
+// and state topics (the audit trail, live push) until ctx ends.
 func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, kcfg kafka.Config, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
 	log *zap.Logger, checks ...health.Check) (func(context.Context) error, error) {
 	status := api.NewStatus(metrics, kadm.NewClient(cl), producers.Names())
@@ -95,10 +95,14 @@ func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, kcfg kafka.Co
 	if err != nil {
 		return nil, err
 	}
+	live, err := api.NewLive(kcfg, "", serde, log.Named("live"))
+	if err != nil {
+		return nil, err
+	}
 	accounts, _ := st.(store.Accounts) // both stores keep accounts
 	pub := api.KafkaPublisher{Client: cl, Serde: serde}
 	mux.Handle("/api/", api.Handler(api.Config{
-		Store: st, Publisher: pub, Recorder: pub, Accounts: accounts, Audit: audit, Status: status,
+		Store: st, Publisher: pub, Recorder: pub, Accounts: accounts, Audit: audit, Live: live, Status: status,
 		AdminToken: adminToken, Logger: log.Named("api"), Instance: host,
 	}))
 	mux.Handle("/", console.Handler())
@@ -115,6 +119,7 @@ func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, kcfg kafka.Co
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return status.Run(ctx) })
 		g.Go(func() error { return audit.Run(ctx) })
+		g.Go(func() error { return live.Run(ctx) })
 		return g.Wait()
 	}, nil
 }

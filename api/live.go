@@ -1,0 +1,368 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/omnisync/omnisync/pkg/codec"
+	"github.com/omnisync/omnisync/pkg/events"
+	"github.com/omnisync/omnisync/pkg/kafka"
+	"github.com/omnisync/omnisync/schemas"
+)
+
+// LiveEvent is one event of GET /api/v1/live: a customer record the
+// materializer committed (and then published to the state topic).
+type LiveEvent struct {
+	// ID is "<partition>-<offset>" of the state record: the SSE id.
+	ID         string `json:"id"`
+	CustomerID string `json:"customer_id"`
+	Version    int64  `json:"version"`
+	// Changes names what changed since the version this server saw last:
+	// message, field, conflict (a new one), resolution, identity, deleted;
+	// record when it had not seen the customer (a reload tells).
+	Changes       []string  `json:"changes"`
+	Deleted       bool      `json:"deleted"`
+	NeedsReview   bool      `json:"needs_review"`
+	OpenConflicts int       `json:"open_conflicts"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	// CommittedAt is when the materializer published the change, after
+	// its store commit (the state record's timestamp).
+	CommittedAt time.Time `json:"committed_at"`
+
+	data []byte // the SSE frame, encoded once for every client
+}
+
+// Live fans the changes the materializers commit out to the clients of
+// GET /api/v1/live. Each API replica follows every partition of the state
+// topic (the materializer publishes each record it committed there) by
+// itself, without a consumer group, from the end: every replica receives
+// every change, and none polls the store. A bounded ring of recent events
+// lets a client that reconnects with Last-Event-ID resume without a gap;
+// one whose ID the ring no longer holds is told to resync.
+type Live struct {
+	cl    *kgo.Client
+	adm   *kadm.Client
+	topic string
+	serde *codec.Serde
+	log   *zap.Logger
+	ready chan struct{}
+
+	// ClientBuffer is how many events a client may lag behind before it
+	// is told to resync and dropped; Heartbeat how often an idle stream
+	// gets a comment line (so proxies keep it open). Set before Run.
+	ClientBuffer int
+	Heartbeat    time.Duration
+
+	mu      sync.Mutex
+	clients map[*liveClient]struct{}
+	ring    []*LiveEvent // the last ringSize events, oldest first
+	seen    map[string]seenState
+}
+
+// ringSize bounds the events kept for resuming; seenSize the customers
+// whose last state is kept to tell what changed.
+const (
+	ringSize = 4096
+	seenSize = 100_000
+)
+
+// seenState is what Live remembers of a customer's last state.
+type seenState struct {
+	version     int64
+	lastContact int64
+	fields      map[string]string // field → event ID
+	conflicts   map[string]events.ConflictStatus
+	identities  int
+	deleted     bool
+}
+
+type liveClient struct {
+	customer string // "" for all
+	ch       chan *LiveEvent
+	dropped  chan struct{} // closed when the client fell behind
+	once     sync.Once
+}
+
+// NewLive returns a Live following topic (default
+// schemas.CustomerStateTopic); call Run.
+func NewLive(cfg kafka.Config, topic string, serde *codec.Serde, log *zap.Logger) (*Live, error) {
+	if topic == "" {
+		topic = schemas.CustomerStateTopic
+	}
+	cl, err := kafka.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Live{cl: cl, adm: kadm.NewClient(cl), topic: topic, serde: serde, log: log, ready: make(chan struct{}),
+		ClientBuffer: 64, Heartbeat: 15 * time.Second, clients: map[*liveClient]struct{}{}, seen: map[string]seenState{}}, nil
+}
+
+// Ready is closed once Live follows the topic from its end offsets as of
+// Run's start: every change committed after that reaches the clients.
+func (l *Live) Ready() <-chan struct{} { return l.ready }
+
+// Run follows the state topic until ctx ends, then closes the client.
+func (l *Live) Run(ctx context.Context) error {
+	defer l.cl.Close()
+	var ends kadm.ListedOffsets
+	for {
+		var err error
+		ends, err = l.adm.ListEndOffsets(ctx, l.topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			break
+		}
+		l.log.Warn("live: listing the state topic's end offsets; retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	from := map[string]map[int32]kgo.Offset{l.topic: {}}
+	ends.Each(func(o kadm.ListedOffset) { from[l.topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
+	l.cl.AddConsumePartitions(from)
+	close(l.ready)
+	for {
+		fs := l.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(_ string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				l.log.Warn("live: fetching the state topic", zap.Int32("partition", p), zap.Error(err))
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			var st events.CustomerState
+			if err := l.serde.Decode(ctx, r.Value, &st); err != nil {
+				l.log.Warn("live: undecodable state record skipped", zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+				return
+			}
+			l.publish(fmt.Sprintf("%d-%d", r.Partition, r.Offset), &st, r.Timestamp)
+		})
+	}
+}
+
+// publish turns a committed state into an event, keeps it for resuming
+// and hands it to every client that wants it, never waiting for one.
+func (l *Live) publish(id string, st *events.CustomerState, committed time.Time) {
+	ev := &LiveEvent{ID: id, CustomerID: st.CustomerID, Version: st.Version, Deleted: st.Deleted, NeedsReview: st.NeedsReview,
+		UpdatedAt: ms(st.UpdatedAt), CommittedAt: ms(committed)}
+	now := seenState{version: st.Version, fields: map[string]string{}, conflicts: map[string]events.ConflictStatus{},
+		identities: len(st.Identities), deleted: st.Deleted}
+	if st.LastContactAt != nil {
+		now.lastContact = st.LastContactAt.UnixMilli()
+	}
+	for name, f := range st.Fields {
+		now.fields[name] = f.EventID
+	}
+	for _, c := range st.Conflicts {
+		now.conflicts[c.ID] = c.Status
+		if c.Status == events.ConflictOpen {
+			ev.OpenConflicts++
+		}
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	before, known := l.seen[st.CustomerID]
+	if known && before.version >= st.Version {
+		return // a re-publication of what the clients have
+	}
+	ev.Changes = changesOf(before, now, known)
+	if len(l.seen) >= seenSize && !known {
+		for k := range l.seen { // forget one at random
+			delete(l.seen, k)
+			break
+		}
+	}
+	l.seen[st.CustomerID] = now
+	b, _ := json.Marshal(ev)
+	ev.data = []byte("id: " + ev.ID + "\nevent: change\ndata: " + string(b) + "\n\n")
+	if len(l.ring) == ringSize {
+		copy(l.ring, l.ring[1:])
+		l.ring = l.ring[:ringSize-1]
+	}
+	l.ring = append(l.ring, ev)
+	for c := range l.clients {
+		if c.customer != "" && c.customer != ev.CustomerID {
+			continue
+		}
+		select {
+		case c.ch <- ev:
+		default: // fell behind: resync and drop, never wait
+			delete(l.clients, c)
+			c.once.Do(func() { close(c.dropped) })
+		}
+	}
+}
+
+func changesOf(before, now seenState, known bool) []string {
+	if !known {
+		return []string{"record"}
+	}
+	var out []string
+	if now.lastContact != before.lastContact {
+		out = append(out, "message")
+	}
+	for name, id := range now.fields {
+		if before.fields[name] != id {
+			out = append(out, "field")
+			break
+		}
+	}
+	if len(now.fields) < len(before.fields) && !slices.Contains(out, "field") {
+		out = append(out, "field")
+	}
+	for id, st := range now.conflicts {
+		old, had := before.conflicts[id]
+		if !had && !slices.Contains(out, "conflict") {
+			out = append(out, "conflict")
+		}
+		if had && old == events.ConflictOpen && st != events.ConflictOpen && !slices.Contains(out, "resolution") {
+			out = append(out, "resolution")
+		}
+	}
+	if now.identities != before.identities {
+		out = append(out, "identity")
+	}
+	if now.deleted && !before.deleted {
+		out = append(out, "deleted")
+	}
+	if len(out) == 0 {
+		out = append(out, "record")
+	}
+	return out
+}
+
+// subscribe adds a client and returns the events after lastID it missed;
+// resync is true when lastID is not in the ring (too old, or another
+// replica's).
+func (l *Live) subscribe(customer, lastID string) (c *liveClient, missed []*LiveEvent, resync bool) {
+	c = &liveClient{customer: customer, ch: make(chan *LiveEvent, l.ClientBuffer), dropped: make(chan struct{})}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lastID != "" {
+		resync = true
+		for i, ev := range l.ring {
+			if ev.ID == lastID {
+				resync = false
+				for _, ev := range l.ring[i+1:] {
+					if customer == "" || ev.CustomerID == customer {
+						missed = append(missed, ev)
+					}
+				}
+				break
+			}
+		}
+	}
+	l.clients[c] = struct{}{}
+	return c, missed, resync
+}
+
+func (l *Live) unsubscribe(c *liveClient) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.clients, c)
+}
+
+// Clients returns how many clients are connected.
+func (l *Live) Clients() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.clients)
+}
+
+// resyncFrame tells a client to reload what it shows (then it keeps
+// receiving changes, or, after being dropped, reconnects).
+const resyncFrame = "event: resync\ndata: {}\n\n"
+
+func (s *server) live(w http.ResponseWriter, r *http.Request) {
+	l := s.cfg.Live
+	if l == nil {
+		writeError(w, http.StatusNotFound, "not_found", "this server does not push changes")
+		return
+	}
+	rc := http.NewResponseController(w)
+	customer := r.URL.Query().Get("customer")
+	lastID := r.Header.Get("Last-Event-ID")
+	if lastID != "" && !validEventID(lastID) {
+		writeError(w, http.StatusBadRequest, "invalid_request", "Last-Event-ID: not an ID this API sent")
+		return
+	}
+	c, missed, resync := l.subscribe(customer, lastID)
+	defer l.unsubscribe(c)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	// The stream outlives the server's write timeout.
+	_ = rc.SetWriteDeadline(time.Time{})
+	write := func(b []byte) bool {
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	first := []byte("retry: 2000\n: connected\n\n")
+	if resync {
+		first = append(first, resyncFrame...)
+	}
+	for _, ev := range missed {
+		first = append(first, ev.data...)
+	}
+	if !write(first) {
+		return
+	}
+	beat := time.NewTicker(l.Heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-c.dropped:
+			write([]byte(resyncFrame))
+			return
+		case ev := <-c.ch:
+			buf := ev.data
+			for more := true; more; { // write what is queued at once
+				select {
+				case ev := <-c.ch:
+					buf = append(buf[:len(buf):len(buf)], ev.data...)
+				default:
+					more = false
+				}
+			}
+			if !write(buf) {
+				return
+			}
+		case <-beat.C:
+			if !write([]byte(": heartbeat\n\n")) {
+				return
+			}
+		}
+	}
+}
+
+func validEventID(id string) bool {
+	p, o, ok := strings.Cut(id, "-")
+	_, err1 := strconv.ParseInt(p, 10, 32)
+	_, err2 := strconv.ParseInt(o, 10, 64)
+	return ok && err1 == nil && err2 == nil
+}
