@@ -27,6 +27,7 @@ import (
 
 func newAPICommand(g *globals) *cobra.Command {
 	var storeURL, listen, credentialsFile, registryURL string
+	var secureCookies bool
 	var scrape []string
 	var serve httpserve.Options
 	cmd := &cobra.Command{
@@ -65,7 +66,8 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 			}
 			defer cl.Close()
 			mux := http.NewServeMux()
-			runStatus, err := mountAPI(mux, st, cl, g.kafkaConfig(log), serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
+			runStatus, err := mountAPI(mux, st, cl, g.kafkaConfig(log), serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log,
+				secureCookies)
 			if err != nil {
 				return err
 			}
@@ -78,6 +80,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 	f.StringVar(&credentialsFile, "credentials", "", "JSON with admin_token (see README); OMNISYNC_ADMIN_TOKEN overrides")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	f.StringSliceVar(&scrape, "scrape", nil, "/metrics URLs of the producers and materializers to report on in /api/v1/sync/status, comma-separated; dns+http://HOST:PORT/metrics scrapes every address HOST resolves to (each replica of a scaled service)")
+	f.BoolVar(&secureCookies, "secure-cookies", false, "mark the console's session cookies Secure although this server speaks plain HTTP (behind a TLS-terminating proxy)")
 	addServeFlags(f, &serve)
 	return cmd
 }
@@ -88,7 +91,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 // The returned function samples the sync status and follows the audit
 // and state topics (the audit trail, live push) until ctx ends.
 func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, kcfg kafka.Config, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
-	log *zap.Logger, checks ...health.Check) (func(context.Context) error, error) {
+	log *zap.Logger, secureCookies bool, checks ...health.Check) (func(context.Context) error, error) {
 	status := api.NewStatus(metrics, kadm.NewClient(cl), producers.Names())
 	host, _ := os.Hostname()
 	audit, err := api.NewAuditLog(kcfg, "", serde, log.Named("audit"))
@@ -103,7 +106,7 @@ func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, kcfg kafka.Co
 	pub := api.KafkaPublisher{Client: cl, Serde: serde}
 	mux.Handle("/api/", api.Handler(api.Config{
 		Store: st, Publisher: pub, Recorder: pub, Accounts: accounts, Audit: audit, Live: live, Status: status,
-		AdminToken: adminToken, Logger: log.Named("api"), Instance: host,
+		AdminToken: adminToken, SecureCookies: secureCookies, Logger: log.Named("api"), Instance: host,
 	}))
 	mux.Handle("/", console.Handler())
 	mux.Handle("GET /metrics", promhttp.Handler())

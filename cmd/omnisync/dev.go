@@ -96,7 +96,7 @@ func newDevCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			runStatus, err := mountAPI(mux, store, cl, kcfg, serde, creds.AdminToken, prometheus.DefaultGatherer, log, directoryReady)
+			runStatus, err := mountAPI(mux, store, cl, kcfg, serde, creds.AdminToken, prometheus.DefaultGatherer, log, false, directoryReady)
 			if err != nil {
 				return err
 			}
