@@ -65,10 +65,11 @@ type Live struct {
 	ClientBuffer int
 	Heartbeat    time.Duration
 
-	mu      sync.Mutex
-	clients map[*liveClient]struct{}
-	ring    []*LiveEvent // the last ringSize events, oldest first
-	seen    map[string]seenState
+	mu         sync.Mutex
+	clients    map[*liveClient]struct{}            // following every customer
+	byCustomer map[string]map[*liveClient]struct{} // following one
+	ring       []*LiveEvent                        // the last ringSize events, oldest first
+	seen       map[string]seenState
 }
 
 // ringSize bounds the events kept for resuming; seenSize the customers
@@ -106,7 +107,8 @@ func NewLive(cfg kafka.Config, topic string, serde *codec.Serde, log *zap.Logger
 		return nil, err
 	}
 	return &Live{cl: cl, adm: kadm.NewClient(cl), topic: topic, serde: serde, log: log, ready: make(chan struct{}),
-		ClientBuffer: 64, Heartbeat: 15 * time.Second, clients: map[*liveClient]struct{}{}, seen: map[string]seenState{}}, nil
+		ClientBuffer: 256, Heartbeat: 15 * time.Second, clients: map[*liveClient]struct{}{}, byCustomer: map[string]map[*liveClient]struct{}{},
+		seen: map[string]seenState{}}, nil
 }
 
 // Ready is closed once Live follows the topic from its end offsets as of
@@ -199,16 +201,33 @@ func (l *Live) publish(id string, st *events.CustomerState, committed time.Time)
 		l.ring = l.ring[:ringSize-1]
 	}
 	l.ring = append(l.ring, ev)
-	for c := range l.clients {
-		if c.customer != "" && c.customer != ev.CustomerID {
-			continue
-		}
+	l.offer(l.clients, ev)
+	l.offer(l.byCustomer[ev.CustomerID], ev)
+}
+
+// offer hands ev to each of clients without waiting: one whose buffer is
+// full fell behind and is dropped (told to resync).
+func (l *Live) offer(clients map[*liveClient]struct{}, ev *LiveEvent) {
+	for c := range clients {
 		select {
 		case c.ch <- ev:
-		default: // fell behind: resync and drop, never wait
-			delete(l.clients, c)
+		default:
+			l.remove(c)
 			c.once.Do(func() { close(c.dropped) })
 		}
+	}
+}
+
+// remove forgets c; l.mu is held.
+func (l *Live) remove(c *liveClient) {
+	if c.customer == "" {
+		delete(l.clients, c)
+		return
+	}
+	set := l.byCustomer[c.customer]
+	delete(set, c)
+	if len(set) == 0 {
+		delete(l.byCustomer, c.customer)
 	}
 }
 
@@ -271,21 +290,32 @@ func (l *Live) subscribe(customer, lastID string) (c *liveClient, missed []*Live
 			}
 		}
 	}
-	l.clients[c] = struct{}{}
+	if customer == "" {
+		l.clients[c] = struct{}{}
+	} else {
+		if l.byCustomer[customer] == nil {
+			l.byCustomer[customer] = map[*liveClient]struct{}{}
+		}
+		l.byCustomer[customer][c] = struct{}{}
+	}
 	return c, missed, resync
 }
 
 func (l *Live) unsubscribe(c *liveClient) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.clients, c)
+	l.remove(c)
 }
 
 // Clients returns how many clients are connected.
 func (l *Live) Clients() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.clients)
+	n := len(l.clients)
+	for _, set := range l.byCustomer {
+		n += len(set)
+	}
+	return n
 }
 
 // resyncFrame tells a client to reload what it shows (then it keeps
@@ -332,6 +362,7 @@ func (s *server) live(w http.ResponseWriter, r *http.Request) {
 	}
 	beat := time.NewTicker(l.Heartbeat)
 	defer beat.Stop()
+	var buf []byte // what is queued, written at once; reused
 	for {
 		select {
 		case <-r.Context().Done():
@@ -340,17 +371,20 @@ func (s *server) live(w http.ResponseWriter, r *http.Request) {
 			write([]byte(resyncFrame))
 			return
 		case ev := <-c.ch:
-			buf := ev.data
-			for more := true; more; { // write what is queued at once
+			buf = append(buf[:0], ev.data...)
+			for more := true; more; {
 				select {
 				case ev := <-c.ch:
-					buf = append(buf[:len(buf):len(buf)], ev.data...)
+					buf = append(buf, ev.data...)
 				default:
 					more = false
 				}
 			}
 			if !write(buf) {
 				return
+			}
+			if cap(buf) > 64<<10 {
+				buf = nil // do not keep a backlog's buffer on an idle connection
 			}
 		case <-beat.C:
 			if !write([]byte(": heartbeat\n\n")) {

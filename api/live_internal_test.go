@@ -9,7 +9,8 @@ import (
 )
 
 func newTestLive(buffer int) *Live {
-	return &Live{ClientBuffer: buffer, Heartbeat: time.Hour, clients: map[*liveClient]struct{}{}, seen: map[string]seenState{}}
+	return &Live{ClientBuffer: buffer, Heartbeat: time.Hour, clients: map[*liveClient]struct{}{}, byCustomer: map[string]map[*liveClient]struct{}{},
+		seen: map[string]seenState{}}
 }
 
 func state(customer string, version int64, phone string, conflict events.ConflictStatus, contact int64) *events.CustomerState {
