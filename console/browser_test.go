@@ -139,6 +139,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		`document.getElementById('sync-updated').textContent !== `+jsString(first), chromedp.WithPollingTimeout(12*time.Second)))
 	b.screenshot("sync-dashboard.png")
 
+	// The audit trail names the two resolutions, by the admin token's principal.
+	b.do("open the audit trail", chromedp.Click(chromedp.CSS("[data-testid=nav-audit]")),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll('[data-testid=audit-row][data-action="conflict.resolve"]').length === 2`,
+			chromedp.WithPollingTimeout(10*time.Second)))
+	if got := b.text("[data-testid=audit-row][data-action=\"conflict.resolve\"] td:nth-child(2)"); !strings.HasPrefix(got, "bootstrap-admin") {
+		t.Errorf("audit trail actor %q, want bootstrap-admin", got)
+	}
+	b.screenshot("audit.png")
+	b.do("back to the sync dashboard", chromedp.Click(chromedp.CSS("[data-testid=nav-sync]")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=sync-group]`)))
+
 	// A token the API refuses brings back the sign-in form; signing in there works.
 	b.do("sign in again after a 401", chromedp.Evaluate[chromedp.Void](`localStorage.setItem('omnisync.token', 'wrong'); location.reload()`),
 		chromedp.WaitVisible(chromedp.ID("signin-password")))

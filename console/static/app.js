@@ -232,6 +232,7 @@
 
   function renderWhoami() {
     $('agent-name').textContent = me && me.name ? `${me.name} · ${me.role}` : '';
+    $('nav-audit').hidden = !(me && me.role === 'admin');
   }
 
   // ask shows the modal prompt and resolves to the trimmed answer, or null.
@@ -395,6 +396,7 @@
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.route === view);
     if (view === 'review') reviewView();
     else if (view === 'sync') syncView();
+    else if (view === 'audit') auditView();
     else customersView(parts[1] || null);
     refreshReviewCount();
   }
@@ -857,6 +859,49 @@
         row.classList.add('done');
       })));
     return row;
+  }
+
+  // --------------------------------------------------------- audit trail
+
+  // auditView lists the decisions on record, newest first (admins).
+  async function auditView() {
+    const gen = generation;
+    const body = h('tbody', {});
+    const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Load more');
+    const actor = h('input', { type: 'search', placeholder: 'Actor', 'aria-label': 'Actor', testid: 'audit-actor' });
+    const status = h('div', { class: 'muted' }, 'Loading…');
+    main.replaceChildren(h('div', { class: 'page' },
+      h('h1', {}, 'Audit trail'),
+      h('p', { class: 'muted' }, 'Every resolution and account, token and session change, by the account that made it. Newest first.'),
+      h('form', { onsubmit: (e) => { e.preventDefault(); cursor = ''; body.replaceChildren(); load(); } }, actor),
+      status,
+      h('table', { class: 'grid', testid: 'audit-table' },
+        h('thead', {}, h('tr', {}, ['When', 'Actor', 'Action', 'Customer', 'Target', 'Details'].map((t) => h('th', {}, t)))), body),
+      more));
+    let cursor = '';
+    const load = async () => {
+      try {
+        const q = `limit=100${actor.value.trim() ? `&actor=${enc(actor.value.trim())}` : ''}${cursor ? `&cursor=${enc(cursor)}` : ''}`;
+        const p = await api(`/audit?${q}`);
+        if (gen !== generation) return;
+        for (const e of p.items) {
+          body.append(h('tr', { testid: 'audit-row', 'data-action': e.action },
+            h('td', {}, timeAgo(e.at)),
+            h('td', {}, e.actor, h('span', { class: 'muted small' }, ` ${e.actor_role}`)),
+            h('td', { class: 'mono' }, e.action),
+            h('td', {}, e.customer_id ? h('a', { href: `#/customers/${enc(e.customer_id)}` }, e.customer_id) : '—'),
+            h('td', { class: 'mono small' }, e.target),
+            h('td', { class: 'small' }, Object.entries(e.details).map(([k, v]) => `${k}: ${v}`).join(' · '))));
+        }
+        cursor = p.next_cursor;
+        more.hidden = !cursor;
+        status.textContent = body.children.length ? '' : 'Nothing on record yet.';
+      } catch (e) {
+        if (gen === generation) status.replaceChildren(errorBox(e, 'Loading the audit trail'));
+      }
+    };
+    more.onclick = load;
+    await load();
   }
 
   // ---------------------------------------------------- sync dashboard
