@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +84,12 @@ func BenchmarkLive(b *testing.B) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	b.Logf("idle: %.1f goroutines a connection; stacks %d KiB, heap %d KiB in use", perConn, ms.StackInuse>>10, ms.HeapInuse>>10)
+	if path := os.Getenv("OMNISYNC_BENCH_LIVE_HEAP"); path != "" { // what an idle connection holds
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	b.ResetTimer()
 
 	t0 := time.Now().Add(200 * time.Millisecond)
