@@ -33,10 +33,13 @@ func newAPICommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Serve the agents' API and web console over a store, with /metrics, /healthz and /readyz",
-		Long: `Serve the HTTP API (/api/v1, bearer admin token; see api/openapi.yaml) and the
-agent console (/) over a store a materializer writes. Resolving a conflict
-publishes a RESOLVE event to Kafka. The admin token comes from --credentials
-(JSON, the format omnisync dev writes) or OMNISYNC_ADMIN_TOKEN.`,
+		Long: `Serve the HTTP API (/api/v1; see api/openapi.yaml) and the agent console (/)
+over a store a materializer writes. Callers are agents' accounts (API tokens,
+or console sessions; see omnisync agents) with the role viewer, agent or
+admin, or the bootstrap admin token from --credentials (JSON, the format
+omnisync dev writes) or OMNISYNC_ADMIN_TOKEN. Resolving a conflict publishes
+a RESOLVE event and its audit event to Kafka; GET /api/v1/audit and
+GET /api/v1/live follow the audit and state topics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
