@@ -126,8 +126,11 @@ func (s *server) createMerge(w http.ResponseWriter, r *http.Request) {
 	var req MergeRequest
 	if !readBody(w, r, maxMergeBody, &req) ||
 		!requiredText(w, "survivor_id", &req.SurvivorID, 256, "name a customer") ||
-		!requiredText(w, "absorbed_id", &req.AbsorbedID, 256, "name a customer") ||
-		!requiredText(w, "decided_by", &req.DecidedBy, 128, "name the agent who decides") {
+		!requiredText(w, "absorbed_id", &req.AbsorbedID, 256, "name a customer") {
+		return
+	}
+	agent, ok := s.decider(w, r, req.DecidedBy)
+	if !ok {
 		return
 	}
 	evidence := make([]events.Identity, 0, len(req.Evidence))
@@ -166,9 +169,9 @@ func (s *server) createMerge(w http.ResponseWriter, r *http.Request) {
 	ev := &events.CustomerEvent{
 		EventID: ksuid.New().String(), CustomerID: absorbed, Channel: events.ChannelAgent,
 		Source: "api@" + s.cfg.Instance, Op: events.OpMerge, OccurredAt: now, IngestedAt: now,
-		Merge: &events.Merge{SurvivorID: survivor, AbsorbedID: absorbed, Evidence: evidence, DecidedBy: req.DecidedBy},
+		Merge: &events.Merge{SurvivorID: survivor, AbsorbedID: absorbed, Evidence: evidence, DecidedBy: agent},
 	}
-	if !s.publish(w, r, ev, "merge") {
+	if !s.publish(w, r, ev, "merge", "customer.merge", absorbed, map[string]string{"survivor_id": survivor, "merge_event_id": ev.EventID}) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, MergeAccepted{MergeID: ev.EventID, EventID: ev.EventID, SurvivorID: survivor, AbsorbedID: absorbed})
@@ -179,8 +182,11 @@ func (s *server) createMerge(w http.ResponseWriter, r *http.Request) {
 func (s *server) unmerge(w http.ResponseWriter, r *http.Request) {
 	var req UnmergeRequest
 	if !readBody(w, r, maxMergeBody, &req) ||
-		!requiredText(w, "merge_id", &req.MergeID, 256, "name the merge to undo (an also_known_as entry's merge_id)") ||
-		!requiredText(w, "decided_by", &req.DecidedBy, 128, "name the agent who decides") {
+		!requiredText(w, "merge_id", &req.MergeID, 256, "name the merge to undo (an also_known_as entry's merge_id)") {
+		return
+	}
+	agent, ok := s.decider(w, r, req.DecidedBy)
+	if !ok {
 		return
 	}
 	id := r.PathValue("id")
@@ -212,21 +218,42 @@ func (s *server) unmerge(w http.ResponseWriter, r *http.Request) {
 	ev := &events.CustomerEvent{
 		EventID: ksuid.New().String(), CustomerID: id, Channel: events.ChannelAgent,
 		Source: "api@" + s.cfg.Instance, Op: events.OpUnmerge, OccurredAt: now, IngestedAt: now,
-		Merge: &events.Merge{MergeID: req.MergeID, SurvivorID: id, AbsorbedID: absorbed, DecidedBy: req.DecidedBy},
+		Merge: &events.Merge{MergeID: req.MergeID, SurvivorID: id, AbsorbedID: absorbed, DecidedBy: agent},
 	}
-	if !s.publish(w, r, ev, "unmerge") {
+	if !s.publish(w, r, ev, "unmerge", "customer.unmerge", absorbed, map[string]string{"merge_id": req.MergeID, "unmerge_event_id": ev.EventID}) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, MergeAccepted{MergeID: req.MergeID, EventID: ev.EventID, SurvivorID: id, AbsorbedID: absorbed})
 }
 
-// publish publishes ev through the Publisher; on failure it has answered.
-func (s *server) publish(w http.ResponseWriter, r *http.Request, ev *events.CustomerEvent, what string) bool {
-	if err := s.cfg.Publisher.Publish(r.Context(), ev); err != nil {
+// publish publishes ev, a decision the caller made, with its audit event
+// (action on target, with details) when a Recorder is set; on failure it
+// has answered.
+func (s *server) publish(w http.ResponseWriter, r *http.Request, ev *events.CustomerEvent, what, action, target string, details map[string]string) bool {
+	var err error
+	if s.cfg.Recorder != nil {
+		p, _ := PrincipalOf(r.Context())
+		err = s.cfg.Recorder.Record(r.Context(), s.auditEvent(p, action, ev.CustomerID, target, details), ev)
+	} else {
+		err = s.cfg.Publisher.Publish(r.Context(), ev)
+	}
+	if err != nil {
 		s.cfg.Logger.Warn(what+" not published", zap.String("customer_id", ev.CustomerID), zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "Kafka did not acknowledge the "+what+"; retry")
 		return false
 	}
 	return true
+}
+
+// decider returns who decides a merge or unmerge: the caller. A body
+// naming someone else is refused (answered); an empty one means the caller.
+func (s *server) decider(w http.ResponseWriter, r *http.Request, named string) (string, bool) {
+	p, _ := PrincipalOf(r.Context())
+	named = strings.TrimSpace(named)
+	if named != "" && named != p.Name {
+		writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("decided_by: the decider is the caller, %s; omit decided_by or send that name (got %q)", p.Name, named))
+		return "", false
+	}
+	return p.Name, true
 }

@@ -187,8 +187,9 @@ type ResolveRequest struct {
 	Choice string `json:"choice"`
 	// Value is the new value for set_value, in the field's text form.
 	Value *string `json:"value"`
-	// ResolvedBy names the agent.
-	ResolvedBy string `json:"resolved_by"`
+	// ResolvedBy is optional: the resolver is the authenticated caller,
+	// and a request naming anyone else is refused.
+	ResolvedBy string `json:"resolved_by,omitempty"`
 }
 
 // ResolveAccepted answers a resolve: the RESOLVE event is in Kafka; the

@@ -322,6 +322,18 @@ var schemaTypes = map[string]reflect.Type{
 	"GroupStatus":       reflect.TypeFor[GroupStatus](),
 	"PartitionLag":      reflect.TypeFor[PartitionLag](),
 	"Percentiles":       reflect.TypeFor[Percentiles](),
+	"Agent":             reflect.TypeFor[Agent](),
+	"AgentPage":         reflect.TypeFor[Page[Agent]](),
+	"NewAgent":          reflect.TypeFor[NewAgent](),
+	"AgentCreated":      reflect.TypeFor[AgentCreated](),
+	"TokenCreated":      reflect.TypeFor[TokenCreated](),
+	"Token":             reflect.TypeFor[Token](),
+	"SignIn":            reflect.TypeFor[SignIn](),
+	"Session":           reflect.TypeFor[Session](),
+	"Password":          reflect.TypeFor[Password](),
+	"AuditEntry":        reflect.TypeFor[AuditEntry](),
+	"AuditPage":         reflect.TypeFor[Page[AuditEntry]](),
+	"LiveEvent":         reflect.TypeFor[LiveEvent](),
 }
 
 // jsonField is a struct field's JSON name and whether it may be omitted.

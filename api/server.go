@@ -17,7 +17,6 @@ import (
 	"github.com/omnisync/omnisync/consumers/merge"
 	"github.com/omnisync/omnisync/consumers/store"
 	"github.com/omnisync/omnisync/pkg/events"
-	"github.com/omnisync/omnisync/pkg/httpauth"
 	"github.com/omnisync/omnisync/pkg/normalize"
 )
 
@@ -29,11 +28,30 @@ type Publisher interface {
 
 // Config configures the API.
 type Config struct {
-	Store      store.Reader
-	Publisher  Publisher // takes the RESOLVE, MERGE and UNMERGE requests
-	Status     *Status   // answers /api/v1/sync/status
-	AdminToken string    // bearer token of every /api/v1 call
-	Logger     *zap.Logger
+	Store     store.Reader
+	Publisher Publisher // takes the RESOLVE, MERGE and UNMERGE requests when Recorder is nil
+	// Recorder, when set, takes every decision on record: a RESOLVE event
+	// together with its audit event, and the audit events of account,
+	// token and session changes (which need it).
+	Recorder Recorder
+	Status   *Status // answers /api/v1/sync/status
+	// AdminToken is the bootstrap admin's bearer token (principal
+	// bootstrap-admin, role admin).
+	AdminToken string
+	// Accounts keeps the agents' accounts, tokens and sessions; nil
+	// leaves the admin token the only credential.
+	Accounts store.Accounts
+	// Audit answers GET /api/v1/audit; nil: 404.
+	Audit AuditReader
+	// Live answers GET /api/v1/live; nil: 404.
+	Live *Live
+	// SessionTTL is how long a browser session lasts; default
+	// DefaultSessionTTL.
+	SessionTTL time.Duration
+	// SecureCookies sets Secure on the session cookies also when the
+	// request did not come over TLS (behind a TLS-terminating proxy).
+	SecureCookies bool
+	Logger        *zap.Logger
 	// Instance names this server in the source of the events it
 	// publishes (api@<instance>).
 	Instance string
@@ -54,45 +72,65 @@ func Handler(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &server{cfg: cfg}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	s := &server{cfg: cfg, fails: newFailures(addressFailures, failureRefill), accountFails: newFailures(accountFailures, failureRefill)}
 	mux := http.NewServeMux()
 	for _, rt := range routes {
-		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+		mux.HandleFunc(rt.pattern, s.guard(rt.role, rt.handle))
 	}
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	// Unknown paths need credentials too, so they tell nothing to others.
+	mux.HandleFunc("/api/", s.guard(RoleViewer, func(_ *server, w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API path: "+r.Method+" "+r.URL.Path)
-	})
-	return s.authorized(mux)
+	}))
+	return mux
 }
 
-// routes are the API's endpoints; api/openapi.yaml documents each (a test
-// checks).
+// routes are the API's endpoints and the least role each needs (checked
+// before anything else; "" is public); api/openapi.yaml documents each (a
+// test checks).
 var routes = []struct {
 	pattern string
+	role    string
 	handle  func(*server, http.ResponseWriter, *http.Request)
 }{
-	{"GET /api/v1/customers", (*server).searchCustomers},
-	{"GET /api/v1/customers/{id}", (*server).customer},
-	{"GET /api/v1/customers/{id}/timeline", (*server).timeline},
-	{"GET /api/v1/conflicts", (*server).conflicts},
-	{"GET /api/v1/conflicts/{id}", (*server).conflict},
-	{"POST /api/v1/conflicts/{id}/resolve", (*server).resolve},
-	{"POST /api/v1/customers/{id}/unmerge", (*server).unmerge},
-	{"POST /api/v1/merges", (*server).createMerge},
-	{"GET /api/v1/sync/status", (*server).syncStatus},
+	{"GET /api/v1/customers", RoleViewer, (*server).searchCustomers},
+	{"GET /api/v1/customers/{id}", RoleViewer, (*server).customer},
+	{"GET /api/v1/customers/{id}/timeline", RoleViewer, (*server).timeline},
+	{"GET /api/v1/conflicts", RoleViewer, (*server).conflicts},
+	{"GET /api/v1/conflicts/{id}", RoleViewer, (*server).conflict},
+	{"POST /api/v1/conflicts/{id}/resolve", RoleAgent, (*server).resolve},
+	{"POST /api/v1/customers/{id}/unmerge", RoleAgent, (*server).unmerge},
+	{"POST /api/v1/merges", RoleAgent, (*server).createMerge},
+	{"GET /api/v1/sync/status", RoleViewer, (*server).syncStatus},
+	// Accounts and sessions (agents.go).
+	{"POST /api/v1/session", "", (*server).signIn},
+	{"GET /api/v1/session", RoleViewer, (*server).whoami},
+	{"DELETE /api/v1/session", RoleViewer, (*server).signOut},
+	{"GET /api/v1/agents", RoleAdmin, (*server).listAgents},
+	{"POST /api/v1/agents", RoleAdmin, (*server).addAgent},
+	{"DELETE /api/v1/agents/{name}", RoleAdmin, (*server).disableAgent},
+	{"PUT /api/v1/agents/{name}/password", RoleAdmin, (*server).setPassword},
+	{"POST /api/v1/agents/{name}/tokens", RoleAdmin, (*server).addToken},
+	{"DELETE /api/v1/agents/{name}/tokens/{id}", RoleAdmin, (*server).revokeToken},
+	// The audit trail (audit.go) and live push (live.go).
+	{"GET /api/v1/audit", RoleAdmin, (*server).audit},
+	{"GET /api/v1/live", RoleViewer, (*server).live},
 }
 
-type server struct{ cfg Config }
+// Failed sign-ins and refused credentials allowed before 429: per client
+// address and per account, a burst, then one per failureRefill.
+const (
+	addressFailures = 30
+	accountFailures = 5
+	failureRefill   = 10 * time.Second
+)
 
-func (s *server) authorized(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := httpauth.CheckBearer(r, s.cfg.AdminToken); err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="omnisync"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", err.Error()+" (send Authorization: Bearer <admin_token>)")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+type server struct {
+	cfg          Config
+	fails        *failures // per client address
+	accountFails *failures // per account name (sign-in)
 }
 
 // page reads limit and cursor.
@@ -281,6 +319,7 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
+
 	choice, ok := choices[strings.ToLower(req.Choice)]
 	switch {
 	case !ok:
@@ -292,8 +331,11 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 	case choice != events.ChoiceSetValue && req.Value != nil:
 		writeError(w, http.StatusBadRequest, "invalid_request", "value: only set_value takes a value")
 		return
-	case req.ResolvedBy == "":
-		writeError(w, http.StatusBadRequest, "invalid_request", "resolved_by: name the agent who decides")
+	}
+	// The resolver is the caller; a body naming someone else is refused.
+	p, _ := PrincipalOf(r.Context())
+	if req.ResolvedBy != "" && req.ResolvedBy != p.Name {
+		writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("resolved_by: the resolver is the caller, %s; omit resolved_by or send that name (got %q)", p.Name, req.ResolvedBy))
 		return
 	}
 	c, ok, err := s.cfg.Store.Conflict(r.Context(), r.PathValue("id"))
@@ -321,7 +363,7 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if choice == events.ChoiceTakeCandidate {
-			if mergeReq, err = s.mergeRequest(r.Context(), c, req.ResolvedBy); err != nil {
+			if mergeReq, err = s.mergeRequest(r.Context(), c, p.Name); err != nil {
 				s.storeFailed(w, err)
 				return
 			}
@@ -342,9 +384,13 @@ func (s *server) resolve(w http.ResponseWriter, r *http.Request) {
 	ev := &events.CustomerEvent{
 		EventID: ksuid.New().String(), CustomerID: c.CustomerID, Channel: events.ChannelAgent,
 		Source: "api@" + s.cfg.Instance, Op: events.OpResolve, OccurredAt: now, IngestedAt: now,
-		Resolution: &events.Resolution{ConflictID: c.ID, Field: c.Field, Choice: choice, Value: req.Value, ResolvedBy: req.ResolvedBy},
+		Resolution: &events.Resolution{ConflictID: c.ID, Field: c.Field, Choice: choice, Value: req.Value, ResolvedBy: p.Name},
 	}
-	if !s.publish(w, r, ev, "resolution") {
+	details := map[string]string{"field": c.Field, "choice": string(choice), "resolve_event_id": ev.EventID}
+	if mergeReq != nil {
+		details["merge_event_id"] = mergeReq.EventID
+	}
+	if !s.publish(w, r, ev, "resolution", "conflict.resolve", c.ID, details) {
 		return
 	}
 	out := ResolveAccepted{ConflictID: c.ID, EventID: ev.EventID, CustomerID: c.CustomerID}

@@ -329,7 +329,7 @@ func TestAuthorization(t *testing.T) {
 			// A resolution is published only with the token.
 			pub := &publisher{}
 			target := "/api/v1/conflicts/" + merge.ConflictID(liNa, "phone", f.events["li-wechat"].EventID) + "/resolve"
-			a := callAs(t, newServer(t, f, pub), tc.auth, "POST", target, `{"choice":"keep_current","resolved_by":"王芳"}`)
+			a := callAs(t, newServer(t, f, pub), tc.auth, "POST", target, `{"choice":"keep_current","resolved_by":"bootstrap-admin"}`)
 			code, published := http.StatusAccepted, 1
 			if tc.code == http.StatusUnauthorized {
 				code, published = http.StatusUnauthorized, 0
@@ -694,23 +694,22 @@ func TestResolve(t *testing.T) {
 		code               int
 		kind, reason       string
 	}{
-		{"unknown choice", target, `{"choice":"merge","resolved_by":"王芳"}`, 400, "invalid_request", "choice"},
-		{"no choice", target, `{"resolved_by":"王芳"}`, 400, "invalid_request", "choice"},
-		{"set_value without value", target, `{"choice":"set_value","resolved_by":"王芳"}`, 400, "invalid_request", "value"},
-		{"set_value with a blank value", target, `{"choice":"set_value","value":"  ","resolved_by":"王芳"}`, 400, "invalid_request", "value"},
-		{"keep_current with a value", target, `{"choice":"keep_current","value":"+8613800138000","resolved_by":"王芳"}`, 400, "invalid_request", "value"},
-		{"take_candidate with a value", target, `{"choice":"take_candidate","value":"x","resolved_by":"王芳"}`, 400, "invalid_request", "value"},
-		{"no resolved_by", target, `{"choice":"keep_current"}`, 400, "invalid_request", "resolved_by"},
-		{"blank resolved_by", target, `{"choice":"keep_current","resolved_by":" "}`, 400, "invalid_request", "resolved_by"},
-		{"unknown field", target, `{"choice":"keep_current","resolved_by":"王芳","note":"checked"}`, 400, "invalid_request", "note"},
+		{"unknown choice", target, `{"choice":"merge","resolved_by":"bootstrap-admin"}`, 400, "invalid_request", "choice"},
+		{"no choice", target, `{"resolved_by":"bootstrap-admin"}`, 400, "invalid_request", "choice"},
+		{"set_value without value", target, `{"choice":"set_value","resolved_by":"bootstrap-admin"}`, 400, "invalid_request", "value"},
+		{"set_value with a blank value", target, `{"choice":"set_value","value":"  ","resolved_by":"bootstrap-admin"}`, 400, "invalid_request", "value"},
+		{"keep_current with a value", target, `{"choice":"keep_current","value":"+8613800138000","resolved_by":"bootstrap-admin"}`, 400, "invalid_request", "value"},
+		{"take_candidate with a value", target, `{"choice":"take_candidate","value":"x","resolved_by":"bootstrap-admin"}`, 400, "invalid_request", "value"},
+		{"someone else as resolved_by", target, `{"choice":"keep_current","resolved_by":"王芳"}`, 400, "invalid_request", "the resolver is the caller, bootstrap-admin"},
+		{"unknown field", target, `{"choice":"keep_current","resolved_by":"bootstrap-admin","note":"checked"}`, 400, "invalid_request", "note"},
 		{"not JSON", target, `choice=keep_current`, 400, "invalid_request", "body"},
 		{"empty body", target, ``, 400, "invalid_request", "body"},
-		{"a body over 64 KiB", target, `{"choice":"set_value","resolved_by":"王芳","value":"` + strings.Repeat("8", 70_000) + `"}`, 413, "too_large", "65536"},
+		{"a body over 64 KiB", target, `{"choice":"set_value","resolved_by":"bootstrap-admin","value":"` + strings.Repeat("8", 70_000) + `"}`, 413, "too_large", "65536"},
 		{"invalid UTF-8 in value", target, "{\"choice\":\"set_value\",\"resolved_by\":\"王芳\",\"value\":\"+86138\xff\xfe\"}", 400, "invalid_request", "value"},
 		{"half a surrogate pair in resolved_by", target, `{"choice":"keep_current","resolved_by":"\ud800"}`, 400, "invalid_request", "resolved_by"},
 		{"resolved_by over 128 characters", target, `{"choice":"keep_current","resolved_by":"` + strings.Repeat("王", 129) + `"}`, 400, "invalid_request", "resolved_by"},
-		{"unknown conflict", "/api/v1/conflicts/00000000000000000000000000000000/resolve", `{"choice":"keep_current","resolved_by":"王芳"}`, 404, "not_found", "00000000000000000000000000000000"},
-		{"already resolved", "/api/v1/conflicts/" + jwID + "/resolve", `{"choice":"take_candidate","resolved_by":"王芳"}`, 409, "already_resolved", "KEPT_CURRENT"},
+		{"unknown conflict", "/api/v1/conflicts/00000000000000000000000000000000/resolve", `{"choice":"keep_current","resolved_by":"bootstrap-admin"}`, 404, "not_found", "00000000000000000000000000000000"},
+		{"already resolved", "/api/v1/conflicts/" + jwID + "/resolve", `{"choice":"take_candidate","resolved_by":"bootstrap-admin"}`, 409, "already_resolved", "KEPT_CURRENT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pub := &publisher{}
@@ -728,9 +727,11 @@ func TestResolve(t *testing.T) {
 		status     string
 		phone      string
 	}{
-		{"take_candidate", `{"choice":"take_candidate","resolved_by":" 王芳 "}`, events.ChoiceTakeCandidate, nil, "TOOK_CANDIDATE", `"+8613911112222"`},
-		{"keep_current", `{"choice":"KEEP_CURRENT","resolved_by":"王芳"}`, events.ChoiceKeepCurrent, nil, "KEPT_CURRENT", `"+8613800138000"`},
-		{"set_value", `{"choice":"set_value","value":"+8613800138001","resolved_by":"王芳"}`, events.ChoiceSetValue, ptr("+8613800138001"), "SET_VALUE", `"+8613800138001"`},
+		{"take_candidate", `{"choice":"take_candidate","resolved_by":" bootstrap-admin "}`, events.ChoiceTakeCandidate, nil, "TOOK_CANDIDATE", `"+8613911112222"`},
+		{"keep_current", `{"choice":"KEEP_CURRENT","resolved_by":"bootstrap-admin"}`, events.ChoiceKeepCurrent, nil, "KEPT_CURRENT", `"+8613800138000"`},
+		{"keep_current without resolved_by", `{"choice":"keep_current"}`, events.ChoiceKeepCurrent, nil, "KEPT_CURRENT", `"+8613800138000"`},
+		{"keep_current with a blank resolved_by", `{"choice":"keep_current","resolved_by":" "}`, events.ChoiceKeepCurrent, nil, "KEPT_CURRENT", `"+8613800138000"`},
+		{"set_value", `{"choice":"set_value","value":"+8613800138001","resolved_by":"bootstrap-admin"}`, events.ChoiceSetValue, ptr("+8613800138001"), "SET_VALUE", `"+8613800138001"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t) // each resolution on a fresh store
@@ -745,7 +746,7 @@ func TestResolve(t *testing.T) {
 			want := &events.CustomerEvent{
 				EventID: got.EventID, CustomerID: liNa, Channel: events.ChannelAgent, Source: "api@console-1", Op: events.OpResolve,
 				OccurredAt: now, IngestedAt: now,
-				Resolution: &events.Resolution{ConflictID: liID, Field: "phone", Choice: tc.choice, Value: tc.value, ResolvedBy: "王芳"},
+				Resolution: &events.Resolution{ConflictID: liID, Field: "phone", Choice: tc.choice, Value: tc.value, ResolvedBy: "bootstrap-admin"},
 			}
 			if diff := cmp.Diff(want, ev); diff != "" {
 				t.Errorf("published event (-want +got):\n%s", diff)
@@ -759,7 +760,7 @@ func TestResolve(t *testing.T) {
 			}
 			f.feed(t, ev)
 			li := decode[api.Customer](t, call(t, h, "GET", "/api/v1/customers/"+liNa, ""), 200)
-			if c := li.Conflicts[0]; c.Status != tc.status || c.ResolvedBy == nil || *c.ResolvedBy != "王芳" || li.NeedsReview {
+			if c := li.Conflicts[0]; c.Status != tc.status || c.ResolvedBy == nil || *c.ResolvedBy != "bootstrap-admin" || li.NeedsReview {
 				t.Errorf("after materialising: %+v", c)
 			}
 			if phone := li.Fields["phone"]; string(phone.Value) != tc.phone {
@@ -776,8 +777,8 @@ func TestResolve(t *testing.T) {
 	// resolution the API can publish now. The resolution accepted with 202
 	// must still take effect once materialised.
 	for _, tc := range []struct{ body, status, phone string }{
-		{`{"choice":"take_candidate","resolved_by":"王芳"}`, "TOOK_CANDIDATE", `"+8613911112222"`},
-		{`{"choice":"set_value","value":"+8613800138001","resolved_by":"王芳"}`, "SET_VALUE", `"+8613800138001"`},
+		{`{"choice":"take_candidate","resolved_by":"bootstrap-admin"}`, "TOOK_CANDIDATE", `"+8613911112222"`},
+		{`{"choice":"set_value","value":"+8613800138001","resolved_by":"bootstrap-admin"}`, "SET_VALUE", `"+8613800138001"`},
 	} {
 		t.Run(tc.status+" over a value stamped ahead", func(t *testing.T) {
 			f := newFixture(t)
@@ -803,7 +804,7 @@ func TestResolve(t *testing.T) {
 
 	t.Run("Kafka down", func(t *testing.T) {
 		pub := &publisher{err: errors.New("kafka: NOT_ENOUGH_REPLICAS")}
-		a := call(t, newServer(t, f, pub), "POST", target, `{"choice":"keep_current","resolved_by":"王芳"}`)
+		a := call(t, newServer(t, f, pub), "POST", target, `{"choice":"keep_current","resolved_by":"bootstrap-admin"}`)
 		wantError(t, a, http.StatusServiceUnavailable, "unavailable", "retry")
 		if got := a.header.Get("Retry-After"); got != "5" {
 			t.Errorf("Retry-After %q, want 5", got)

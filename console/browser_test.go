@@ -95,16 +95,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.screenshot("customer-360.png")
 
-	// Resolve the phone conflict: take the web's number. The console asks
-	// for the agent's name once, then shows "resolving…" until the
-	// materializer closed the conflict.
+	// Resolve the phone conflict: take the web's number. The console shows
+	// "resolving…" until the materializer closed the conflict; the resolver
+	// on record is the signed-in principal (the admin token's).
 	phoneCard := b.eval(`[...document.querySelectorAll('#conflicts [data-testid=conflict]')].find(e => e.querySelector('.conflict-head strong').textContent === 'Phone').dataset.conflictId`)
 	card := fmt.Sprintf(`[data-testid=conflict][data-conflict-id=%q]`, phoneCard)
 	resolving := time.Now()
 	b.do("take the candidate phone", chromedp.Click(chromedp.CSS(card+" [data-testid=resolve-take_candidate]")),
-		chromedp.WaitVisible(chromedp.ID("ask-input")),
-		chromedp.SendKeys(chromedp.ID("ask-input"), "Agent Zhou"),
-		chromedp.Click(chromedp.ID("ask-ok")),
 		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('[data-testid=resolved-conflict][data-conflict-id=%q]')?.dataset.status === 'TOOK_CANDIDATE'`, phoneCard)))
 	t.Logf("conflict resolved in the browser in %s (click to materialized)", time.Since(resolving).Round(time.Millisecond))
 	if got := b.text("[data-field=phone] .value"); got != "+8613900002222" {
@@ -113,8 +110,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := b.eval(`document.querySelector('[data-field=phone] [data-testid=provenance] [data-channel]').dataset.channel`); got != "AGENT" {
 		t.Errorf("phone provenance after the resolution %q, want AGENT", got)
 	}
-	if c := dev.conflict(t, fang, phoneCard); c.Status != "TOOK_CANDIDATE" || c.ResolvedBy == nil || *c.ResolvedBy != "Agent Zhou" {
-		t.Errorf("API shows the conflict %s resolved by %v, want TOOK_CANDIDATE by Agent Zhou", c.Status, c.ResolvedBy)
+	if c := dev.conflict(t, fang, phoneCard); c.Status != "TOOK_CANDIDATE" || c.ResolvedBy == nil || *c.ResolvedBy != "bootstrap-admin" {
+		t.Errorf("API shows the conflict %s resolved by %v, want TOOK_CANDIDATE by bootstrap-admin", c.Status, c.ResolvedBy)
 	}
 	b.screenshot("customer-360-resolved.png")
 
@@ -142,13 +139,24 @@ func TestConsoleInBrowser(t *testing.T) {
 		`document.getElementById('sync-updated').textContent !== `+jsString(first), chromedp.WithPollingTimeout(12*time.Second)))
 	b.screenshot("sync-dashboard.png")
 
+	// The audit trail names the two resolutions, by the admin token's principal.
+	b.do("open the audit trail", chromedp.Click(chromedp.CSS("[data-testid=nav-audit]")),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll('[data-testid=audit-row][data-action="conflict.resolve"]').length === 2`,
+			chromedp.WithPollingTimeout(10*time.Second)))
+	if got := b.text("[data-testid=audit-row][data-action=\"conflict.resolve\"] td:nth-child(2)"); !strings.HasPrefix(got, "bootstrap-admin") {
+		t.Errorf("audit trail actor %q, want bootstrap-admin", got)
+	}
+	b.screenshot("audit.png")
+	b.do("back to the sync dashboard", chromedp.Click(chromedp.CSS("[data-testid=nav-sync]")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=sync-group]`)))
+
 	// A token the API refuses brings back the sign-in form; signing in there works.
 	b.do("sign in again after a 401", chromedp.Evaluate[chromedp.Void](`localStorage.setItem('omnisync.token', 'wrong'); location.reload()`),
-		chromedp.WaitVisible(chromedp.ID("signin-token")))
+		chromedp.WaitVisible(chromedp.ID("signin-password")))
 	if got := b.text("#signin-error"); !strings.Contains(got, "not accepted") {
 		t.Errorf("sign-in message after a 401: %q", got)
 	}
-	b.do("sign in with the form", chromedp.SendKeys(chromedp.ID("signin-token"), dev.creds.AdminToken+"\n"),
+	b.do("sign in with the form", chromedp.SendKeys(chromedp.ID("signin-password"), dev.creds.AdminToken+"\n"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=sync-group]`)))
 
 	b.checkConsole()

@@ -36,6 +36,8 @@ const (
 	// RegistryTopic is where the embedded schema registry persists schemas,
 	// as Confluent Schema Registry does.
 	RegistryTopic = "_schemas"
+	// AuditTopic is the decisions on record (AuditEvent), kept forever.
+	AuditTopic = "omnisync.audit.v1"
 )
 
 // Name identifies one of omnisync's record schemas.
@@ -48,10 +50,11 @@ const (
 	CustomerState Name = "customer_state"
 	DeadLetter    Name = "dead_letter"
 	IdentityLink  Name = "identity_link"
+	AuditEvent    Name = "audit_event"
 )
 
 // All lists every record schema.
-var All = []Name{CustomerEvent, MessageEvent, CustomerState, DeadLetter, IdentityLink}
+var All = []Name{CustomerEvent, MessageEvent, CustomerState, DeadLetter, IdentityLink, AuditEvent}
 
 // Topic returns the topic that carries records of this schema.
 func (n Name) Topic() string {
@@ -66,6 +69,8 @@ func (n Name) Topic() string {
 		return DeadLetterTopic
 	case IdentityLink:
 		return IdentitiesTopic
+	case AuditEvent:
+		return AuditTopic
 	}
 	panic("schemas: unknown schema name " + string(n))
 }

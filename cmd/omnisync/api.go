@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/omnisync/omnisync/api"
 	"github.com/omnisync/omnisync/console"
@@ -26,15 +27,19 @@ import (
 
 func newAPICommand(g *globals) *cobra.Command {
 	var storeURL, listen, credentialsFile, registryURL string
+	var secureCookies bool
 	var scrape []string
 	var serve httpserve.Options
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Serve the agents' API and web console over a store, with /metrics, /healthz and /readyz",
-		Long: `Serve the HTTP API (/api/v1, bearer admin token; see api/openapi.yaml) and the
-agent console (/) over a store a materializer writes. Resolving a conflict
-publishes a RESOLVE event to Kafka. The admin token comes from --credentials
-(JSON, the format omnisync dev writes) or OMNISYNC_ADMIN_TOKEN.`,
+		Long: `Serve the HTTP API (/api/v1; see api/openapi.yaml) and the agent console (/)
+over a store a materializer writes. Callers are agents' accounts (API tokens,
+or console sessions; see omnisync agents) with the role viewer, agent or
+admin, or the bootstrap admin token from --credentials (JSON, the format
+omnisync dev writes) or OMNISYNC_ADMIN_TOKEN. Resolving a conflict publishes
+a RESOLVE event and its audit event to Kafka; GET /api/v1/audit and
+GET /api/v1/live follow the audit and state topics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -64,7 +69,11 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 			}
 			defer cl.Close()
 			mux := http.NewServeMux()
-			runStatus := mountAPI(mux, st, cl, serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log)
+			runStatus, err := mountAPI(mux, st, cl, g.kafkaConfig(log), serde, creds.AdminToken, api.Scraped(prometheus.DefaultGatherer, scrape), log,
+				secureCookies)
+			if err != nil {
+				return err
+			}
 			return serveUntilDone(ctx, listen, mux, serve, log, runStatus)
 		},
 	}
@@ -74,6 +83,7 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 	f.StringVar(&credentialsFile, "credentials", "", "JSON with admin_token (see README); OMNISYNC_ADMIN_TOKEN overrides")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	f.StringSliceVar(&scrape, "scrape", nil, "/metrics URLs of the producers and materializers to report on in /api/v1/sync/status, comma-separated; dns+http://HOST:PORT/metrics scrapes every address HOST resolves to (each replica of a scaled service)")
+	f.BoolVar(&secureCookies, "secure-cookies", false, "mark the console's session cookies Secure although this server speaks plain HTTP (behind a TLS-terminating proxy)")
 	addServeFlags(f, &serve)
 	return cmd
 }
@@ -81,14 +91,25 @@ publishes a RESOLVE event to Kafka. The admin token comes from --credentials
 // mountAPI serves the API, the console, /metrics, /healthz and /readyz
 // (the store answers and Kafka is reachable, plus extra checks) on mux;
 // the sync status reports on the metrics gathers.
-// The returned function samples the sync status until ctx ends.
-func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
-	log *zap.Logger, checks ...health.Check) func(context.Context) error {
+// The returned function samples the sync status and follows the audit
+// and state topics (the audit trail, live push) until ctx ends.
+func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, kcfg kafka.Config, serde *codec.Serde, adminToken string, metrics prometheus.Gatherer,
+	log *zap.Logger, secureCookies bool, checks ...health.Check) (func(context.Context) error, error) {
 	status := api.NewStatus(metrics, kadm.NewClient(cl), producers.Names())
 	host, _ := os.Hostname()
+	audit, err := api.NewAuditLog(kcfg, "", serde, log.Named("audit"))
+	if err != nil {
+		return nil, err
+	}
+	live, err := api.NewLive(kcfg, "", serde, log.Named("live"))
+	if err != nil {
+		return nil, err
+	}
+	accounts, _ := st.(store.Accounts) // both stores keep accounts
+	pub := api.KafkaPublisher{Client: cl, Serde: serde}
 	mux.Handle("/api/", api.Handler(api.Config{
-		Store: st, Publisher: api.KafkaPublisher{Client: cl, Serde: serde}, Status: status,
-		AdminToken: adminToken, Logger: log.Named("api"), Instance: host,
+		Store: st, Publisher: pub, Recorder: pub, Accounts: accounts, Audit: audit, Live: live, Status: status,
+		AdminToken: adminToken, SecureCookies: secureCookies, Logger: log.Named("api"), Instance: host,
 	}))
 	mux.Handle("/", console.Handler())
 	mux.Handle("GET /metrics", promhttp.Handler())
@@ -100,5 +121,11 @@ func mountAPI(mux *http.ServeMux, st store.Reader, cl *kgo.Client, serde *codec.
 		health.Check{Name: "kafka", Func: func(ctx context.Context) error { return cl.Ping(ctx) }},
 	)
 	health.Mount(mux, checks...)
-	return status.Run
+	return func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return status.Run(ctx) })
+		g.Go(func() error { return audit.Run(ctx) })
+		g.Go(func() error { return live.Run(ctx) })
+		return g.Wait()
+	}, nil
 }

@@ -77,11 +77,13 @@ type apiClient struct {
 // do sends a request to path with body (JSON, nil for none) and decodes a
 // 2xx answer into v; another answer is an *apiError.
 func (c *apiClient) do(ctx context.Context, method, path string, body, v any) error {
-	if c.token == "" {
-		c.token = os.Getenv("OMNISYNC_ADMIN_TOKEN")
+	for _, env := range []string{"OMNISYNC_TOKEN", "OMNISYNC_ADMIN_TOKEN"} {
+		if c.token == "" {
+			c.token = os.Getenv(env)
+		}
 	}
 	if c.token == "" {
-		return errors.New("no admin token: pass --token or set OMNISYNC_ADMIN_TOKEN")
+		return errors.New("no token: pass --token, or set OMNISYNC_TOKEN (your API token) or OMNISYNC_ADMIN_TOKEN")
 	}
 	var in io.Reader
 	if body != nil {
@@ -131,7 +133,8 @@ HTTP API (see api/openapi.yaml): the same queue, filters and paging as
 GET /api/v1/conflicts, and resolve publishes a RESOLVE event exactly as the
 console does (the store is never written directly).
 
-The admin token comes from --token or OMNISYNC_ADMIN_TOKEN. For an API
+The token comes from --token, OMNISYNC_TOKEN (an agent's API token; see
+omnisync agents) or OMNISYNC_ADMIN_TOKEN. For an API
 served over HTTPS with a self-signed certificate, trust it through
 SSL_CERT_FILE.
 
@@ -141,11 +144,11 @@ retry (503); 1 any other error.`,
 		Example: `  export OMNISYNC_ADMIN_TOKEN=$(jq -r .admin_token .omnisync/credentials.json)
   omnisync conflicts list
   omnisync conflicts show 659ef6372b4d58e8bbaeca03f10a001e
-  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --take-candidate --by emma.clarke`,
+  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --take-candidate`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&c.base, "api", "http://127.0.0.1:8080", "base URL of the API (omnisync api or omnisync dev)")
-	f.StringVar(&c.token, "token", "", "admin token (default: env OMNISYNC_ADMIN_TOKEN)")
+	f.StringVar(&c.token, "token", "", "API token (default: env OMNISYNC_TOKEN, else OMNISYNC_ADMIN_TOKEN)")
 	cmd.AddCommand(newConflictsListCommand(c), newConflictsShowCommand(c), newConflictsResolveCommand(c))
 	return cmd
 }
@@ -273,13 +276,14 @@ the conflict closes when the materializer applies the event, a moment later.
 --keep-current keeps the field's value, --take-candidate writes the
 candidate, --set-value writes a value of your own, given as JSON: a string
 in quotes (a bare word is taken as a string too), an array of strings for
-tags, a number for vip_level. --by names the agent who decides (default
-$USER). A merge suggestion (field merge, the candidate names the other
-customer and the evidence) is confirmed with --take-candidate, which also
-requests the merge, and rejected with --keep-current.`,
-		Example: `  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --take-candidate --by emma.clarke
-  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --keep-current
-  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --set-value '"+8613800138001"' --by 王芳
+tags, a number for vip_level. The resolver on record is the token's
+account; --by, when given, must name it (the API refuses another name).
+A merge suggestion (field merge, the candidate names the other customer
+and the evidence) is confirmed with --take-candidate, which also requests
+the merge, and rejected with --keep-current.`,
+		Example: `  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --take-candidate
+  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --keep-current --by emma.clarke
+  omnisync conflicts resolve 659ef6372b4d58e8bbaeca03f10a001e --set-value '"+8613800138001"'
   omnisync conflicts resolve 1f0c… --set-value '["vip","wholesale"]'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -309,7 +313,7 @@ requests the merge, and rejected with --keep-current.`,
 	f.BoolVar(&keep, "keep-current", false, "keep the field's current value")
 	f.BoolVar(&take, "take-candidate", false, "write the candidate value")
 	f.StringVar(&setValue, "set-value", "", "write this value (JSON)")
-	f.StringVar(&by, "by", os.Getenv("USER"), "the agent who decides")
+	f.StringVar(&by, "by", "", "the agent who decides: optional, must be the token's account")
 	f.BoolVar(&asJSON, "json", false, "print the API's answer as JSON")
 	cmd.MarkFlagsOneRequired("keep-current", "take-candidate", "set-value")
 	cmd.MarkFlagsMutuallyExclusive("keep-current", "take-candidate", "set-value")

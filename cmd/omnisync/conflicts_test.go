@@ -142,7 +142,7 @@ func TestConflictsCommands(t *testing.T) {
 	})
 
 	t.Run("token", func(t *testing.T) {
-		if _, errOut, code := run(t, []string{"OMNISYNC_ADMIN_TOKEN="}, "list"); code != 1 || !strings.Contains(errOut, "no admin token") {
+		if _, errOut, code := run(t, []string{"OMNISYNC_ADMIN_TOKEN="}, "list"); code != 1 || !strings.Contains(errOut, "no token") {
 			t.Errorf("without a token: exit %d, %s", code, errOut)
 		}
 		if _, errOut, code := run(t, nil, "--token", "wrong", "list"); code != 1 || !strings.Contains(errOut, "401") {
@@ -176,14 +176,14 @@ func TestConflictsCommands(t *testing.T) {
 		if _, errOut, code := run(t, withToken, "resolve", idA, "--keep-current", "--take-candidate"); code != 1 || !strings.Contains(errOut, "none of the others") {
 			t.Errorf("two choices: exit %d, %s", code, errOut)
 		}
-		if _, errOut, code := run(t, withToken, "resolve", "0000", "--keep-current", "--by", "emma"); code != exitNotFound {
+		if _, errOut, code := run(t, withToken, "resolve", "0000", "--keep-current"); code != exitNotFound {
 			t.Errorf("unknown conflict: exit %d, %s", code, errOut)
 		}
 		if n := len(pub.events()); n != 0 {
 			t.Fatalf("%d events published by refused resolutions", n)
 		}
 
-		out, errOut, code := run(t, withToken, "resolve", idA, "--set-value", `"+8613800138001"`, "--by", "王芳")
+		out, errOut, code := run(t, withToken, "resolve", idA, "--set-value", `"+8613800138001"`, "--by", "bootstrap-admin")
 		if code != 0 || !strings.Contains(out, "published as event") {
 			t.Fatalf("set value: exit %d, %s%s", code, out, errOut)
 		}
@@ -193,14 +193,14 @@ func TestConflictsCommands(t *testing.T) {
 		}
 		ev := published[0]
 		if r := ev.Resolution; ev.Op != events.OpResolve || ev.Source != "api@cli-test" || r.ConflictID != idA ||
-			r.Choice != events.ChoiceSetValue || r.Value == nil || *r.Value != "+8613800138001" || r.ResolvedBy != "王芳" {
+			r.Choice != events.ChoiceSetValue || r.Value == nil || *r.Value != "+8613800138001" || r.ResolvedBy != "bootstrap-admin" {
 			t.Errorf("published %+v with %+v", ev, ev.Resolution)
 		}
 		out, _, _ = run(t, withToken, "show", idA)
-		if !strings.Contains(out, "SET_VALUE") || !strings.Contains(out, `"+8613800138001"`) || !strings.Contains(out, "by 王芳") {
+		if !strings.Contains(out, "SET_VALUE") || !strings.Contains(out, `"+8613800138001"`) || !strings.Contains(out, "by bootstrap-admin") {
 			t.Errorf("after resolving:\n%s", out)
 		}
-		if _, errOut, code := run(t, withToken, "resolve", idA, "--take-candidate", "--by", "emma"); code != exitAlreadyResolved || !strings.Contains(errOut, "SET_VALUE") {
+		if _, errOut, code := run(t, withToken, "resolve", idA, "--take-candidate"); code != exitAlreadyResolved || !strings.Contains(errOut, "SET_VALUE") {
 			t.Errorf("resolving again: exit %d, %s", code, errOut)
 		}
 		out, _, _ = run(t, withToken, "list")
@@ -285,7 +285,7 @@ func TestDevConflictsCommands(t *testing.T) {
 		}
 		return ""
 	})
-	out, errOut, code := runConflicts(t, dev.http, env, "resolve", li.ID, "--take-candidate", "--by", "agent-07")
+	out, errOut, code := runConflicts(t, dev.http, env, "resolve", li.ID, "--take-candidate")
 	if code != 0 {
 		t.Fatalf("resolve: exit %d: %s%s", code, out, errOut)
 	}
@@ -299,7 +299,7 @@ func TestDevConflictsCommands(t *testing.T) {
 		}
 		return out
 	})
-	if _, errOut, code := runConflicts(t, dev.http, env, "resolve", li.ID, "--keep-current", "--by", "agent-07"); code != exitAlreadyResolved {
+	if _, errOut, code := runConflicts(t, dev.http, env, "resolve", li.ID, "--keep-current"); code != exitAlreadyResolved {
 		t.Errorf("resolving again: exit %d, want %d: %s", code, exitAlreadyResolved, errOut)
 	}
 	if _, errOut, code := runConflicts(t, dev.http, env, "show", "no-such-conflict"); code != exitNotFound {

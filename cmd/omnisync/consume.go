@@ -90,7 +90,7 @@ its group waits as a standby and takes over when the first stops.`,
 	f.StringVar(&policyFile, "policy", "", "merge policy YAML (default: the built-in policy)")
 	f.StringVar(&registryURL, "registry", "http://127.0.0.1:8081", "schema registry URL(s), comma-separated")
 	f.StringVar(&listen, "listen", "", "address serving /metrics, /healthz and /readyz (default: none)")
-	f.BoolVar(&publishState, "publish-state", false, "publish every changed record to the compacted state topic")
+	f.BoolVar(&publishState, "publish-state", true, "publish every changed record to the compacted state topic after the store commit (the API's live push, GET /api/v1/live, follows it)")
 	addServeFlags(f, &serve)
 	return cmd
 }

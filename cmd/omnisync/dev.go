@@ -97,7 +97,10 @@ func newDevCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			runStatus := mountAPI(mux, store, cl, serde, creds.AdminToken, prometheus.DefaultGatherer, log, directoryReady)
+			runStatus, err := mountAPI(mux, store, cl, kcfg, serde, creds.AdminToken, prometheus.DefaultGatherer, log, false, directoryReady)
+			if err != nil {
+				return err
+			}
 			srv, err := httpserve.Start(httpListen, mux, serve)
 			if err != nil {
 				return err

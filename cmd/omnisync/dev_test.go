@@ -384,7 +384,7 @@ func TestDevEndToEnd(t *testing.T) {
 	// An agent takes the web's number; the materializer applies the RESOLVE.
 	var accepted api.ResolveAccepted
 	if code := dev.do(t, http.MethodPost, "/api/v1/conflicts/"+liNa.Conflicts[0].ID+"/resolve",
-		api.ResolveRequest{Choice: "take_candidate", ResolvedBy: "agent-07"}, &accepted); code != http.StatusAccepted {
+		api.ResolveRequest{Choice: "take_candidate"}, &accepted); code != http.StatusAccepted {
 		t.Fatalf("resolve: %d", code)
 	}
 	eventually(t, "the resolution applied", func() string {
@@ -395,7 +395,7 @@ func TestDevEndToEnd(t *testing.T) {
 		return ""
 	})
 	if code := dev.do(t, http.MethodPost, "/api/v1/conflicts/"+liNa.Conflicts[0].ID+"/resolve",
-		api.ResolveRequest{Choice: "keep_current", ResolvedBy: "agent-07"}, nil); code != http.StatusConflict {
+		api.ResolveRequest{Choice: "keep_current"}, nil); code != http.StatusConflict {
 		t.Errorf("resolving a resolved conflict: %d, want 409", code)
 	}
 	var status api.SyncStatus

@@ -47,7 +47,7 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&g.kafka.Compression, "compression", g.kafka.Compression, "producer compression: none, gzip, snappy, lz4 or zstd (default "+kafka.DefaultCompression+")")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&g.logFormat, "log-format", defaultLogFormat(), "log format: json (one object a line) or console; default console when stderr is a terminal, else json")
-	root.AddCommand(newDevCommand(g), newBrokerCommand(g), newTopicsCommand(g), newRegistryCommand(g), newProduceCommand(g), newConsumeCommand(g), newAPICommand(g), newForwardCommand(g), newConflictsCommand(), newVerifyCommand(g), newReplayCommand(g), newImportCommand(g), newExportCommand(), newSourceCommand(g))
+	root.AddCommand(newDevCommand(g), newBrokerCommand(g), newTopicsCommand(g), newRegistryCommand(g), newProduceCommand(g), newConsumeCommand(g), newAPICommand(g), newForwardCommand(g), newConflictsCommand(), newAgentsCommand(), newVerifyCommand(g), newReplayCommand(g), newImportCommand(g), newExportCommand(), newSourceCommand(g))
 	return root
 }
 

@@ -169,7 +169,7 @@ func TestServicesOnPostgres(t *testing.T) {
 		t.Fatalf("李娜 through the API on PostgreSQL: found %v, timeline %d messages, want 9", ok, len(agent.timeline(t, liNa.ID)))
 	}
 	if code := agent.do(t, http.MethodPost, "/api/v1/conflicts/"+liNa.Conflicts[0].ID+"/resolve",
-		api.ResolveRequest{Choice: "set_value", Value: ptr("139-0000-1111"), ResolvedBy: "agent-07"}, nil); code != http.StatusAccepted {
+		api.ResolveRequest{Choice: "set_value", Value: ptr("139-0000-1111")}, nil); code != http.StatusAccepted {
 		t.Fatalf("resolve: %d", code)
 	}
 	var resolved api.Customer

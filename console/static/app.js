@@ -6,7 +6,6 @@
 
 (() => {
   const TOKEN_KEY = 'omnisync.token';
-  const AGENT_KEY = 'omnisync.agent';
   const $ = (id) => document.getElementById(id);
   const main = $('main');
 
@@ -126,10 +125,23 @@
     }
   }
 
+  // Credentials: an API token (the bootstrap link's admin token, or one
+  // pasted in) is sent as a bearer token; without one the browser sends the
+  // session cookie of a name-and-password sign-in, and state-changing calls
+  // carry the session's CSRF token (from the omnisync_csrf cookie).
   const token = () => localStorage.getItem(TOKEN_KEY) || '';
+  const csrf = () => (document.cookie.match(/(?:^|; )omnisync_csrf=([^;]*)/) || [])[1] || '';
+  let me = null; // GET /session: {name, role, via}
+
+  function authHeaders(method) {
+    const headers = { Accept: 'application/json' };
+    if (token()) headers.Authorization = `Bearer ${token()}`;
+    else if (method !== 'GET') headers['X-CSRF-Token'] = decodeURIComponent(csrf());
+    return headers;
+  }
 
   async function api(path, opts = {}) {
-    const headers = { Authorization: `Bearer ${token()}`, Accept: 'application/json' };
+    const headers = authHeaders(opts.method || 'GET');
     if (opts.body) headers['Content-Type'] = 'application/json';
     let resp;
     try {
@@ -152,8 +164,8 @@
       return body;
     }
     const reason = (body && (body.reason || body.error)) || resp.statusText;
-    if (resp.status === 401) {
-      signOut(`The admin token was not accepted: ${reason}`);
+    if (resp.status === 401 && !opts.signingIn) {
+      signOut(`Signed out: ${reason}`);
     } else if (resp.status === 503) {
       showBanner(`The service is temporarily unavailable: ${reason}.`);
     }
@@ -189,34 +201,46 @@
     history.replaceState(null, '', `${location.pathname}${location.search}#/customers`);
   }
 
-  function signOut(message) {
+  function signOut(message, local) {
+    if (!token() && me && !local) api('/session', { method: 'DELETE' }).catch(() => {});
     localStorage.removeItem(TOKEN_KEY);
+    me = null;
+    live.stop();
     stopView();
     main.replaceChildren();
     $('nav').hidden = $('whoami').hidden = true;
     $('signin').hidden = false;
     $('signin-error').textContent = message || '';
     $('signin-error').hidden = !message;
-    $('signin-token').focus();
+    $('signin-name').focus();
   }
 
-  $('signin-form').addEventListener('submit', (e) => {
+  $('signin-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    localStorage.setItem(TOKEN_KEY, $('signin-token').value.trim());
-    $('signin-token').value = '';
+    const name = $('signin-name').value.trim();
+    const secret = $('signin-password').value;
+    $('signin-password').value = '';
+    if (!name) {
+      // No name: the secret is an API token (the admin token).
+      localStorage.setItem(TOKEN_KEY, secret.trim());
+    } else {
+      localStorage.removeItem(TOKEN_KEY);
+      try {
+        await api('/session', { method: 'POST', body: { name, password: secret }, signingIn: true });
+      } catch (err) {
+        $('signin-error').textContent = `Not signed in: ${err.message}`;
+        $('signin-error').hidden = false;
+        return;
+      }
+    }
     route();
   });
   $('sign-out').addEventListener('click', () => signOut(''));
 
   function renderWhoami() {
-    const agent = localStorage.getItem(AGENT_KEY);
-    $('agent-button').textContent = agent ? `Agent: ${agent}` : 'Set agent name';
+    $('agent-name').textContent = me && me.name ? `${me.name} · ${me.role}` : '';
+    $('nav-audit').hidden = !(me && me.role === 'admin');
   }
-  $('agent-button').addEventListener('click', async () => {
-    const name = await ask('Your name', 'Resolutions are signed with it.', localStorage.getItem(AGENT_KEY) || '');
-    if (name) localStorage.setItem(AGENT_KEY, name);
-    renderWhoami();
-  });
 
   // ask shows the modal prompt and resolves to the trimmed answer, or null.
   function ask(title, hint, initial) {
@@ -242,15 +266,97 @@
     });
   }
 
-  async function agentName() {
-    let name = localStorage.getItem(AGENT_KEY);
-    if (!name) {
-      name = await ask('Your name', 'Conflict resolutions are signed with it (asked once).', '');
-      if (name) localStorage.setItem(AGENT_KEY, name);
-      renderWhoami();
-    }
-    return name;
+  // ---------------------------------------------------------- live push
+
+  // live follows GET /api/v1/live (Server-Sent Events, read with fetch so a
+  // bearer token works as well as the session cookie) and hands each change
+  // to the open view; it reconnects with Last-Event-ID, and on "resync"
+  // reloads the view.
+  const live = {
+    ctl: null,
+    lastID: '',
+    handlers: new Set(),
+    start() {
+      if (this.ctl) return;
+      const ctl = new AbortController();
+      this.ctl = ctl;
+      (async () => {
+        while (!ctl.signal.aborted) {
+          try {
+            await this.follow(ctl.signal);
+          } catch {
+            // dropped: reconnect below
+          }
+          if (!ctl.signal.aborted) await sleep(1000);
+        }
+      })();
+    },
+    stop() {
+      if (this.ctl) this.ctl.abort();
+      this.ctl = null;
+      this.lastID = '';
+    },
+    async follow(signal) {
+      const headers = authHeaders('GET');
+      headers.Accept = 'text/event-stream';
+      if (this.lastID) headers['Last-Event-ID'] = this.lastID;
+      const resp = await fetch('/api/v1/live', { headers, signal, cache: 'no-store' });
+      if (resp.status === 401) {
+        signOut('Signed out: the session ended', true);
+        return;
+      }
+      if (!resp.ok) throw new Error(`live: ${resp.status}`);
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const frame = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          let event = 'message', data = '', id = '';
+          for (const line of frame.split('\n')) {
+            if (line.startsWith('event: ')) event = line.slice(7);
+            else if (line.startsWith('data: ')) data += line.slice(6);
+            else if (line.startsWith('id: ')) id = line.slice(4);
+          }
+          if (id) this.lastID = id;
+          if (event === 'change') this.emit(JSON.parse(data));
+          else if (event === 'resync') this.emit({ resync: true });
+        }
+      }
+    },
+    emit(ev) {
+      for (const fn of this.handlers) fn(ev);
+    },
+  };
+
+  // onLive runs fn for each change while the current view is shown.
+  function onLive(fn) {
+    live.handlers.add(fn);
+    const stop = stopCurrent;
+    stopCurrent = () => {
+      live.handlers.delete(fn);
+      if (stop) stop();
+    };
   }
+
+  // debounce runs fn at most once per ms, after the last call.
+  function debounce(fn, ms) {
+    let t = null;
+    return () => {
+      clearTimeout(t);
+      t = setTimeout(fn, ms);
+    };
+  }
+
+  // The review count follows the changes that open or close conflicts.
+  const countLater = debounce(() => refreshReviewCount(), 300);
+  live.handlers.add((ev) => {
+    if (ev.resync || ev.changes.includes('conflict') || ev.changes.includes('resolution') || ev.changes.includes('record')) countLater();
+  });
 
   async function refreshReviewCount() {
     try {
@@ -274,11 +380,19 @@
     stopCurrent = null;
   }
 
-  function route() {
-    if (!token()) {
-      signOut('');
-      return;
+  async function route() {
+    if (!me) {
+      try {
+        me = await api('/session', { signingIn: true });
+      } catch (err) {
+        if (err.status === 401 || !token()) {
+          signOut(token() ? `The token was not accepted: ${err.message}` : '', true);
+          return;
+        }
+        // The API is down (the banner says so): show the view; it retries.
+      }
     }
+    live.start();
     stopView();
     $('signin').hidden = true;
     $('nav').hidden = $('whoami').hidden = false;
@@ -289,6 +403,7 @@
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.route === view);
     if (view === 'review') reviewView();
     else if (view === 'sync') syncView();
+    else if (view === 'audit') auditView();
     else customersView(parts[1] || null);
     refreshReviewCount();
   }
@@ -364,19 +479,21 @@
 
   // runSearch queries the API; force re-runs an unchanged query, more loads the next page.
   async function runSearch(force, more) {
+    if (!search.pane || !search.pane.isConnected) return; // another view is shown
     const q = $('search').value.trim();
     if (!force && !more && q === search.q && search.items.length) return;
     const cursor = more ? search.next : '';
     $('results-status').textContent = 'Searching…';
     try {
       const p = await api(`/customers?limit=30&q=${enc(q)}${cursor ? `&cursor=${enc(cursor)}` : ''}`);
-      if ($('search').value.trim() !== q) return; // typed on meanwhile
+      if (!search.pane.isConnected || $('search').value.trim() !== q) return; // left, or typed on meanwhile
       search.items = more ? search.items.concat(p.items) : p.items;
       search.q = q;
       search.next = p.next_cursor;
       if (!more) search.active = -1;
       $('results-status').textContent = search.items.length ? '' : q ? `No customer matches “${q}”.` : 'No customers yet.';
     } catch (e) {
+      if (!search.pane.isConnected) return;
       $('results-status').textContent = `Search failed: ${e.message}`;
     }
     renderResults();
@@ -402,9 +519,11 @@
     $('results-more').hidden = !search.next;
   }
 
-  async function showCustomer(id, pane) {
+  // showCustomer loads and shows a customer; a refresh (live) keeps what
+  // is shown until the new state is there.
+  async function showCustomer(id, pane, refresh) {
     const gen = generation;
-    pane.replaceChildren(h('div', { class: 'empty muted' }, 'Loading…'));
+    if (!refresh) pane.replaceChildren(h('div', { class: 'empty muted' }, 'Loading…'));
     let c, timeline;
     try {
       [c, timeline] = await Promise.all([api(`/customers/${enc(id)}`), loadTimeline(id)]);
@@ -414,6 +533,14 @@
     }
     if (gen !== generation) return;
     renderCustomer(pane, c, timeline);
+    if (!pane.dataset.live) {
+      pane.dataset.live = id;
+      const again = debounce(() => gen === generation && showCustomer(id, pane, true), 100);
+      onLive((ev) => {
+        if (ev.resync || (ev.customer_id === id && ev.version > (pane.dataset.version | 0))) again();
+      });
+    }
+    pane.dataset.version = c.version;
   }
 
   // loadTimeline reads up to 2,000 messages, oldest first.
@@ -614,8 +741,6 @@
   // resolve sends the agent's decision and waits until the materializer
   // applied it (the API only puts the RESOLVE event into Kafka).
   async function resolve(x, choice, buttons, status, onResolved) {
-    const agent = await agentName();
-    if (!agent) return;
     let value;
     if (choice === 'set_value') {
       value = await ask(`Set ${fieldLabel(x.field)}`, 'The value every channel will see from now on.', valueText(x.current));
@@ -627,8 +752,10 @@
       status.textContent = text;
     };
     busy(true, 'Resolving…', 'spinner');
+    const row = status.closest('tr');
+    if (row) row.dataset.resolving = '1';
     try {
-      await api(`/conflicts/${enc(x.id)}/resolve`, { method: 'POST', body: { choice, value, resolved_by: agent } });
+      await api(`/conflicts/${enc(x.id)}/resolve`, { method: 'POST', body: { choice, value } });
     } catch (e) {
       if (e.status !== 409) {
         busy(false, `Not resolved: ${e.message}`, 'error');
@@ -775,6 +902,39 @@
     };
     more.textContent = 'Load more';
     more.onclick = load;
+    // Live: new conflicts join the table; rows resolved elsewhere show
+    // their outcome and who decided.
+    onLive(debounce(async () => {
+      if (gen !== generation) return;
+      let p;
+      try {
+        p = await api('/conflicts?status=open&limit=100');
+      } catch {
+        return;
+      }
+      if (gen !== generation) return;
+      const shown = new Map([...body.children].map((r) => [r.dataset.conflictId, r]));
+      const open = new Set(p.items.map((x) => x.id));
+      for (const x of p.items) if (!shown.has(x.id)) body.append(reviewRow(x));
+      if (!p.next_cursor) {
+        for (const [id, row] of shown) {
+          if (open.has(id) || row.classList.contains('done') || row.dataset.resolving) continue;
+          try {
+            const x = await api(`/conflicts/${enc(id)}`);
+            if (x.status === 'OPEN') continue;
+            row.dataset.status = x.status;
+            row.classList.add('done');
+            row.lastElementChild.replaceChildren(h('span', { class: 'pill ok' }, STATUS_LABELS[x.status] || x.status),
+              x.resolved_by ? ` by ${x.resolved_by}` : '');
+          } catch {
+            // shown as it was
+          }
+        }
+      }
+      status.replaceChildren(body.children.length ? '' : h('div', { class: 'empty', testid: 'review-empty' },
+        'Nothing to review. Disagreeing key-field writes appear here.'));
+      table.hidden = !body.children.length;
+    }, 300));
     await load();
   }
 
@@ -793,6 +953,49 @@
     return row;
   }
 
+  // --------------------------------------------------------- audit trail
+
+  // auditView lists the decisions on record, newest first (admins).
+  async function auditView() {
+    const gen = generation;
+    const body = h('tbody', {});
+    const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Load more');
+    const actor = h('input', { type: 'search', placeholder: 'Actor', 'aria-label': 'Actor', testid: 'audit-actor' });
+    const status = h('div', { class: 'muted' }, 'Loading…');
+    main.replaceChildren(h('div', { class: 'page' },
+      h('h1', {}, 'Audit trail'),
+      h('p', { class: 'muted' }, 'Every resolution and account, token and session change, by the account that made it. Newest first.'),
+      h('form', { onsubmit: (e) => { e.preventDefault(); cursor = ''; body.replaceChildren(); load(); } }, actor),
+      status,
+      h('table', { class: 'grid', testid: 'audit-table' },
+        h('thead', {}, h('tr', {}, ['When', 'Actor', 'Action', 'Customer', 'Target', 'Details'].map((t) => h('th', {}, t)))), body),
+      more));
+    let cursor = '';
+    const load = async () => {
+      try {
+        const q = `limit=100${actor.value.trim() ? `&actor=${enc(actor.value.trim())}` : ''}${cursor ? `&cursor=${enc(cursor)}` : ''}`;
+        const p = await api(`/audit?${q}`);
+        if (gen !== generation) return;
+        for (const e of p.items) {
+          body.append(h('tr', { testid: 'audit-row', 'data-action': e.action },
+            h('td', {}, timeAgo(e.at)),
+            h('td', {}, e.actor, h('span', { class: 'muted small' }, ` ${e.actor_role}`)),
+            h('td', { class: 'mono' }, e.action),
+            h('td', {}, e.customer_id ? h('a', { href: `#/customers/${enc(e.customer_id)}` }, e.customer_id) : '—'),
+            h('td', { class: 'mono small' }, e.target),
+            h('td', { class: 'small' }, Object.entries(e.details).map(([k, v]) => `${k}: ${v}`).join(' · '))));
+        }
+        cursor = p.next_cursor;
+        more.hidden = !cursor;
+        status.textContent = body.children.length ? '' : 'Nothing on record yet.';
+      } catch (e) {
+        if (gen === generation) status.replaceChildren(errorBox(e, 'Loading the audit trail'));
+      }
+    };
+    more.onclick = load;
+    await load();
+  }
+
   // ---------------------------------------------------- sync dashboard
 
   function syncView() {
@@ -808,15 +1011,21 @@
         const s = await api('/sync/status');
         if (gen !== generation) return;
         box.replaceChildren(...syncBody(s));
-        updated.textContent = `Updated ${new Date(s.generated_at).toLocaleTimeString()} · figures over the last ${Math.round(s.window_seconds)} s · refreshes every 5 s`;
+        updated.textContent = `Updated ${new Date(s.generated_at).toLocaleTimeString()} · figures over the last ${Math.round(s.window_seconds)} s · updated live`;
       } catch (e) {
         if (gen !== generation) return;
         updated.textContent = `Not updated: ${e.message}`;
         if (!box.querySelector('table')) box.replaceChildren(errorBox(e, 'Loading the sync status'));
       }
-      if (gen === generation) timer = setTimeout(tick, 5000);
+      if (gen === generation) timer = setTimeout(tick, 10000);
     };
     stopCurrent = () => clearTimeout(timer);
+    // Every committed change refreshes the figures (at most once a second).
+    const soon = debounce(() => {
+      clearTimeout(timer);
+      if (gen === generation) tick();
+    }, 1000);
+    onLive(soon);
     tick();
   }
 

@@ -74,6 +74,9 @@ type Config struct {
 	// schemas.CustomerEventsTopic and schemas.CustomerMessagesTopic
 	// (benchmarks use topics of their own).
 	EventsTopic, MessagesTopic string
+	// StateTopic is where PublishState publishes; default
+	// schemas.CustomerStateTopic.
+	StateTopic string
 	// Writers is how many store transactions run at once, each for other
 	// partitions; default 1. PostgreSQL applies them in parallel; SQLite
 	// has one writer, so more gain nothing there.
@@ -130,6 +133,7 @@ func withDefaults(cfg Config) Config {
 	}
 	cfg.EventsTopic = cmp.Or(cfg.EventsTopic, schemas.CustomerEventsTopic)
 	cfg.MessagesTopic = cmp.Or(cfg.MessagesTopic, schemas.CustomerMessagesTopic)
+	cfg.StateTopic = cmp.Or(cfg.StateTopic, schemas.CustomerStateTopic)
 	if cfg.MaxCached <= 0 {
 		cfg.MaxCached = 20000
 	}
@@ -947,7 +951,7 @@ func (m *Materializer) publish(ctx context.Context, cl *kgo.Client, records []me
 		if err != nil {
 			return fmt.Errorf("encoding state of %s: %w", r.CustomerID, err)
 		}
-		out = append(out, &kgo.Record{Topic: schemas.CustomerStateTopic, Key: []byte(r.CustomerID), Value: value})
+		out = append(out, &kgo.Record{Topic: m.cfg.StateTopic, Key: []byte(r.CustomerID), Value: value})
 	}
 	return kafka.ProduceAndWait(ctx, cl, out...)
 }

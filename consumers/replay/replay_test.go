@@ -717,11 +717,19 @@ func TestReplayToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The API's accounts are not the log's: the swap keeps them.
+			agent := store.Account{Name: "ana", Role: "agent", CreatedAt: time.UnixMilli(1e12).UTC()}
+			if err := r.live.(store.Accounts).CreateAccount(ctx, agent); err != nil {
+				t.Fatal(err)
+			}
 			end := endOffsets(t, r.k)
 			res, err := replay.Run(ctx, replay.Config{Kafka: r.k.Config(), Store: r.dsn, Group: r.group, Serde: r.serde,
 				From: r.from, ToEnd: true, TempDir: t.TempDir(), Logger: zaptest.NewLogger(t).Named("replay")})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got, ok, err := r.live.(store.Accounts).Account(ctx, "ana"); err != nil || !ok || got != agent {
+				t.Errorf("account after the swap: %+v, %v, %v; want %+v", got, ok, err, agent)
 			}
 			if !store.Covers(res.Offsets, end) || store.Covers(before, end) {
 				t.Fatalf("the replay to the end swapped in offsets %v; the log ended at %v, the group was at %v", res.Offsets, end, before)

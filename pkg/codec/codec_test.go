@@ -118,6 +118,13 @@ func sampleDeadLetter() *events.DeadLetter {
 	}
 }
 
+func sampleAudit() *events.AuditEvent {
+	return &events.AuditEvent{
+		EventID: "2JxZ0n4sYGyWkPqQpNQXyFz6a1E", OccurredAt: t0, Actor: "ana", ActorRole: "agent", Action: "conflict.resolve",
+		CustomerID: "cus_9", Target: "659ef6372b4d58e8bbaeca03f10a001e", Details: map[string]string{"choice": "KEEP_CURRENT"}, Source: "api@host",
+	}
+}
+
 func TestRoundTrip(t *testing.T) {
 	s, _, _ := newSerde(t)
 	ctx := context.Background()
@@ -128,6 +135,7 @@ func TestRoundTrip(t *testing.T) {
 		{sampleMessageEvent(), new(events.MessageEvent)},
 		{sampleState(), new(events.CustomerState)},
 		{sampleDeadLetter(), new(events.DeadLetter)},
+		{sampleAudit(), new(events.AuditEvent)},
 	} {
 		b, err := s.Encode(tc.in)
 		if err != nil {

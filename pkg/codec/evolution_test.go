@@ -143,6 +143,7 @@ func TestEveryReleasedVersionDecodes(t *testing.T) {
 		schemas.CustomerState: func() any { return new(events.CustomerState) },
 		schemas.DeadLetter:    func() any { return new(events.DeadLetter) },
 		schemas.IdentityLink:  func() any { return new(events.IdentityLink) },
+		schemas.AuditEvent:    func() any { return new(events.AuditEvent) },
 	}
 	for _, name := range schemas.All {
 		history, err := schemas.History(name)

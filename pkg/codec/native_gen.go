@@ -24,6 +24,8 @@ func nameOf(v any) (schemas.Name, error) {
 		return schemas.DeadLetter, nil
 	case *events.IdentityLink:
 		return schemas.IdentityLink, nil
+	case *events.AuditEvent:
+		return schemas.AuditEvent, nil
 	}
 	return "", errNotARecord(v)
 }
@@ -57,6 +59,11 @@ func toNative(sc *scratch, v any) (any, error) {
 			return nil, errNilRecord(v)
 		}
 		return identityLinkToNative(sc, v)
+	case *events.AuditEvent:
+		if v == nil {
+			return nil, errNilRecord(v)
+		}
+		return auditEventToNative(sc, v)
 	}
 	return nil, errNotARecord(v)
 }
@@ -90,6 +97,11 @@ func fromNative(native any, out any) error {
 			return errNilRecord(out)
 		}
 		return identityLinkFromNative(native, out)
+	case *events.AuditEvent:
+		if out == nil {
+			return errNilRecord(out)
+		}
+		return auditEventFromNative(native, out)
 	}
 	return errNotARecord(out)
 }
@@ -2102,5 +2114,97 @@ func identityLinkFromNative(native any, v *events.IdentityLink) error {
 		return at(".linked_at", err)
 	}
 	v.LinkedAt = x13
+	return nil
+}
+
+// auditEventToNative converts a events.AuditEvent to record io.omnisync.v1.AuditEvent.
+func auditEventToNative(sc *scratch, v *events.AuditEvent) (any, error) {
+	m := sc.record(9)
+	m["event_id"] = v.EventID
+	m["occurred_at"] = v.OccurredAt
+	m["actor"] = v.Actor
+	m["actor_role"] = v.ActorRole
+	m["action"] = v.Action
+	m["customer_id"] = v.CustomerID
+	m["target"] = v.Target
+	m15 := sc.record(len(v.Details))
+	for k16, x17 := range v.Details {
+		m15[k16] = x17
+	}
+	m["details"] = m15
+	m["source"] = v.Source
+	return m, nil
+}
+
+// auditEventFromNative stores record io.omnisync.v1.AuditEvent in a events.AuditEvent.
+func auditEventFromNative(native any, v *events.AuditEvent) error {
+	m, err := nativeRecord(native, "io.omnisync.v1.AuditEvent")
+	if err != nil {
+		return err
+	}
+	x1 := m["event_id"]
+	x2, err := nativeString(x1)
+	if err != nil {
+		return at(".event_id", err)
+	}
+	v.EventID = x2
+	x3 := m["occurred_at"]
+	x4, err := nativeTime(x3)
+	if err != nil {
+		return at(".occurred_at", err)
+	}
+	v.OccurredAt = x4
+	x5 := m["actor"]
+	x6, err := nativeString(x5)
+	if err != nil {
+		return at(".actor", err)
+	}
+	v.Actor = x6
+	x7 := m["actor_role"]
+	x8, err := nativeString(x7)
+	if err != nil {
+		return at(".actor_role", err)
+	}
+	v.ActorRole = x8
+	x9 := m["action"]
+	x10, err := nativeString(x9)
+	if err != nil {
+		return at(".action", err)
+	}
+	v.Action = x10
+	x11 := m["customer_id"]
+	x12, err := nativeString(x11)
+	if err != nil {
+		return at(".customer_id", err)
+	}
+	v.CustomerID = x12
+	x13 := m["target"]
+	x14, err := nativeString(x13)
+	if err != nil {
+		return at(".target", err)
+	}
+	v.Target = x14
+	x18 := m["details"]
+	m19, err := nativeMap(x18)
+	if err != nil {
+		return at(".details", err)
+	}
+	out20 := make(map[string]string, len(m19))
+	for k21, x22 := range m19 {
+		var e23 string
+		x24, err := nativeString(x22)
+		if err != nil {
+			return at(".details"+"["+k21+"]", err)
+		}
+		e23 = x24
+		out20[k21] = e23
+	}
+	v.Details = out20
+	x25 := m["source"]
+	x26, err := nativeString(x25)
+	if err != nil {
+		return at(".source", err)
+	}
+	v.Source = x26
 	return nil
 }

@@ -312,3 +312,16 @@ type IdentityLink struct {
 	EventID    string    `avro:"event_id"`
 	LinkedAt   time.Time `avro:"linked_at"`
 }
+
+// AuditEvent is a decision on record (schemas/audit_event.avsc).
+type AuditEvent struct {
+	EventID    string            `avro:"event_id"`
+	OccurredAt time.Time         `avro:"occurred_at"`
+	Actor      string            `avro:"actor"`
+	ActorRole  string            `avro:"actor_role"`
+	Action     string            `avro:"action"`
+	CustomerID string            `avro:"customer_id"`
+	Target     string            `avro:"target"`
+	Details    map[string]string `avro:"details"`
+	Source     string            `avro:"source"`
+}

@@ -67,6 +67,7 @@ func (l Layout) Topics() []TopicSpec {
 		{schemas.IdentitiesTopic, l.Partitions, l.ReplicationFactor, with("cleanup.policy", "compact")},
 		{schemas.SourceHashesTopic, min(l.Partitions, 3), l.ReplicationFactor, with("cleanup.policy", "compact")},
 		{schemas.RegistryTopic, 1, l.ReplicationFactor, with("cleanup.policy", "compact")},
+		{schemas.AuditTopic, 1, l.ReplicationFactor, with(forever...)}, // one partition: one order of decisions
 	}
 }
 

@@ -39,10 +39,12 @@ var (
 	schemaV2 string
 	//go:embed schema_v3.sql
 	schemaV3 string
+	//go:embed schema_v4.sql
+	schemaV4 string
 )
 
 // migrations[i] takes the schema from version i to version i+1.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 // migrationLock is the advisory lock (per database) that serialises
 // processes migrating the same database.

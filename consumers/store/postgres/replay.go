@@ -106,6 +106,15 @@ func (s *Store) SwapIn(ctx context.Context, shadow, group string, prepare func(c
 		if !store.Covers(built, held) {
 			return fmt.Errorf("the shadow holds offsets %v, the store %v: not swapping", built, held)
 		}
+		// Accounts and credentials are the API's, not the log's: they move
+		// over with the swap.
+		for _, q := range []string{`DELETE FROM ` + shadowID + `.credentials`, `DELETE FROM ` + shadowID + `.accounts`,
+			`INSERT INTO ` + shadowID + `.accounts SELECT * FROM ` + liveID + `.accounts`,
+			`INSERT INTO ` + shadowID + `.credentials SELECT * FROM ` + liveID + `.credentials`} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("carrying the accounts over to the shadow: %w", err)
+			}
+		}
 		if _, err := tx.Exec(ctx, `ALTER SCHEMA `+liveID+` RENAME TO `+oldID); err != nil {
 			return fmt.Errorf("renaming schema %s: %w", live, err)
 		}

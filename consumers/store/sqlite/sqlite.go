@@ -23,7 +23,7 @@ import (
 )
 
 // migrations are the schema's versions, each applied once, in order.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 
 var (
 	//go:embed schema.sql
@@ -34,6 +34,8 @@ var (
 	schemaV3 string
 	//go:embed schema_v4.sql
 	schemaV4 string
+	//go:embed schema_v5.sql
+	schemaV5 string
 )
 
 // Store is a SQLite store. It is safe for concurrent use.
