@@ -96,7 +96,7 @@ func TestCreateMerge(t *testing.T) {
 	h := newServer(t, f, pub)
 	// Given the other way round: the smaller ID survives.
 	got := decode[api.MergeAccepted](t, call(t, h, "POST", "/api/v1/merges",
-		`{"survivor_id":"`+wangFang+`","absorbed_id":"`+liNa+`","evidence":[{"kind":"phone","scope":"","value":"+8613800138000","verified":true}],"decided_by":"emma.clarke"}`), 202)
+		`{"survivor_id":"`+wangFang+`","absorbed_id":"`+liNa+`","evidence":[{"kind":"phone","scope":"","value":"+8613800138000","verified":true}]}`), 202)
 	if got.SurvivorID != liNa || got.AbsorbedID != wangFang || got.MergeID != got.EventID {
 		t.Errorf("answer %+v, want survivor %s absorbed %s", got, liNa, wangFang)
 	}
@@ -106,7 +106,7 @@ func TestCreateMerge(t *testing.T) {
 	}
 	ev := evs[0]
 	if ev.Op != events.OpMerge || ev.CustomerID != wangFang || ev.Channel != events.ChannelAgent || ev.EventID != got.EventID ||
-		ev.Merge == nil || ev.Merge.SurvivorID != liNa || ev.Merge.AbsorbedID != wangFang || ev.Merge.DecidedBy != "emma.clarke" ||
+		ev.Merge == nil || ev.Merge.SurvivorID != liNa || ev.Merge.AbsorbedID != wangFang || ev.Merge.DecidedBy != "bootstrap-admin" ||
 		ev.Merge.MergeID != "" || ev.Merge.PolicyHash != "" || len(ev.Merge.Evidence) != 1 || !ev.OccurredAt.Equal(now) {
 		t.Errorf("published %+v (merge %+v)", ev, ev.Merge)
 	}
@@ -122,14 +122,14 @@ func TestCreateMerge(t *testing.T) {
 		code         int
 		kind, reason string
 	}{
-		{"no decided_by", `{"survivor_id":"` + liNa + `","absorbed_id":"` + wangFang + `"}`, 400, "invalid_request", "decided_by"},
-		{"no survivor", `{"absorbed_id":"` + wangFang + `","decided_by":"x"}`, 400, "invalid_request", "survivor_id"},
-		{"unknown field", `{"survivor_id":"` + liNa + `","absorbed_id":"` + wangFang + `","decided_by":"x","why":"same"}`, 400, "invalid_request", "why"},
-		{"evidence without a value", `{"survivor_id":"` + liNa + `","absorbed_id":"` + wangFang + `","decided_by":"x","evidence":[{"kind":"phone"}]}`, 400, "invalid_request", "evidence[0]"},
-		{"unknown customer", `{"survivor_id":"cus_nobody","absorbed_id":"` + wangFang + `","decided_by":"x"}`, 404, "not_found", "cus_nobody"},
-		{"the same customer", `{"survivor_id":"` + liNa + `","absorbed_id":"` + liNa + `","decided_by":"x"}`, 409, "already_merged", liNa},
-		{"already merged, through the redirect", `{"survivor_id":"` + fan + `","absorbed_id":"` + liNa + `","decided_by":"x"}`, 409, "already_merged", liNa},
-		{"an erased customer", `{"survivor_id":"` + zhangWei + `","absorbed_id":"` + liNa + `","decided_by":"x"}`, 409, "deleted", zhangWei},
+		{"someone else as decided_by", `{"survivor_id":"` + liNa + `","absorbed_id":"` + wangFang + `","decided_by":"emma.clarke"}`, 400, "invalid_request", "the decider is the caller, bootstrap-admin"},
+		{"no survivor", `{"absorbed_id":"` + wangFang + `"}`, 400, "invalid_request", "survivor_id"},
+		{"unknown field", `{"survivor_id":"` + liNa + `","absorbed_id":"` + wangFang + `","why":"same"}`, 400, "invalid_request", "why"},
+		{"evidence without a value", `{"survivor_id":"` + liNa + `","absorbed_id":"` + wangFang + `","evidence":[{"kind":"phone"}]}`, 400, "invalid_request", "evidence[0]"},
+		{"unknown customer", `{"survivor_id":"cus_nobody","absorbed_id":"` + wangFang + `"}`, 404, "not_found", "cus_nobody"},
+		{"the same customer", `{"survivor_id":"` + liNa + `","absorbed_id":"` + liNa + `"}`, 409, "already_merged", liNa},
+		{"already merged, through the redirect", `{"survivor_id":"` + fan + `","absorbed_id":"` + liNa + `"}`, 409, "already_merged", liNa},
+		{"an erased customer", `{"survivor_id":"` + zhangWei + `","absorbed_id":"` + liNa + `"}`, 409, "deleted", zhangWei},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pub := &publisher{}
@@ -142,13 +142,13 @@ func TestCreateMerge(t *testing.T) {
 	// Merging with the absorbed customer's ID merges its survivor.
 	pub = &publisher{}
 	got = decode[api.MergeAccepted](t, call(t, newServer(t, merged, pub), "POST", "/api/v1/merges",
-		`{"survivor_id":"`+fan+`","absorbed_id":"`+wangFang+`","decided_by":"x"}`), 202)
+		`{"survivor_id":"`+fan+`","absorbed_id":"`+wangFang+`"}`), 202)
 	if got.SurvivorID != liNa || got.AbsorbedID != wangFang {
 		t.Errorf("merge with an absorbed ID: %+v, want survivor %s (the chain's end)", got, liNa)
 	}
 	pub.err = context.DeadlineExceeded
 	wantError(t, call(t, newServer(t, merged, pub), "POST", "/api/v1/merges",
-		`{"survivor_id":"`+liNa+`","absorbed_id":"`+wangFang+`","decided_by":"x"}`), 503, "unavailable", "merge")
+		`{"survivor_id":"`+liNa+`","absorbed_id":"`+wangFang+`"}`), 503, "unavailable", "merge")
 }
 
 func TestUnmerge(t *testing.T) {
@@ -156,7 +156,7 @@ func TestUnmerge(t *testing.T) {
 	pub := &publisher{}
 	h := newServer(t, f, pub)
 	got := decode[api.MergeAccepted](t, call(t, h, "POST", "/api/v1/customers/"+liNa+"/unmerge",
-		`{"merge_id":"`+req.EventID+`","decided_by":"emma.clarke"}`), 202)
+		`{"merge_id":"`+req.EventID+`"}`), 202)
 	if got.SurvivorID != liNa || got.AbsorbedID != fan || got.MergeID != req.EventID {
 		t.Errorf("answer %+v", got)
 	}
@@ -178,11 +178,11 @@ func TestUnmerge(t *testing.T) {
 		code               int
 		kind, reason       string
 	}{
-		{"unknown merge", "/api/v1/customers/" + liNa + "/unmerge", `{"merge_id":"nope","decided_by":"x"}`, 409, "not_merged", "nope"},
-		{"on the absorbed customer", "/api/v1/customers/" + fan + "/unmerge", `{"merge_id":"` + req.EventID + `","decided_by":"x"}`, 409, "survivor_merged", liNa},
-		{"unknown customer", "/api/v1/customers/cus_nobody/unmerge", `{"merge_id":"` + req.EventID + `","decided_by":"x"}`, 404, "not_found", "cus_nobody"},
-		{"no merge_id", "/api/v1/customers/" + liNa + "/unmerge", `{"decided_by":"x"}`, 400, "invalid_request", "merge_id"},
-		{"no decided_by", "/api/v1/customers/" + liNa + "/unmerge", `{"merge_id":"` + req.EventID + `"}`, 400, "invalid_request", "decided_by"},
+		{"unknown merge", "/api/v1/customers/" + liNa + "/unmerge", `{"merge_id":"nope"}`, 409, "not_merged", "nope"},
+		{"on the absorbed customer", "/api/v1/customers/" + fan + "/unmerge", `{"merge_id":"` + req.EventID + `"}`, 409, "survivor_merged", liNa},
+		{"unknown customer", "/api/v1/customers/cus_nobody/unmerge", `{"merge_id":"` + req.EventID + `"}`, 404, "not_found", "cus_nobody"},
+		{"no merge_id", "/api/v1/customers/" + liNa + "/unmerge", `{}`, 400, "invalid_request", "merge_id"},
+		{"someone else as decided_by", "/api/v1/customers/" + liNa + "/unmerge", `{"merge_id":"` + req.EventID + `","decided_by":"x"}`, 400, "invalid_request", "the decider is the caller"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pub := &publisher{}

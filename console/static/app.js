@@ -618,13 +618,11 @@
   // unmerge asks the API to split a merged customer off again and waits
   // until the materializer did.
   async function unmerge(c, a, button, status, pane) {
-    const agent = await agentName();
-    if (!agent) return;
     button.disabled = true;
     status.className = 'resolve-status spinner';
     status.textContent = 'Unmerging…';
     try {
-      await api(`/customers/${enc(c.id)}/unmerge`, { method: 'POST', body: { merge_id: a.merge_id, decided_by: agent } });
+      await api(`/customers/${enc(c.id)}/unmerge`, { method: 'POST', body: { merge_id: a.merge_id } });
     } catch (e) {
       button.disabled = false;
       status.className = 'resolve-status error';

@@ -257,7 +257,7 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 	}
 	// Named the other way round: the smaller ID survives.
 	var accepted api.MergeAccepted
-	do("POST", "/api/v1/merges", `{"survivor_id":"`+a+`","absorbed_id":"`+s+`","decided_by":"agent-1",
+	do("POST", "/api/v1/merges", `{"survivor_id":"`+a+`","absorbed_id":"`+s+`",
 		"evidence":[{"kind":"wechat_unionid","scope":"","value":"`+unionid.Value+`","verified":true}]}`, 202, &accepted)
 	if accepted.SurvivorID != s || accepted.AbsorbedID != a {
 		t.Fatalf("merge accepted as %+v, want survivor %s", accepted, s)
@@ -296,7 +296,7 @@ func mergeThroughAPI(t *testing.T, r *rig, open func(t *testing.T) store.Store) 
 
 	phase("late data merged")
 	// The unmerge: each customer is exactly what its own events give.
-	do("POST", "/api/v1/customers/"+s+"/unmerge", `{"merge_id":"`+accepted.MergeID+`","decided_by":"agent-1"}`, 202, &accepted)
+	do("POST", "/api/v1/customers/"+s+"/unmerge", `{"merge_id":"`+accepted.MergeID+`"}`, 202, &accepted)
 	split := waitFor(t, st, s, func(rec merge.Record) bool { return len(rec.Absorbed) == 0 && len(rec.EndedMerges) == 1 })
 	released := waitFor(t, st, a, func(rec merge.Record) bool { return rec.MergedInto == nil && len(rec.EndedMerges) == 1 })
 	phase("unmerged")
