@@ -222,6 +222,7 @@ type edit struct {
 	changed       bool
 	ownFields     bool
 	ownIdentities bool
+	ownSightings  bool
 	ownConflicts  bool
 }
 
@@ -328,6 +329,7 @@ func (ed *edit) erase(s Stamp) {
 	ed.rec.Identities, ed.ownIdentities = nil, true
 	ed.rec.Conflicts, ed.ownConflicts = nil, true
 	ed.rec.eraseMessages(s)
+	ed.ownSightings = true
 	ed.rec.Tombstone = &s
 	ed.changed = true
 }
@@ -461,24 +463,30 @@ func (ed *edit) addSightings(ids []events.Identity, s Stamp) {
 // stamps of each kind.
 func (ed *edit) addSighting(x Sighting) {
 	i, found := slices.BinarySearchFunc(ed.rec.Sightings, x, compareSighting)
-	if !found {
-		ed.rec.Sightings = slices.Insert(slices.Clone(ed.rec.Sightings), i, x)
-		ed.changed = true
-		return
+	next := x
+	if found {
+		cur := ed.rec.Sightings[i]
+		next = cur
+		if x.Seen.After(cur.Seen) {
+			next.Seen = x.Seen
+		}
+		if x.Verified != nil && (cur.Verified == nil || x.Verified.After(*cur.Verified)) {
+			next.Verified = x.Verified
+		}
+		if next == cur {
+			return
+		}
 	}
-	cur := ed.rec.Sightings[i]
-	next := cur
-	if x.Seen.After(cur.Seen) {
-		next.Seen = x.Seen
-	}
-	if x.Verified != nil && (cur.Verified == nil || x.Verified.After(*cur.Verified)) {
-		next.Verified = x.Verified
-	}
-	if next != cur {
+	if !ed.ownSightings {
 		ed.rec.Sightings = slices.Clone(ed.rec.Sightings)
-		ed.rec.Sightings[i] = next
-		ed.changed = true
+		ed.ownSightings = true
 	}
+	if found {
+		ed.rec.Sightings[i] = next
+	} else {
+		ed.rec.Sightings = slices.Insert(ed.rec.Sightings, i, next)
+	}
+	ed.changed = true
 }
 
 // verifiedAt returns &s when id is verified, else nil.

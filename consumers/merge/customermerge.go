@@ -345,7 +345,7 @@ func (ed *edit) split(r Record, m *events.Merge, t trigger) (Record, Outcome) {
 		}
 		ed.rec.Fields, ed.rec.Identities, ed.rec.Sightings, ed.rec.Conflicts = content.Fields, content.Identities, content.Sightings, content.Conflicts
 		ed.rec.Tombstone, ed.rec.LastContact, ed.rec.LastContactChannel = content.Tombstone, content.LastContact, content.LastContactChannel
-		ed.ownFields, ed.ownIdentities, ed.ownConflicts = false, false, false
+		ed.ownFields, ed.ownIdentities, ed.ownSightings, ed.ownConflicts = false, false, false, false
 		ed.rec.Absorbed = rest
 		if len(rest) == 0 {
 			ed.rec.Absorbed, ed.rec.Own = nil, nil
