@@ -115,8 +115,8 @@
 // changes the record depends on the interleaving, how many there were does
 // not. Record.UpdatedAt is the newest occurred_at of those events and
 // messages, which is the newest of the events' and the last contact (an
-// erased message is not newer than the tombstone). Stores upsert only newer
-// versions; the materializer folds each record of the log once (docs/
-// design.md, Exactly once in effect), so a re-delivered message, which
-// would count again, never reaches a record.
+// erased message is not newer than the tombstone). Stores upsert only
+// newer versions; the materializer folds each record of the log once
+// (docs/design.md, Exactly once in effect), so a re-delivered message,
+// which would count again, never reaches a record.
 package merge
