@@ -295,7 +295,7 @@ func channelsOf(r merge.Record, messageChannels []events.Channel) []string {
 	for _, g := range r.Fields {
 		seen[g.Channel] = true
 	}
-	for _, id := range r.Identities {
+	for _, id := range r.AllIdentities() {
 		seen[identityChannels[id.Kind]] = true
 	}
 	out := []string{}
@@ -313,7 +313,7 @@ func channelsOf(r merge.Record, messageChannels []events.Channel) []string {
 func customerOf(r merge.Record, messageChannels []events.Channel) Customer {
 	c := Customer{
 		ID: r.CustomerID, Version: r.Version, Deleted: r.Deleted(), NeedsReview: r.NeedsReview, Channels: channelsOf(r, messageChannels),
-		Fields: make(map[string]Field, len(r.Fields)), Identities: make([]Identity, 0, len(r.Identities)),
+		Fields: make(map[string]Field, len(r.Fields)), Identities: []Identity{},
 		Conflicts: make([]Conflict, 0, len(r.Conflicts)), UpdatedAt: ms(r.UpdatedAt), PolicyHash: r.PolicyHash,
 		RedirectPath: []string{}, AlsoKnownAs: []AlsoKnownAs{},
 	}
@@ -324,7 +324,7 @@ func customerOf(r merge.Record, messageChannels []events.Channel) Customer {
 		c.Fields[name] = Field{Value: json.RawMessage(g.Value), Channel: string(g.Channel), Source: g.Source,
 			OccurredAt: ms(g.Stamp.At), EventID: g.Stamp.EventID}
 	}
-	for _, id := range r.Identities {
+	for _, id := range r.AllIdentities() {
 		c.Identities = append(c.Identities, Identity(id))
 	}
 	for _, x := range r.Conflicts {

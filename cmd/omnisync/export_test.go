@@ -181,7 +181,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 
 			got := map[string]string{}
 			if err := dst.Scan(ctx, func(r merge.Record, _ []events.MessageEvent) error {
-				for _, id := range r.Identities {
+				for _, id := range r.AllIdentities() {
 					if id.Kind == crm.IdentityKind && id.Scope == source {
 						if _, dup := got[id.Value]; dup {
 							return fmt.Errorf("two customers hold %s", id.Value)

@@ -27,7 +27,7 @@ import (
 // then swap it in; progress goes to the log when stderr is no terminal.
 func TestReplayCommand(t *testing.T) {
 	ctx := context.Background()
-	k, bin := testenv.OwnKafka(t), testenv.Binary(t)
+	k, bin := testenv.RealKafka(t), testenv.Binary(t)
 	f := newLogStore(t, k, "replay")
 	cl, serde, registryURL, group, start, path, st := f.cl, f.serde, f.registryURL, f.group, f.start, f.path, f.st
 

@@ -13,7 +13,8 @@ import (
 
 // Outcome says what applying one event did.
 type Outcome struct {
-	// Changed is true when the record changed (and its version grew).
+	// Changed is true when the record changed (and its version grew). It
+	// is true for every message folded for the customer (ApplyMessage).
 	Changed bool
 	// Stale counts field writes ignored because their stamp was not newer
 	// than the field's register. A resolution's write is never stale.
@@ -26,7 +27,8 @@ type Outcome struct {
 	// they were skipped.
 	UnknownFields int
 	// Ignored is why the whole event was ignored; empty when it was not.
-	// An ignored event changes nothing.
+	// An ignored event changes nothing, but for a message older than the
+	// tombstone, which still grows the version (Changed).
 	Ignored Reason
 	// Emit holds the events this fold asks the materializer to produce,
 	// each keyed by its customer ID, in order, acknowledged by Kafka
@@ -133,11 +135,15 @@ func applyEvent(r Record, ev *events.CustomerEvent, p *Policy) (Record, Outcome)
 }
 
 // ApplyMessage folds one message into r under policy p (nil means
-// DefaultPolicy): it adds the message's identities and moves the last
-// contact to the message when its stamp (occurred_at, message_id) is newer.
-// r is not modified. The message itself is not part of the record. A
-// message that changes a merged customer's record emits its hand-off
-// (Outcome.Emit), as Apply does.
+// DefaultPolicy): it records the message's identities as sightings and
+// moves the last contact to the message when its stamp (occurred_at,
+// message_id) is newer. r is not modified. The message itself is not part
+// of the record. Every message for the customer grows the version by one,
+// also one older than the tombstone, which is otherwise ignored
+// (Outcome.Ignored says so): whether a message changes the rest of the
+// record depends on the order of the two topics, how many messages there
+// were does not. A message that changes a merged customer's record emits
+// its hand-off (Outcome.Emit), as Apply does.
 func ApplyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome) {
 	if p == nil {
 		p = defaultPolicy
@@ -154,17 +160,24 @@ func ApplyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome)
 // follow.
 func applyMessage(r Record, m *events.MessageEvent, p *Policy) (Record, Outcome) {
 	s := stampOf(m.OccurredAt, m.MessageID)
-	if reason := admit(r, m.CustomerID, s); reason != "" {
+	reason := admit(r, m.CustomerID, s)
+	if reason != "" && reason != ReasonBeforeTombstone {
 		return r, Outcome{Ignored: reason}
 	}
 	ed := edit{rec: r, customer: m.CustomerID, policy: p}
-	ed.addIdentities(m.Identities)
-	if r.LastContact == nil || s.After(*r.LastContact) {
-		ed.rec.LastContact = &s
-		ed.rec.LastContactChannel = channelOf(m.Channel)
-		ed.changed = true
+	if reason == "" {
+		ed.addSightings(m.Identities, s)
+		if ch := channelOf(m.Channel); r.LastContact == nil || s.After(*r.LastContact) ||
+			sameStamp(s, *r.LastContact) && ch > r.LastContactChannel {
+			// Of two messages with one stamp, the greater channel wins,
+			// whichever came first.
+			ed.rec.LastContact, ed.rec.LastContactChannel = &s, ch
+		}
 	}
-	return ed.finish(r, s)
+	ed.changed = true // every message counts, also one the tombstone erased
+	next, out := ed.finish(r, s)
+	out.Ignored = reason
+	return next, out
 }
 
 // admit returns why an event for customer stamped s must be ignored by r,
@@ -211,6 +224,7 @@ type edit struct {
 	changed       bool
 	ownFields     bool
 	ownIdentities bool
+	ownSightings  bool
 	ownConflicts  bool
 }
 
@@ -309,14 +323,38 @@ func (ed *edit) settled(field, current, candidate string) bool {
 	})
 }
 
-// erase applies a DELETE already known to be newer than the tombstone.
+// erase applies a DELETE already known to be newer than the tombstone:
+// everything customer events brought goes, and of what messages brought
+// only what is newer than the delete stays (eraseMessages).
 func (ed *edit) erase(s Stamp) {
 	ed.rec.Fields, ed.ownFields = nil, true
 	ed.rec.Identities, ed.ownIdentities = nil, true
 	ed.rec.Conflicts, ed.ownConflicts = nil, true
-	ed.rec.LastContact, ed.rec.LastContactChannel = nil, ""
+	ed.rec.eraseMessages(s)
+	ed.ownSightings = true
 	ed.rec.Tombstone = &s
 	ed.changed = true
+}
+
+// eraseMessages drops from r what messages not after s brought: the
+// sightings (and verifications) and last contact not newer than s. What is
+// left is what the messages after s alone give, so a delete and a message
+// give the same record in either order.
+func (r *Record) eraseMessages(s Stamp) {
+	if r.LastContact != nil && !r.LastContact.After(s) {
+		r.LastContact, r.LastContactChannel = nil, ""
+	}
+	var kept []Sighting
+	for _, x := range r.Sightings {
+		if !x.Seen.After(s) {
+			continue
+		}
+		if x.Verified != nil && !x.Verified.After(s) {
+			x.Verified = nil
+		}
+		kept = append(kept, x)
+	}
+	r.Sightings = kept
 }
 
 // resolve applies a RESOLVE event.
@@ -417,6 +455,55 @@ func (ed *edit) addIdentities(ids []events.Identity) {
 		}
 		ed.changed = true
 	}
+}
+
+// addSightings records that a message stamped s carried ids.
+func (ed *edit) addSightings(ids []events.Identity, s Stamp) {
+	for _, id := range ids {
+		ed.addSighting(Sighting{Kind: id.Kind, Scope: id.Scope, Value: id.Value, Seen: s, Verified: verifiedAt(id, s)})
+	}
+}
+
+// addSighting merges x into the record's sightings: the newer of the two
+// stamps of each kind.
+func (ed *edit) addSighting(x Sighting) {
+	i, found := slices.BinarySearchFunc(ed.rec.Sightings, x, compareSighting)
+	next := x
+	if found {
+		cur := ed.rec.Sightings[i]
+		next = cur
+		if x.Seen.After(cur.Seen) {
+			next.Seen = x.Seen
+		}
+		if x.Verified != nil && (cur.Verified == nil || x.Verified.After(*cur.Verified)) {
+			next.Verified = x.Verified
+		}
+		if next == cur {
+			return
+		}
+	}
+	if !ed.ownSightings {
+		ed.rec.Sightings = slices.Clone(ed.rec.Sightings)
+		ed.ownSightings = true
+	}
+	if found {
+		ed.rec.Sightings[i] = next
+	} else {
+		ed.rec.Sightings = slices.Insert(ed.rec.Sightings, i, next)
+	}
+	ed.changed = true
+}
+
+// verifiedAt returns &s when id is verified, else nil.
+func verifiedAt(id events.Identity, s Stamp) *Stamp {
+	if id.Verified {
+		return &s
+	}
+	return nil
+}
+
+func compareSighting(a, b Sighting) int {
+	return compareIdentity(events.Identity{Kind: a.Kind, Scope: a.Scope, Value: a.Value}, events.Identity{Kind: b.Kind, Scope: b.Scope, Value: b.Value})
 }
 
 func compareIdentity(a, b events.Identity) int {

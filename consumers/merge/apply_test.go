@@ -629,8 +629,11 @@ func TestApplyIdentities(t *testing.T) {
 	}
 	scoped := events.Identity{Kind: "wechat_openid", Scope: "wxapp1", Value: "o2"}
 	next, _ := merge.ApplyMessage(r, message("m1", time.Hour, wechat, scoped), nil)
-	if len(next.Identities) != 4 || next.Identities[3] != scoped {
-		t.Errorf("scoped identity not added in order: %+v", next.Identities)
+	if all := next.AllIdentities(); len(all) != 4 || all[3] != scoped {
+		t.Errorf("scoped identity not added in order: %+v", all)
+	}
+	if len(next.Identities) != 3 || len(next.Sightings) != 1 {
+		t.Errorf("a message's identity is not kept apart as a sighting: %+v, %+v", next.Identities, next.Sightings)
 	}
 }
 
@@ -639,15 +642,14 @@ func TestApplyMessage(t *testing.T) {
 		name        string
 		given       []*events.MessageEvent
 		when        *events.MessageEvent
-		wantChanged bool
 		wantLast    merge.Stamp
 		wantChannel events.Channel
 	}{
-		{"first message sets the last contact", nil, message("m1", 0, wechat), true, merge.Stamp{At: t0, EventID: "m1"}, wechat},
-		{"newer message moves it", []*events.MessageEvent{message("m1", 0, wechat)}, message("m2", time.Minute, phone), true, merge.Stamp{At: t0.Add(time.Minute), EventID: "m2"}, phone},
-		{"older message leaves it", []*events.MessageEvent{message("m2", time.Minute, phone)}, message("m1", 0, wechat), false, merge.Stamp{At: t0.Add(time.Minute), EventID: "m2"}, phone},
-		{"same time: higher message ID wins", []*events.MessageEvent{message("m1", 0, phone)}, message("m2", 0, web), true, merge.Stamp{At: t0, EventID: "m2"}, web},
-		{"duplicate message is a no-op", []*events.MessageEvent{message("m1", 0, phone)}, message("m1", 0, phone), false, merge.Stamp{At: t0, EventID: "m1"}, phone},
+		{"first message sets the last contact", nil, message("m1", 0, wechat), merge.Stamp{At: t0, EventID: "m1"}, wechat},
+		{"newer message moves it", []*events.MessageEvent{message("m1", 0, wechat)}, message("m2", time.Minute, phone), merge.Stamp{At: t0.Add(time.Minute), EventID: "m2"}, phone},
+		{"older message leaves it, but counts", []*events.MessageEvent{message("m2", time.Minute, phone)}, message("m1", 0, wechat), merge.Stamp{At: t0.Add(time.Minute), EventID: "m2"}, phone},
+		{"same time: higher message ID wins", []*events.MessageEvent{message("m1", 0, phone)}, message("m2", 0, web), merge.Stamp{At: t0, EventID: "m2"}, web},
+		{"duplicate message counts, changes nothing else", []*events.MessageEvent{message("m1", 0, phone)}, message("m1", 0, phone), merge.Stamp{At: t0, EventID: "m1"}, phone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -660,9 +662,9 @@ func TestApplyMessage(t *testing.T) {
 			if r.CanonicalHash() != before {
 				t.Fatal("ApplyMessage modified its input")
 			}
-			checkInvariants(t, r, next, out)
-			if out.Changed != tt.wantChanged {
-				t.Errorf("Changed = %v, want %v", out.Changed, tt.wantChanged)
+			checkInvariants(t, r, next, out, true)
+			if !out.Changed || next.Version != r.Version+1 {
+				t.Errorf("Changed = %v, version %d → %d: every message counts in the version", out.Changed, r.Version, next.Version)
 			}
 			if next.LastContact == nil || *next.LastContact != tt.wantLast || next.LastContactChannel != tt.wantChannel {
 				t.Errorf("last contact %v on %s, want %v on %s", next.LastContact, next.LastContactChannel, tt.wantLast, tt.wantChannel)

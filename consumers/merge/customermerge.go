@@ -187,7 +187,8 @@ func (ed *edit) absorbHandOff(r Record, m *events.Merge, a Record, t trigger) (R
 // merge does, under policy p (nil means DefaultPolicy): field by field, the
 // two registers in stamp order with the ordinary last-write-wins and
 // conflict rules (a key field's disagreement opens a conflict on s);
-// identities unioned; a's conflicts carried over; the newer last contact.
+// identities and sightings unioned; a's conflicts carried over; the newer
+// last contact.
 // It returns the record content a merge gives; bookkeeping (version, the
 // absorbed snapshots, the survivor's own record) is Apply's.
 func Absorb(s, a Record, p *Policy) Record {
@@ -221,6 +222,15 @@ func (ed *edit) absorb(a Record, prev *Record) {
 		if prev == nil || !slices.Contains(prev.Identities, id) {
 			ed.addIdentities([]events.Identity{id})
 		}
+	}
+	for _, x := range a.Sightings {
+		if !live(x.Seen) {
+			continue
+		}
+		if x.Verified != nil && !live(*x.Verified) {
+			x.Verified = nil
+		}
+		ed.addSighting(x)
 	}
 	for _, c := range a.Conflicts {
 		if prev != nil && slices.ContainsFunc(prev.Conflicts, func(x Conflict) bool { return sameConflict(x, c) }) ||
@@ -299,7 +309,7 @@ func (ed *edit) eraseAll(s Stamp) {
 // erased returns r's content erased at s, as a DELETE leaves it.
 func erased(r Record, s Stamp) Record {
 	r.Fields, r.Identities, r.Conflicts, r.NeedsReview = nil, nil, nil, false
-	r.LastContact, r.LastContactChannel = nil, ""
+	r.eraseMessages(s)
 	if r.Tombstone == nil || s.After(*r.Tombstone) {
 		r.Tombstone = &s
 	}
@@ -334,9 +344,9 @@ func (ed *edit) split(r Record, m *events.Merge, t trigger) (Record, Outcome) {
 		for _, x := range rest {
 			content = absorbInto(content, x.Snapshot, ed.customer, ed.policy)
 		}
-		ed.rec.Fields, ed.rec.Identities, ed.rec.Conflicts = content.Fields, content.Identities, content.Conflicts
+		ed.rec.Fields, ed.rec.Identities, ed.rec.Sightings, ed.rec.Conflicts = content.Fields, content.Identities, content.Sightings, content.Conflicts
 		ed.rec.Tombstone, ed.rec.LastContact, ed.rec.LastContactChannel = content.Tombstone, content.LastContact, content.LastContactChannel
-		ed.ownFields, ed.ownIdentities, ed.ownConflicts = false, false, false
+		ed.ownFields, ed.ownIdentities, ed.ownSightings, ed.ownConflicts = false, false, false, false
 		ed.rec.Absorbed = rest
 		if len(rest) == 0 {
 			ed.rec.Absorbed, ed.rec.Own = nil, nil

@@ -82,7 +82,7 @@ func (w *world) applyMessage(m *events.MessageEvent) {
 	w.t.Helper()
 	prev := w.recs[m.CustomerID]
 	next, out := merge.ApplyMessage(prev, m, w.p)
-	checkInvariants(w.t, prev, next, out)
+	checkInvariants(w.t, prev, next, out, true)
 	w.recs[m.CustomerID] = next
 	for _, x := range out.Emit {
 		w.emitted = append(w.emitted, x)

@@ -7,12 +7,26 @@
 // processing and a replay of the same log produce records with the same
 // CanonicalHash.
 //
+// # Two topics, one record
+//
+// A customer's events come in one order (their topic's partition), its
+// messages in another, and how the two interleave depends on how a
+// materializer happened to poll them. The record is therefore a function
+// of the sequence of customer events and of the messages, whatever the
+// interleaving: what messages bring is kept apart (Record.Sightings and
+// the last contact, each a maximum over the messages newer than the
+// tombstone), customer events never look at it, and the version counts
+// every message (see Versions). Folding all events first and then all
+// messages, or any interleaving that keeps each topic's order, gives the
+// same CanonicalHash.
+//
 // # Stamps and registers
 //
 // Every write is stamped with (occurred_at, event_id), ordered by time and
 // then by ID (Stamp.After). Each profile field is a last-write-wins Register;
 // a write whose stamp is not After the register's is stale: it is ignored
-// and counted in Outcome.Stale. Re-applying an event is therefore a no-op.
+// and counted in Outcome.Stale. Re-applying an event is therefore a no-op;
+// re-applying a message changes only the version.
 // A cleared field keeps a register holding JSON null, so an older write
 // arriving late cannot bring the value back. Times are held as UTC
 // milliseconds, the precision of Avro's timestamp-millis, so a record built
@@ -59,11 +73,16 @@
 //
 // # Deletes
 //
-// A DELETE newer than the record's tombstone erases every field, identity,
-// conflict and the last contact, whatever their stamps, and keeps only the
-// tombstone stamp: a privacy request leaves nothing behind even when a
-// channel's clock runs ahead. Afterwards every event or message whose stamp
-// is not After the tombstone is ignored; a newer one recreates the customer.
+// A DELETE newer than the record's tombstone erases every field, identity
+// and conflict customer events brought, whatever their stamps: a privacy
+// request leaves none of the profile behind even when a channel's clock
+// runs ahead. Of what messages brought it keeps what messages newer than
+// the DELETE alone give: the sightings seen after it (verified only when
+// seen verified after it) and the last contact when it is after it. A
+// message newer than the DELETE is contact after the request, and folded
+// before the DELETE or after it, it leaves the same record. Afterwards every
+// event or message whose stamp is not After the tombstone is ignored; a
+// newer one recreates the customer.
 //
 // # Customer merge
 //
@@ -73,7 +92,8 @@
 // hand-off in Outcome.Emit: a MERGE keyed by S carrying A's record. The
 // hand-off absorbs A into S field by field with the rules above (Absorb):
 // the two registers of a field in stamp order, so a key field's
-// disagreement opens a conflict, whichever side is newer. S keeps each
+// disagreement opens a conflict, whichever side is newer; sightings and
+// the last contact by the newer stamp. S keeps each
 // absorbed snapshot (Record.Absorbed) and its own record (Record.Own),
 // which S's later events update too. A frozen record still folds its own
 // events, and emits a new hand-off on every change, of which S absorbs what
@@ -87,7 +107,16 @@
 //
 // # Versions
 //
-// Record.Version grows by exactly one for every event that changed the
-// record and never otherwise, so stores can upsert only newer versions and
-// absorb re-deliveries.
+// Record.Version grows by exactly one for every customer event that changed
+// the record (what customer events brought: fields, their identities,
+// conflicts, tombstone, merge bookkeeping) and never for one that did not,
+// and by exactly one for every message folded for the customer, also one
+// that changed nothing or that the tombstone erased: whether a message
+// changes the record depends on the interleaving, how many there were does
+// not. Record.UpdatedAt is the newest occurred_at of those events and
+// messages, which is the newest of the events' and the last contact (an
+// erased message is not newer than the tombstone). Stores upsert only
+// newer versions; the materializer folds each record of the log once
+// (docs/design.md, Exactly once in effect), so a re-delivered message,
+// which would count again, never reaches a record.
 package merge

@@ -149,25 +149,35 @@ func checkApply(t testing.TB, r merge.Record, ev *events.CustomerEvent, p *merge
 	if r.CanonicalHash() != before {
 		t.Fatalf("Apply modified its input record")
 	}
-	checkInvariants(t, r, next, out)
+	checkInvariants(t, r, next, out, false)
 	return next, out
 }
 
-func checkInvariants(t testing.TB, prev, next merge.Record, out merge.Outcome) {
+// checkInvariants checks what every fold keeps: the version grows by one
+// exactly when the record changed, NeedsReview says whether a conflict is
+// open. msg says prev→next was the fold of a message, which counts in the
+// version whatever it changed, and when ignored as older than the
+// tombstone changes nothing else.
+func checkInvariants(t testing.TB, prev, next merge.Record, out merge.Outcome, msg bool) {
 	t.Helper()
 	// The content changed, not just the bookkeeping that follows a change.
 	content := next
 	content.Version, content.UpdatedAt, content.PolicyHash = prev.Version, prev.UpdatedAt, prev.PolicyHash
 	changed := prev.CanonicalHash() != content.CanonicalHash()
+	counted := msg && (out.Ignored == "" || out.Ignored == merge.ReasonBeforeTombstone)
 	switch {
-	case out.Changed != changed:
+	case counted && !out.Changed:
+		t.Fatalf("a message (ignored: %q) did not count in the version", out.Ignored)
+	case !counted && out.Changed != changed:
 		t.Fatalf("Outcome.Changed = %v, but the content changed: %v", out.Changed, changed)
 	case out.Changed && next.Version != prev.Version+1:
 		t.Fatalf("version %d → %d on a change", prev.Version, next.Version)
 	case !out.Changed && next.Version != prev.Version:
 		t.Fatalf("version %d → %d without a change", prev.Version, next.Version)
-	case out.Ignored != "" && out.Changed:
+	case out.Ignored != "" && changed:
 		t.Fatalf("ignored (%s) but changed", out.Ignored)
+	case out.Ignored != "" && out.Changed && !counted:
+		t.Fatalf("ignored (%s) but counted", out.Ignored)
 	case next.NeedsReview != (openConflicts(next) > 0):
 		t.Fatalf("NeedsReview = %v with %d open conflicts", next.NeedsReview, openConflicts(next))
 	}

@@ -73,7 +73,7 @@ func (r *runner) step(t testing.TB, p *merge.Policy) bool {
 			rec = r.recs[c]
 		}
 		next, out := it.apply(rec, p)
-		checkInvariants(t, rec, next, out)
+		checkInvariants(t, rec, next, out, it.msg != nil)
 		if it.ev != nil && it.ev.Op == events.OpMerge && it.ev.Merge != nil && it.ev.Merge.PolicyHash != "" && out.Changed {
 			counts.absorbs++
 		}
@@ -224,6 +224,7 @@ func (m *refModel) clone() *refModel {
 		c.conflicts[id] = &y
 	}
 	c.identities = maps.Clone(m.identities)
+	c.messages = slices.Clone(m.messages)
 	return &c
 }
 
@@ -349,8 +350,25 @@ func (m *refModel) absorb(a merge.Record, prev *merge.Record) {
 			m.conflicts[c.ID] = &refConflict{c.Field, c.Current, c.Candidate, c.CandidateEventID, c.Status}
 		}
 	}
-	if lc := a.LastContact; lc != nil && (m.last == nil || newer(*lc, *m.last)) {
-		m.last, m.lastCh = lc, a.LastContactChannel
+	// What a's messages brought, as messages that bring just that: the
+	// last contact, and each sighting (verified) at its stamps, on no
+	// channel, so a last contact of the same stamp keeps its own.
+	var msgs []*events.MessageEvent
+	if lc := a.LastContact; lc != nil {
+		msgs = append(msgs, &events.MessageEvent{MessageID: lc.EventID, OccurredAt: lc.At, Channel: a.LastContactChannel})
+	}
+	for _, x := range a.Sightings {
+		id := events.Identity{Kind: x.Kind, Scope: x.Scope, Value: x.Value}
+		msgs = append(msgs, &events.MessageEvent{MessageID: x.Seen.EventID, OccurredAt: x.Seen.At, Identities: []events.Identity{id}})
+		if v := x.Verified; v != nil {
+			id.Verified = true
+			msgs = append(msgs, &events.MessageEvent{MessageID: v.EventID, OccurredAt: v.At, Identities: []events.Identity{id}})
+		}
+	}
+	for _, msg := range msgs {
+		if m.admitted(refStamp(msg.OccurredAt, msg.MessageID)) {
+			m.messages = append(m.messages, msg)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/omnisync/omnisync/pkg/events"
@@ -26,9 +27,15 @@ type Record struct {
 	// Fields holds a register per field ever written or cleared since the
 	// last delete; a cleared field's register holds null.
 	Fields map[string]Register
-	// Identities is every channel identity seen since the last delete,
-	// sorted by kind, scope and value, without duplicates.
+	// Identities is every channel identity customer events carried since
+	// the last delete, sorted by kind, scope and value, without
+	// duplicates. Messages' identities are in Sightings; readers want
+	// AllIdentities, the union of the two.
 	Identities []events.Identity
+	// Sightings is every identity messages carried after the last delete,
+	// sorted by kind, scope and value, each with the stamps of the newest
+	// message that carried it (verified); see Sighting.
+	Sightings []Sighting
 	// Conflicts is every conflict detected since the last delete, open or
 	// closed, sorted by DetectedAt and then ID.
 	Conflicts []Conflict
@@ -64,6 +71,43 @@ type Record struct {
 	// EndedMerges holds the IDs of the unmerged merges this customer took
 	// part in, sorted, so late copies of their events change nothing.
 	EndedMerges []string
+}
+
+// Sighting is an identity messages carried: the stamp of the newest
+// message that carried it and of the newest that carried it verified (nil
+// if none did). A DELETE stamped t keeps a sighting only when Seen is
+// after t, and its verification only when Verified is, which makes a
+// record the same whichever order its events and messages were folded in.
+type Sighting struct {
+	Kind, Scope, Value string
+	Seen               Stamp
+	Verified           *Stamp
+}
+
+// Identity returns the identity seen, verified when a message carried it
+// verified.
+func (s Sighting) Identity() events.Identity {
+	return events.Identity{Kind: s.Kind, Scope: s.Scope, Value: s.Value, Verified: s.Verified != nil}
+}
+
+// AllIdentities returns the customer's identities: those of its events and
+// those of its messages, sorted by kind, scope and value, without
+// duplicates, verified when either side has it verified. It is what every
+// reader of a record's identities uses; the result is the caller's.
+func (r Record) AllIdentities() []events.Identity {
+	out := make([]events.Identity, len(r.Identities), len(r.Identities)+len(r.Sightings))
+	copy(out, r.Identities)
+	for _, s := range r.Sightings {
+		id := s.Identity()
+		i, found := slices.BinarySearchFunc(out, id, compareIdentity)
+		switch {
+		case !found:
+			out = slices.Insert(out, i, id)
+		case id.Verified:
+			out[i].Verified = true
+		}
+	}
+	return out
 }
 
 // MergeRef names the survivor a customer is merged into.
@@ -132,7 +176,7 @@ func (c Conflict) Open() bool { return c.Status == events.ConflictOpen }
 // Deleted reports whether the customer was deleted and nothing was
 // recorded since.
 func (r Record) Deleted() bool {
-	return r.Tombstone != nil && len(r.Fields) == 0 && len(r.Identities) == 0 &&
+	return r.Tombstone != nil && len(r.Fields) == 0 && len(r.Identities) == 0 && len(r.Sightings) == 0 &&
 		len(r.Conflicts) == 0 && r.LastContact == nil
 }
 
@@ -147,7 +191,7 @@ func (r Record) State() events.CustomerState {
 		Version:            r.Version,
 		Deleted:            r.Deleted(),
 		Fields:             make(map[string]events.Register, len(r.Fields)),
-		Identities:         make([]events.Identity, len(r.Identities)),
+		Identities:         r.AllIdentities(),
 		Conflicts:          make([]events.Conflict, 0, len(r.Conflicts)),
 		NeedsReview:        r.NeedsReview,
 		LastContactChannel: events.ChannelUnknown,
@@ -165,7 +209,6 @@ func (r Record) State() events.CustomerState {
 	for f, g := range r.Fields {
 		s.Fields[f] = events.Register{ValueJSON: g.Value, OccurredAt: g.Stamp.At, EventID: g.Stamp.EventID, Channel: g.Channel, Source: g.Source}
 	}
-	copy(s.Identities, r.Identities)
 	for _, c := range r.Conflicts {
 		s.Conflicts = append(s.Conflicts, events.Conflict{
 			ID: c.ID, Field: c.Field, CurrentJSON: c.Current, CandidateJSON: c.Candidate,
@@ -195,17 +238,21 @@ func (r Record) CanonicalHash() string {
 // milliseconds, absent values as null and empty collections as [] or {}.
 type (
 	recordJSON struct {
-		CustomerID         string                  `json:"customer_id"`
-		Version            int64                   `json:"version"`
-		Fields             map[string]registerJSON `json:"fields"`
-		Identities         []identityJSON          `json:"identities"`
-		Conflicts          []conflictJSON          `json:"conflicts"`
-		NeedsReview        bool                    `json:"needs_review"`
-		Tombstone          *stampJSON              `json:"tombstone"`
-		LastContact        *stampJSON              `json:"last_contact"`
-		LastContactChannel events.Channel          `json:"last_contact_channel"`
-		UpdatedAt          int64                   `json:"updated_at"`
-		PolicyHash         string                  `json:"policy_hash"`
+		CustomerID string                  `json:"customer_id"`
+		Version    int64                   `json:"version"`
+		Fields     map[string]registerJSON `json:"fields"`
+		Identities []identityJSON          `json:"identities"`
+		// Left out when empty, so records of before sightings existed
+		// (whose identities include their messages') load and hash as
+		// they did.
+		Sightings          []sightingJSON `json:"sightings,omitempty"`
+		Conflicts          []conflictJSON `json:"conflicts"`
+		NeedsReview        bool           `json:"needs_review"`
+		Tombstone          *stampJSON     `json:"tombstone"`
+		LastContact        *stampJSON     `json:"last_contact"`
+		LastContactChannel events.Channel `json:"last_contact_channel"`
+		UpdatedAt          int64          `json:"updated_at"`
+		PolicyHash         string         `json:"policy_hash"`
 		// The merge keys are left out when empty, so the record of a
 		// customer that never took part in a merge encodes (and hashes) as
 		// it did before merges existed, and stored JSON of then loads.
@@ -227,6 +274,13 @@ type (
 		// Left out when empty, as the merge keys of the record are.
 		Evidence  []identityJSON `json:"evidence,omitempty"`
 		DecidedBy string         `json:"decided_by,omitempty"`
+	}
+	sightingJSON struct {
+		Kind     string     `json:"kind"`
+		Scope    string     `json:"scope"`
+		Value    string     `json:"value"`
+		Seen     stampJSON  `json:"seen"`
+		Verified *stampJSON `json:"verified"`
 	}
 	stampJSON struct {
 		At      int64  `json:"at"`
@@ -293,6 +347,9 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	for _, id := range r.Identities {
 		out.Identities = append(out.Identities, identityJSON(id))
 	}
+	for _, x := range r.Sightings {
+		out.Sightings = append(out.Sightings, sightingJSON{x.Kind, x.Scope, x.Value, *stampToJSON(&x.Seen), stampToJSON(x.Verified)})
+	}
 	for _, c := range r.Conflicts {
 		cj := conflictJSON{
 			ID: c.ID, Field: c.Field, CurrentJSON: c.Current, CandidateJSON: c.Candidate,
@@ -346,6 +403,9 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	}
 	for _, id := range in.Identities {
 		out.Identities = append(out.Identities, events.Identity(id))
+	}
+	for _, x := range in.Sightings {
+		out.Sightings = append(out.Sightings, Sighting{x.Kind, x.Scope, x.Value, *stampFromJSON(&x.Seen), stampFromJSON(x.Verified)})
 	}
 	for _, c := range in.Conflicts {
 		rc := Conflict{

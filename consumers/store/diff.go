@@ -48,11 +48,12 @@ func Diff(base, r *merge.Record) Changes {
 		}
 	}
 	type key struct{ kind, scope, value string }
-	has := make(map[key]bool, len(r.Identities))
-	for _, i := range r.Identities {
+	ids := r.AllIdentities()
+	has := make(map[key]bool, len(ids))
+	for _, i := range ids {
 		has[key{i.Kind, i.Scope, i.Value}] = true
 	}
-	for _, i := range base.Identities {
+	for _, i := range base.AllIdentities() {
 		if !has[key{i.Kind, i.Scope, i.Value}] {
 			c.RemovedIdentities = append(c.RemovedIdentities, i)
 		}

@@ -170,8 +170,11 @@ func parts(sides [2]string, a, b customer) []string {
 			add("conflict %s", id)
 		}
 	}
-	if !slices.Equal(ra.Identities, rb.Identities) {
+	if !slices.Equal(ra.AllIdentities(), rb.AllIdentities()) {
 		add("identities")
+	}
+	if !slices.EqualFunc(ra.Sightings, rb.Sightings, sameSighting) {
+		add("sightings")
 	}
 	if ra.NeedsReview != rb.NeedsReview {
 		add("needs_review")
@@ -246,4 +249,8 @@ func union[V any](a, b map[string]V) map[string]bool {
 		out[k] = true
 	}
 	return out
+}
+
+func sameSighting(a, b merge.Sighting) bool {
+	return a.Kind == b.Kind && a.Scope == b.Scope && a.Value == b.Value && stamp(&a.Seen) == stamp(&b.Seen) && stamp(a.Verified) == stamp(b.Verified)
 }

@@ -236,11 +236,8 @@ func scenario(t *testing.T, r *rig, group string, sts ...fullStore) ([]string, m
 		)
 	}
 	// Customer 7 is deleted once its first history is in, then re-created,
-	// each step materialized before the next: a delete erases a newer
-	// message's last contact when it is folded after it, so the result of
-	// a delete and a message racing on the two topics depends on the
-	// order a materializer happened to poll them in (verify folds by
-	// record timestamp).
+	// each step materialized before the next (TestVerifyDeleteAndMessageRace
+	// races a delete and a message).
 	steps := [][]any{first,
 		{&events.CustomerEvent{EventID: ids[7] + "-del", CustomerID: ids[7], Channel: events.ChannelAgent, Source: "test/agent",
 			Op: events.OpDelete, OccurredAt: base.Add(5 * time.Minute), IngestedAt: base.Add(5 * time.Minute)},

@@ -414,7 +414,7 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 			}
 			cResolved = append(cResolved, resolved)
 		}
-		for _, i := range r.Identities {
+		for _, i := range r.AllIdentities() {
 			iKind, iScope, iValue, iCust = append(iKind, text(i.Kind)), append(iScope, text(i.Scope)), append(iValue, text(i.Value)), append(iCust, id)
 		}
 	}

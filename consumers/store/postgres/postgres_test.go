@@ -201,7 +201,7 @@ func TestChildRowsFollowTheRecord(t *testing.T) {
 		for _, c := range r.Conflicts {
 			want = append(want, fmt.Sprintf("conflict %s %s %s", c.ID, c.Field, c.Status))
 		}
-		for _, id := range r.Identities {
+		for _, id := range r.AllIdentities() {
 			want = append(want, fmt.Sprintf("identity %s/%s/%s", id.Kind, id.Scope, id.Value))
 		}
 		rows, err := conn.Query(ctx, `

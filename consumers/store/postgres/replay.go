@@ -136,6 +136,10 @@ func (s *Store) SwapIn(ctx context.Context, shadow, group string, prepare func(c
 func (s *Store) Reset(ctx context.Context, group string, from map[string]map[int32]int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
+		// The offsets first, as the swap does: a batch locks its offset
+		// rows before it writes customers, so truncating first deadlocks
+		// with a batch under way.
+		batch.Queue(`LOCK TABLE consumer_offsets IN EXCLUSIVE MODE`)
 		batch.Queue(`TRUNCATE customers, customer_fields, conflicts, messages, identities, absorptions`)
 		batch.Queue(`DELETE FROM store_meta WHERE key = 'policy_hash'`)
 		batch.Queue(newGeneration, ksuid.New().String())

@@ -367,7 +367,7 @@ func (w *writer) upsertRecord(ctx context.Context, r *merge.Record) error {
 			return err
 		}
 	}
-	for _, id := range r.Identities {
+	for _, id := range r.AllIdentities() {
 		if _, err := w.insertIdentity.ExecContext(ctx, id.Kind, id.Scope, id.Value, r.CustomerID); err != nil {
 			return err
 		}
@@ -444,7 +444,7 @@ func (w *writer) updateRecord(ctx context.Context, r, base *merge.Record) (done 
 	}
 	// Every identity, as upsertRecord does: one another customer held
 	// may have been released since.
-	for _, id := range r.Identities {
+	for _, id := range r.AllIdentities() {
 		if _, err := w.insertIdentity.ExecContext(ctx, id.Kind, id.Scope, id.Value, r.CustomerID); err != nil {
 			return false, err
 		}

@@ -573,7 +573,9 @@ func testSearch(t *testing.T, s store.Store) {
 		fold(t, merge.Record{}, upsert("cus_s1", "s1", 1*h, events.ChannelCRM, name("Alice Smith"), phone("+14155550101"),
 			email("alice@example.com"), ident("wechat_openid", "wx1", "oAlice123"))),
 		fold(t, merge.Record{}, upsert("cus_s2", "s2", 2*h, events.ChannelCRM, name("张三丰"), phone("+8613800138000"), email("zhang@example.cn"))),
-		fold(t, merge.Record{}, upsert("cus_s3", "s3", 3*h, events.ChannelCRM, name("100% Real_Name"), email("percent@example.com"))),
+		// An identity a message brought (a sighting) is found too.
+		foldMessages(t, fold(t, merge.Record{}, upsert("cus_s3", "s3", 3*h, events.ChannelCRM, name("100% Real_Name"), email("percent@example.com"))),
+			message("cus_s3", "s3m", 2*h, events.ChannelApp, "hi")),
 		fold(t, merge.Record{},
 			upsert("cus_s4", "s4a", 4*h, events.ChannelCRM, name("Soon Cleared"), phone("+8613800138001"), email("nobody@example.org")),
 			upsert("cus_s4", "s4b", 5*h, events.ChannelCRM, cleared("name"))),
@@ -600,7 +602,8 @@ func testSearch(t *testing.T, s store.Store) {
 		{"oAlice123", []string{"cus_s1"}}, // identity value, exactly
 		{"oAlice12", []string{}},
 		{"oalice123", []string{}},
-		{"cus_s3", []string{"cus_s3"}}, // customer ID, exactly
+		{"cus_s3", []string{"cus_s3"}},     // customer ID, exactly
+		{"dev-cus_s3", []string{"cus_s3"}}, // a message's identity
 		{"cus_s", []string{}},
 		{"%", []string{"cus_s3"}},
 		{"_", []string{"cus_s3"}},
