@@ -28,7 +28,7 @@ var canonicalTables = []struct{ name, row, key string }{
 	{"customer_fields", `customer_id, field, value::text, occurred_at, event_id, channel, source`,
 		`customer_id, field COLLATE "C"`},
 	{"conflicts", `id, customer_id, field, current_json, candidate_json, candidate_event_id, candidate_channel,
-		candidate_source, detected_at, status, resolved_by, resolved_at`, `id`},
+		candidate_source, detected_at, status, resolved_by, resolved_at`, `customer_id, id`},
 	{"messages", `message_id, customer_id, conversation_id, channel, direction, sender_type, sender_id, content_type,
 		text, occurred_at, ingested_at, source, event::text`, `message_id`},
 	{"identities", `kind, scope, value, customer_id`, `kind COLLATE "C", scope COLLATE "C", value COLLATE "C"`},

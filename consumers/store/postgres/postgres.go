@@ -41,10 +41,12 @@ var (
 	schemaV3 string
 	//go:embed schema_v4.sql
 	schemaV4 string
+	//go:embed schema_v5.sql
+	schemaV5 string
 )
 
 // migrations[i] takes the schema from version i to version i+1.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 
 // migrationLock is the advisory lock (per database) that serialises
 // processes migrating the same database.
@@ -424,10 +426,8 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 	if len(ids) > 0 {
 		batch.Queue(`DELETE FROM customer_fields WHERE customer_id = ANY($1)
 			AND (customer_id, field) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))`, ids, fCust, fField)
-		if cID == nil {
-			cID = []string{} // an empty array, not NULL
-		}
-		batch.Queue(`DELETE FROM conflicts WHERE customer_id = ANY($1) AND id <> ALL($2)`, ids, cID)
+		batch.Queue(`DELETE FROM conflicts WHERE customer_id = ANY($1)
+			AND (customer_id, id) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))`, ids, cCust, cID)
 		batch.Queue(`DELETE FROM identities WHERE customer_id = ANY($1)
 			AND (kind, scope, value, customer_id) NOT IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]))`,
 			ids, iKind, iScope, iValue, iCust)
@@ -473,7 +473,7 @@ func queueChildren(batch *pgx.Batch, recs []*merge.Record, written map[string]bo
 				candidate_channel, candidate_source, detected_at, status, resolved_by, resolved_at)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 				$9::timestamptz[], $10::text[], $11::text[], $12::timestamptz[])
-			ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, field = excluded.field,
+			ON CONFLICT (customer_id, id) DO UPDATE SET field = excluded.field,
 				current_json = excluded.current_json, candidate_json = excluded.candidate_json,
 				candidate_event_id = excluded.candidate_event_id, candidate_channel = excluded.candidate_channel,
 				candidate_source = excluded.candidate_source, detected_at = excluded.detected_at, status = excluded.status,

@@ -168,7 +168,8 @@ func (s *Store) Conflicts(ctx context.Context, status events.ConflictStatus, aft
 		return nil, err
 	}
 	var a args
-	where := []string{"true"}
+	// A customer merged into another shows its conflicts on the survivor.
+	where := []string{"NOT EXISTS (SELECT 1 FROM customers m WHERE m.customer_id = k.customer_id AND m.merged_into IS NOT NULL)"}
 	if status != "" {
 		where = append(where, "status = "+a.add(string(status)))
 	}
@@ -176,7 +177,7 @@ func (s *Store) Conflicts(ctx context.Context, status events.ConflictStatus, aft
 		at, id := a.add(time.UnixMilli(after.At)), a.add(text(after.ID))
 		where = append(where, `(detected_at > `+at+` OR (detected_at = `+at+` AND id > `+id+`))`)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+conflictColumns+` FROM conflicts WHERE `+strings.Join(where, " AND ")+`
+	rows, err := s.pool.Query(ctx, `SELECT `+conflictColumns+` FROM conflicts k WHERE `+strings.Join(where, " AND ")+`
 		ORDER BY detected_at, id LIMIT `+a.add(limit), a...)
 	if err != nil {
 		return nil, fmt.Errorf("reading conflicts: %w", err)
@@ -190,7 +191,9 @@ func (s *Store) Conflicts(ctx context.Context, status events.ConflictStatus, aft
 
 // Conflict returns one conflict.
 func (s *Store) Conflict(ctx context.Context, id string) (store.Conflict, bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+conflictColumns+` FROM conflicts WHERE id = $1`, text(id))
+	rows, err := s.pool.Query(ctx, `SELECT `+conflictColumns+` FROM conflicts k WHERE id = $1
+		ORDER BY EXISTS (SELECT 1 FROM customers m WHERE m.customer_id = k.customer_id AND m.merged_into IS NOT NULL), customer_id
+		LIMIT 1`, text(id))
 	if err != nil {
 		return store.Conflict{}, false, fmt.Errorf("reading conflict %s: %w", id, err)
 	}

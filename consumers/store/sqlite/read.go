@@ -137,7 +137,8 @@ const conflictColumns = `id, customer_id, field, current_json, candidate_json, c
 
 // Conflicts returns a page of the conflicts with status (all when empty).
 func (s *Store) Conflicts(ctx context.Context, status events.ConflictStatus, after *store.Cursor, limit int) ([]store.Conflict, error) {
-	where := []string{"1 = 1"}
+	// A customer merged into another shows its conflicts on the survivor.
+	where := []string{"NOT EXISTS (SELECT 1 FROM customers m WHERE m.customer_id = k.customer_id AND m.merged_into IS NOT NULL)"}
 	var args []any
 	if status != "" {
 		where = append(where, "status = ?")
@@ -147,7 +148,7 @@ func (s *Store) Conflicts(ctx context.Context, status events.ConflictStatus, aft
 		where = append(where, `(detected_at > ? OR (detected_at = ? AND id > ?))`)
 		args = append(args, after.At, after.At, after.ID)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+conflictColumns+` FROM conflicts WHERE `+strings.Join(where, " AND ")+`
+	rows, err := s.db.QueryContext(ctx, `SELECT `+conflictColumns+` FROM conflicts k WHERE `+strings.Join(where, " AND ")+`
 		ORDER BY detected_at, id LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading conflicts: %w", err)
@@ -166,7 +167,9 @@ func (s *Store) Conflicts(ctx context.Context, status events.ConflictStatus, aft
 
 // Conflict returns one conflict.
 func (s *Store) Conflict(ctx context.Context, id string) (store.Conflict, bool, error) {
-	c, err := scanConflict(s.db.QueryRowContext(ctx, `SELECT `+conflictColumns+` FROM conflicts WHERE id = ?`, id))
+	c, err := scanConflict(s.db.QueryRowContext(ctx, `SELECT `+conflictColumns+` FROM conflicts k WHERE id = ?
+		ORDER BY EXISTS (SELECT 1 FROM customers m WHERE m.customer_id = k.customer_id AND m.merged_into IS NOT NULL), customer_id
+		LIMIT 1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Conflict{}, false, nil
 	}

@@ -23,7 +23,7 @@ import (
 )
 
 // migrations are the schema's versions, each applied once, in order.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6}
 
 var (
 	//go:embed schema.sql
@@ -36,6 +36,8 @@ var (
 	schemaV4 string
 	//go:embed schema_v5.sql
 	schemaV5 string
+	//go:embed schema_v6.sql
+	schemaV6 string
 )
 
 // Store is a SQLite store. It is safe for concurrent use.
@@ -296,7 +298,7 @@ func prepareWriter(ctx context.Context, tx *sql.Tx) (*writer, error) {
 		{&w.deleteField, `DELETE FROM customer_fields WHERE customer_id = ? AND field = ?`},
 		{&w.upsertConflict, `INSERT INTO conflicts (id, customer_id, field, current_json, candidate_json, candidate_event_id,
 				candidate_channel, candidate_source, detected_at, status, resolved_by, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, field = excluded.field, current_json = excluded.current_json,
+			ON CONFLICT (customer_id, id) DO UPDATE SET field = excluded.field, current_json = excluded.current_json,
 				candidate_json = excluded.candidate_json, candidate_event_id = excluded.candidate_event_id,
 				candidate_channel = excluded.candidate_channel, candidate_source = excluded.candidate_source,
 				detected_at = excluded.detected_at, status = excluded.status, resolved_by = excluded.resolved_by,

@@ -125,3 +125,49 @@ func testCustomerMerge(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testMergedConflicts: a customer with an open conflict merged into another.
+// The survivor carries the conflict with its ID while the absorbed customer
+// keeps its own copy for an unmerge; both are stored, and the review queue
+// shows the conflict once, on the customer that is not merged away.
+func testMergedConflicts(t *testing.T, s store.Store) {
+	h := time.Hour
+	survivor := fold(t, merge.Record{}, upsert("cus_ka", "ka1", h, events.ChannelApp, name("Zhou Min")))
+	absorbed := fold(t, merge.Record{},
+		upsert("cus_kb", "kb1", h, events.ChannelCRM, phone("+8613800138000")),
+		upsert("cus_kb", "kb2", 2*h, events.ChannelWeChat, phone("+8613900139000")))
+	conflict := merge.ConflictID("cus_kb", "phone", "kb2")
+	if len(absorbed.Conflicts) != 1 || absorbed.Conflicts[0].ID != conflict {
+		t.Fatalf("fixture conflicts %+v, want one with ID %s", absorbed.Conflicts, conflict)
+	}
+	apply(t, s, batch(records(survivor, absorbed)))
+	frozen, handOff := mergeStep(t, absorbed, mergeRequest("cus_ka", "cus_kb", "merge-k", 3*h))
+	merged := fold(t, survivor, handOff)
+	if !slices.ContainsFunc(merged.Conflicts, func(c merge.Conflict) bool { return c.ID == conflict }) {
+		t.Fatalf("the survivor does not carry the absorbed customer's conflict: %+v", merged.Conflicts)
+	}
+	queue := func(wantCustomer string) {
+		t.Helper()
+		if got := conflictIDs(t, s, events.ConflictOpen); !slices.Equal(got, []string{conflict}) {
+			t.Errorf("open conflicts = %v, want %s once", got, conflict)
+		}
+		c, ok, err := s.Conflict(ctx, conflict)
+		if err != nil || !ok || c.CustomerID != wantCustomer {
+			t.Errorf("Conflict(%s) = customer %q, %v, %v; want %s", conflict, c.CustomerID, ok, err, wantCustomer)
+		}
+	}
+	// The survivor's batch may commit before the absorbed customer's freeze
+	// (two partitions): both hold the conflict meanwhile.
+	apply(t, s, batch(records(merged)))
+	checkCustomer(t, s, merged)
+	apply(t, s, batch(records(frozen)))
+	checkCustomer(t, s, frozen)
+	queue("cus_ka")
+
+	split, release := mergeStep(t, merged, unmergeRequest("cus_ka", "cus_kb", "merge-k", "unmerge-k", 4*h))
+	released := fold(t, frozen, release)
+	apply(t, s, batch(records(split, released)))
+	checkCustomer(t, s, split)
+	checkCustomer(t, s, released)
+	queue("cus_kb")
+}

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OddText", testOddText},
 		{"ScanAndReplace", testScanAndReplace},
 		{"CustomerMerge", testCustomerMerge},
+		{"MergedConflicts", testMergedConflicts},
 		{"Accounts", testAccounts},
 	}
 	for _, tc := range tests {
