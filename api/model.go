@@ -77,13 +77,13 @@ type MergeRequest struct {
 	AbsorbedID string `json:"absorbed_id"`
 	// Evidence is the identities the two customers share, optional.
 	Evidence  []Identity `json:"evidence,omitempty"`
-	DecidedBy string     `json:"decided_by"`
+	DecidedBy string     `json:"decided_by,omitempty"`
 }
 
 // UnmergeRequest is the body of POST /api/v1/customers/{id}/unmerge.
 type UnmergeRequest struct {
 	MergeID   string `json:"merge_id"`
-	DecidedBy string `json:"decided_by"`
+	DecidedBy string `json:"decided_by,omitempty"`
 }
 
 // MergeAccepted answers a merge or an unmerge: the request is in Kafka;

@@ -42,22 +42,22 @@ func TestMergeSuggestionConfirmed(t *testing.T) {
 		string(c.Candidate) != `{"customer_id":"`+appUser+`","evidence":[{"kind":"phone","value":"+8613800138000","verified":true},{"kind":"app_user","value":"u-777","verified":true}]}` {
 		t.Fatalf("suggestion in the queue: %+v %s", c, c.Candidate)
 	}
-	wantError(t, call(t, h, "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"set_value","value":"x","resolved_by":"王芳"}`),
+	wantError(t, call(t, h, "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"set_value","value":"x"}`),
 		http.StatusBadRequest, "invalid_request", "confirmed (take_candidate) or rejected (keep_current)")
 
-	acc := decode[api.ResolveAccepted](t, call(t, h, "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate","resolved_by":"王芳"}`), http.StatusAccepted)
+	acc := decode[api.ResolveAccepted](t, call(t, h, "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate"}`), http.StatusAccepted)
 	evs := pub.published()
 	if len(evs) != 2 || acc.MergeEventID == "" || evs[0].EventID != acc.MergeEventID || evs[1].EventID != acc.EventID {
 		t.Fatalf("published %d events, accepted %+v: want the MERGE, then the RESOLVE", len(evs), acc)
 	}
 	m := evs[0]
 	if m.Op != events.OpMerge || m.CustomerID != appUser || m.Merge.SurvivorID != liNa || m.Merge.AbsorbedID != appUser ||
-		m.Merge.DecidedBy != "王芳" || len(m.Merge.Evidence) != 2 || m.Channel != events.ChannelAgent {
+		m.Merge.DecidedBy != "bootstrap-admin" || len(m.Merge.Evidence) != 2 || m.Channel != events.ChannelAgent {
 		t.Errorf("merge request %+v %+v", m, m.Merge)
 	}
 	// A retried confirmation requests the same merge.
 	if again := (&publisher{}); true {
-		decode[api.ResolveAccepted](t, call(t, newServer(t, f, again), "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate","resolved_by":"王芳"}`), http.StatusAccepted)
+		decode[api.ResolveAccepted](t, call(t, newServer(t, f, again), "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate"}`), http.StatusAccepted)
 		if again.published()[0].EventID != m.EventID {
 			t.Error("a retried confirmation made another MERGE request")
 		}
@@ -76,7 +76,7 @@ func TestMergeSuggestionConfirmed(t *testing.T) {
 	f.feed(t, &out.Emit[0], evs[1])
 
 	cust := decode[api.Customer](t, call(t, h, "GET", "/api/v1/customers/"+liNa, ""), http.StatusOK)
-	if len(cust.AlsoKnownAs) != 1 || cust.AlsoKnownAs[0].ID != appUser || cust.AlsoKnownAs[0].DecidedBy != "王芳" ||
+	if len(cust.AlsoKnownAs) != 1 || cust.AlsoKnownAs[0].ID != appUser || cust.AlsoKnownAs[0].DecidedBy != "bootstrap-admin" ||
 		cust.AlsoKnownAs[0].MergeID != m.EventID || len(cust.AlsoKnownAs[0].Evidence) != 2 {
 		t.Errorf("also known as: %+v", cust.AlsoKnownAs)
 	}
@@ -86,7 +86,7 @@ func TestMergeSuggestionConfirmed(t *testing.T) {
 		}
 	}
 	// Confirming again: the customers are one.
-	wantError(t, call(t, h, "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate","resolved_by":"王芳"}`),
+	wantError(t, call(t, h, "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate"}`),
 		http.StatusConflict, "already_resolved", "TOOK_CANDIDATE")
 }
 
@@ -95,7 +95,7 @@ func TestMergeSuggestionRejected(t *testing.T) {
 	sug := suggestLiNaWilson(t, f)
 	pub := &publisher{}
 	id := merge.ConflictID(liNa, merge.SuggestionField, sug.EventID)
-	acc := decode[api.ResolveAccepted](t, call(t, newServer(t, f, pub), "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"keep_current","resolved_by":"王芳"}`), http.StatusAccepted)
+	acc := decode[api.ResolveAccepted](t, call(t, newServer(t, f, pub), "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"keep_current"}`), http.StatusAccepted)
 	evs := pub.published()
 	if len(evs) != 1 || evs[0].Op != events.OpResolve || acc.MergeEventID != "" || evs[0].Resolution.Choice != events.ChoiceKeepCurrent {
 		t.Fatalf("reject published %+v, answered %+v: want the RESOLVE only", evs, acc)
@@ -138,7 +138,7 @@ func TestMergeSuggestionOfMergedPair(t *testing.T) {
 
 	pub := &publisher{}
 	id := merge.ConflictID(liNa, merge.SuggestionField, sug.EventID)
-	acc := decode[api.ResolveAccepted](t, call(t, newServer(t, f, pub), "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate","resolved_by":"王芳"}`), http.StatusAccepted)
+	acc := decode[api.ResolveAccepted](t, call(t, newServer(t, f, pub), "POST", "/api/v1/conflicts/"+id+"/resolve", `{"choice":"take_candidate"}`), http.StatusAccepted)
 	if evs := pub.published(); len(evs) != 1 || evs[0].Op != events.OpResolve || acc.MergeEventID != "" {
 		t.Errorf("confirming a suggestion of merged customers published %+v (%+v): want the RESOLVE only", evs, acc)
 	}
