@@ -180,7 +180,7 @@ func TestFanBecomesOneCustomer(t *testing.T) {
 		t.Fatalf("suggestion %+v (candidate %s): want %s with the phone as evidence, from the app", suggestion, suggestion.Candidate, max(pair, caller))
 	}
 	var accepted api.ResolveAccepted
-	if code := agent("POST", "/api/v1/conflicts/"+suggestion.ID+"/resolve", `{"choice":"take_candidate","resolved_by":"agent-07"}`, &accepted); code != http.StatusAccepted || accepted.MergeEventID == "" {
+	if code := agent("POST", "/api/v1/conflicts/"+suggestion.ID+"/resolve", `{"choice":"take_candidate"}`, &accepted); code != http.StatusAccepted || accepted.MergeEventID == "" {
 		t.Fatalf("confirm: %d %+v", code, accepted)
 	}
 

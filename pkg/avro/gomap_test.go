@@ -23,6 +23,7 @@ func TestGoTypesCoverSchemas(t *testing.T) {
 		schemas.CustomerState: func() any { return new(events.CustomerState) },
 		schemas.DeadLetter:    func() any { return new(events.DeadLetter) },
 		schemas.IdentityLink:  func() any { return new(events.IdentityLink) },
+		schemas.AuditEvent:    func() any { return new(events.AuditEvent) },
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, name := range schemas.All {
