@@ -98,6 +98,7 @@ func (s *Store) Scan(ctx context.Context, fn func(merge.Record, []events.Message
 // Replace removes everything stored of customerIDs and writes records and
 // messages in their place, in one transaction.
 func (s *Store) Replace(ctx context.Context, customerIDs []string, records []merge.Record, messages []events.MessageEvent) error {
+	defer s.stmts.prepareNew(ctx)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
@@ -114,19 +115,12 @@ func (s *Store) Replace(ctx context.Context, customerIDs []string, records []mer
 			}
 		}
 	}
-	w, err := prepareWriter(ctx, tx)
-	if err != nil {
+	w := &txWriter{tx: tx, stmts: s.stmts}
+	if err := w.writeRecords(ctx, newestPerCustomer(records), nil); err != nil {
 		return err
 	}
-	for i := range records {
-		if err := w.upsertRecord(ctx, &records[i]); err != nil {
-			return fmt.Errorf("writing customer %s: %w", records[i].CustomerID, err)
-		}
-	}
-	for i := range messages {
-		if err := w.upsertMessage(ctx, &messages[i]); err != nil {
-			return fmt.Errorf("writing message %s: %w", messages[i].MessageID, err)
-		}
+	if err := w.insertMessages(ctx, messages); err != nil {
+		return err
 	}
 	// Members holding these customers' old records refold from here.
 	if err := setGeneration(ctx, tx); err != nil {
