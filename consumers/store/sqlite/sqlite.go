@@ -237,9 +237,9 @@ func newestPerCustomer(recs []merge.Record) []*merge.Record {
 }
 
 // maxChunk is the most rows of one multi-row statement; a statement
-// has 2^k rows (k ≤ 8), so that few distinct statements are parsed and
+// has 2^k rows (k ≤ 6), so that few distinct statements are parsed and
 // they are prepared once per store (stmts) instead of once per batch.
-const maxChunk = 256
+const maxChunk = 64
 
 // stmts holds the store's prepared multi-row statements by text. The
 // store has one connection, which a transaction holds: a statement first
