@@ -17,7 +17,7 @@ type sqliteTarget struct {
 func (t *sqliteTarget) live() store.Store { return t.Store }
 
 func (t *sqliteTarget) openShadow(ctx context.Context) (store.Store, error) {
-	return sqlite.Open(ctx, sqlite.ShadowPath(t.path))
+	return sqlite.OpenShadow(ctx, sqlite.ShadowPath(t.path))
 }
 
 func (t *sqliteTarget) dropShadow(context.Context) error {

@@ -10,6 +10,7 @@ package avrogen
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"go/format"
 	"math"
@@ -49,9 +50,10 @@ func Generate(cfg Config) ([]byte, error) {
 		return nil, err
 	}
 	consts := stringConsts(schemaFiles, "Name")
-	g := &gen{enums: map[string]string{}, records: map[recordKey]string{}, used: map[string]bool{}}
+	g := &gen{enums: map[string]string{}, records: map[recordKey]string{}, used: map[string]bool{},
+		enumIndexes: map[string]string{}, binRecords: map[recordKey]string{}}
 	type root struct {
-		goType, constName, toFn, fromFn string
+		goType, constName, toFn, fromFn, appendFn string
 	}
 	if cfg.Schemas == nil {
 		for _, name := range schemas.All {
@@ -81,7 +83,11 @@ func Generate(cfg Config) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: %w", name, err)
 		}
-		roots = append(roots, root{goType: t.expr, constName: c, toFn: fn + "ToNative", fromFn: fn + "FromNative"})
+		appendFn, err := g.binaryRecord(s, t)
+		if err != nil && !errors.Is(err, errNoBinary) {
+			return nil, fmt.Errorf("schema %s: %w", name, err)
+		}
+		roots = append(roots, root{goType: t.expr, constName: c, toFn: fn + "ToNative", fromFn: fn + "FromNative", appendFn: appendFn})
 	}
 
 	var out bytes.Buffer
@@ -112,6 +118,14 @@ func Generate(cfg Config) ([]byte, error) {
 		fmt.Fprintf(&out, "case *%s:\nif out == nil {\nreturn errNilRecord(out)\n}\nreturn %s(native, out)\n", r.goType, r.fromFn)
 	}
 	out.WriteString("}\nreturn errNotARecord(out)\n}\n\n")
+
+	out.WriteString("// appendBinary appends the binary encoding of v, a pointer to a record of\n// package events, for the record's current schema to b; ok is false for a\n// record encoded through its native value (toNative) instead.\nfunc appendBinary(b []byte, v any) (_ []byte, ok bool, _ error) {\nswitch v := v.(type) {\n")
+	for _, r := range roots {
+		if r.appendFn != "" {
+			fmt.Fprintf(&out, "case *%s:\nif v == nil {\nreturn nil, true, errNilRecord(v)\n}\nb, err := %s(b, v)\nreturn b, true, err\n", r.goType, r.appendFn)
+		}
+	}
+	out.WriteString("}\nreturn nil, false, nil\n}\n\n")
 	out.WriteString(body)
 
 	src, err := format.Source(out.Bytes())
@@ -134,6 +148,10 @@ type gen struct {
 	records map[recordKey]string // → function name stem
 	used    map[string]bool      // function names taken
 	tmp     int
+	// binary encoders (binary.go)
+	enumIndexes map[string]string    // enum signature → function name
+	binRecords  map[recordKey]string // → function name
+	usesErr     bool                 // the function being written declares err
 }
 
 func (g *gen) v(base string) string {

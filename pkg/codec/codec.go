@@ -114,6 +114,12 @@ func (s *Serde) AppendEncode(dst []byte, v any) ([]byte, error) {
 		return nil, err
 	}
 	w := s.current[name]
+	if out, ok, err := appendBinary(AppendHeader(dst, w.id), v); ok {
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", name, err)
+		}
+		return out, nil
+	}
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
 	native, err := toNative(sc, v)

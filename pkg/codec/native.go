@@ -1,7 +1,9 @@
 package codec
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -214,3 +216,31 @@ func (sc *scratch) release() {
 	sc.nmaps, sc.narray = 0, 0
 	scratchPool.Put(sc)
 }
+
+// The generated binary encoders (appendBinary) append with these, as
+// goavro's BinaryFromNative does: zig-zag varints for int and long (an
+// int's encoding is its long's), little-endian IEEE 754 floats, and a
+// length before strings and bytes.
+
+func appendLong(b []byte, v int64) []byte { return binary.AppendUvarint(b, uint64(v<<1)^uint64(v>>63)) }
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func appendFloat(b []byte, v float32) []byte {
+	return binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+}
+
+func appendDouble(b []byte, v float64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+}
+
+func appendString(b []byte, s string) []byte { return append(appendLong(b, int64(len(s))), s...) }
+
+func appendBytes(b []byte, s []byte) []byte { return append(appendLong(b, int64(len(s))), s...) }
+
+func errFixedSize(n, size int) error { return fmt.Errorf("%d bytes for fixed of size %d", n, size) }

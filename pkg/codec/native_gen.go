@@ -106,6 +106,51 @@ func fromNative(native any, out any) error {
 	return errNotARecord(out)
 }
 
+// appendBinary appends the binary encoding of v, a pointer to a record of
+// package events, for the record's current schema to b; ok is false for a
+// record encoded through its native value (toNative) instead.
+func appendBinary(b []byte, v any) (_ []byte, ok bool, _ error) {
+	switch v := v.(type) {
+	case *events.CustomerEvent:
+		if v == nil {
+			return nil, true, errNilRecord(v)
+		}
+		b, err := customerEventAppend(b, v)
+		return b, true, err
+	case *events.MessageEvent:
+		if v == nil {
+			return nil, true, errNilRecord(v)
+		}
+		b, err := messageEventAppend(b, v)
+		return b, true, err
+	case *events.CustomerState:
+		if v == nil {
+			return nil, true, errNilRecord(v)
+		}
+		b, err := customerStateAppend(b, v)
+		return b, true, err
+	case *events.DeadLetter:
+		if v == nil {
+			return nil, true, errNilRecord(v)
+		}
+		b, err := deadLetterAppend(b, v)
+		return b, true, err
+	case *events.IdentityLink:
+		if v == nil {
+			return nil, true, errNilRecord(v)
+		}
+		b, err := identityLinkAppend(b, v)
+		return b, true, err
+	case *events.AuditEvent:
+		if v == nil {
+			return nil, true, errNilRecord(v)
+		}
+		b, err := auditEventAppend(b, v)
+		return b, true, err
+	}
+	return nil, false, nil
+}
+
 // enumChannel returns sym, a symbol of enum io.omnisync.v1.Channel, as a native value.
 func enumChannel(sym string) (any, error) {
 	switch sym {
@@ -893,6 +938,306 @@ func customerEventFromNative(native any, v *events.CustomerEvent) error {
 	return nil
 }
 
+// indexChannel returns the index of sym, a symbol of enum io.omnisync.v1.Channel.
+func indexChannel(sym string) (int64, error) {
+	switch sym {
+	case "UNKNOWN":
+		return 0, nil
+	case "WEB":
+		return 1, nil
+	case "APP":
+		return 2, nil
+	case "MINIPROGRAM":
+		return 3, nil
+	case "WECHAT":
+		return 4, nil
+	case "PHONE":
+		return 5, nil
+	case "CRM":
+		return 6, nil
+	case "IMPORT":
+		return 7, nil
+	case "AGENT":
+		return 8, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.Channel")
+}
+
+// indexOp returns the index of sym, a symbol of enum io.omnisync.v1.Op.
+func indexOp(sym string) (int64, error) {
+	switch sym {
+	case "UNKNOWN":
+		return 0, nil
+	case "UPSERT":
+		return 1, nil
+	case "DELETE":
+		return 2, nil
+	case "RESOLVE":
+		return 3, nil
+	case "MERGE":
+		return 4, nil
+	case "UNMERGE":
+		return 5, nil
+	case "SUGGEST_MERGE":
+		return 6, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.Op")
+}
+
+// customerEventIdentityAppend appends the binary encoding of v as record io.omnisync.v1.Identity to b.
+func customerEventIdentityAppend(b []byte, v *events.Identity) ([]byte, error) {
+	b = appendString(b, v.Kind)
+	b = appendString(b, v.Scope)
+	b = appendString(b, v.Value)
+	b = appendBool(b, v.Verified)
+	return b, nil
+}
+
+// indexGender returns the index of sym, a symbol of enum io.omnisync.v1.Gender.
+func indexGender(sym string) (int64, error) {
+	switch sym {
+	case "UNKNOWN":
+		return 0, nil
+	case "MALE":
+		return 1, nil
+	case "FEMALE":
+		return 2, nil
+	case "OTHER":
+		return 3, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.Gender")
+}
+
+// customerEventAddressAppend appends the binary encoding of v as record io.omnisync.v1.Address to b.
+func customerEventAddressAppend(b []byte, v *events.Address) ([]byte, error) {
+	b = appendString(b, v.Country)
+	b = appendString(b, v.Province)
+	b = appendString(b, v.City)
+	b = appendString(b, v.District)
+	b = appendString(b, v.Street)
+	b = appendString(b, v.PostalCode)
+	return b, nil
+}
+
+// customerEventProfileAppend appends the binary encoding of v as record io.omnisync.v1.Profile to b.
+func customerEventProfileAppend(b []byte, v *events.Profile) ([]byte, error) {
+	var err error
+	if v.Name == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.Name))
+	}
+	if v.Phone == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.Phone))
+	}
+	if v.Email == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.Email))
+	}
+	if v.Gender == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		e1, err := indexGender(string((*v.Gender)))
+		if err != nil {
+			return nil, at(".gender", err)
+		}
+		b = appendLong(b, e1)
+	}
+	if v.Birthday == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		d2 := (*v.Birthday).Unix() / 86400
+		if int64(int32(d2)) != d2 {
+			return nil, at(".birthday", errOverflow(d2, "int"))
+		}
+		b = appendLong(b, d2)
+	}
+	if v.Address == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		if b, err = customerEventAddressAppend(b, v.Address); err != nil {
+			return nil, at(".address", err)
+		}
+	}
+	if v.VIPLevel == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendLong(b, int64((*v.VIPLevel)))
+	}
+	if v.Tags == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		if len(v.Tags) > 0 {
+			b = appendLong(b, int64(len(v.Tags)))
+		}
+		for i3 := range v.Tags {
+			b = appendString(b, v.Tags[i3])
+		}
+		b = append(b, 0)
+	}
+	if v.IDNumber == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.IDNumber))
+	}
+	if len(v.Attributes) > 0 {
+		b = appendLong(b, int64(len(v.Attributes)))
+	}
+	for k4, x5 := range v.Attributes {
+		b = appendString(b, k4)
+		b = appendString(b, x5)
+	}
+	b = append(b, 0)
+	return b, nil
+}
+
+// indexResolutionChoice returns the index of sym, a symbol of enum io.omnisync.v1.ResolutionChoice.
+func indexResolutionChoice(sym string) (int64, error) {
+	switch sym {
+	case "UNKNOWN":
+		return 0, nil
+	case "KEEP_CURRENT":
+		return 1, nil
+	case "TAKE_CANDIDATE":
+		return 2, nil
+	case "SET_VALUE":
+		return 3, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.ResolutionChoice")
+}
+
+// customerEventResolutionAppend appends the binary encoding of v as record io.omnisync.v1.Resolution to b.
+func customerEventResolutionAppend(b []byte, v *events.Resolution) ([]byte, error) {
+	b = appendString(b, v.ConflictID)
+	b = appendString(b, v.Field)
+	e1, err := indexResolutionChoice(string(v.Choice))
+	if err != nil {
+		return nil, at(".choice", err)
+	}
+	b = appendLong(b, e1)
+	if v.Value == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.Value))
+	}
+	b = appendString(b, v.ResolvedBy)
+	return b, nil
+}
+
+// customerEventMergeAppend appends the binary encoding of v as record io.omnisync.v1.Merge to b.
+func customerEventMergeAppend(b []byte, v *events.Merge) ([]byte, error) {
+	var err error
+	b = appendString(b, v.MergeID)
+	b = appendString(b, v.SurvivorID)
+	b = appendString(b, v.AbsorbedID)
+	if len(v.Evidence) > 0 {
+		b = appendLong(b, int64(len(v.Evidence)))
+	}
+	for i1 := range v.Evidence {
+		if b, err = customerEventIdentityAppend(b, &v.Evidence[i1]); err != nil {
+			return nil, at(".evidence"+"["+strconv.Itoa(i1)+"]", err)
+		}
+	}
+	b = append(b, 0)
+	b = appendString(b, v.DecidedBy)
+	if v.SnapshotJSON == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.SnapshotJSON))
+	}
+	b = appendString(b, v.PolicyHash)
+	return b, nil
+}
+
+// customerEventAppend appends the binary encoding of v as record io.omnisync.v1.CustomerEvent to b.
+func customerEventAppend(b []byte, v *events.CustomerEvent) ([]byte, error) {
+	var err error
+	b = appendString(b, v.EventID)
+	b = appendString(b, v.CustomerID)
+	e1, err := indexChannel(string(v.Channel))
+	if err != nil {
+		return nil, at(".channel", err)
+	}
+	b = appendLong(b, e1)
+	b = appendString(b, v.Source)
+	if v.SourceEventID == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.SourceEventID))
+	}
+	e2, err := indexOp(string(v.Op))
+	if err != nil {
+		return nil, at(".op", err)
+	}
+	b = appendLong(b, e2)
+	b = appendLong(b, v.OccurredAt.Unix()*1e3+int64(v.OccurredAt.Nanosecond()/1e6))
+	b = appendLong(b, v.IngestedAt.Unix()*1e3+int64(v.IngestedAt.Nanosecond()/1e6))
+	if len(v.Identities) > 0 {
+		b = appendLong(b, int64(len(v.Identities)))
+	}
+	for i3 := range v.Identities {
+		if b, err = customerEventIdentityAppend(b, &v.Identities[i3]); err != nil {
+			return nil, at(".identities"+"["+strconv.Itoa(i3)+"]", err)
+		}
+	}
+	b = append(b, 0)
+	if v.Profile == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		if b, err = customerEventProfileAppend(b, v.Profile); err != nil {
+			return nil, at(".profile", err)
+		}
+	}
+	if len(v.Clears) > 0 {
+		b = appendLong(b, int64(len(v.Clears)))
+	}
+	for i4 := range v.Clears {
+		b = appendString(b, v.Clears[i4])
+	}
+	b = append(b, 0)
+	if v.Resolution == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		if b, err = customerEventResolutionAppend(b, v.Resolution); err != nil {
+			return nil, at(".resolution", err)
+		}
+	}
+	if v.Merge == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		if b, err = customerEventMergeAppend(b, v.Merge); err != nil {
+			return nil, at(".merge", err)
+		}
+	}
+	return b, nil
+}
+
 // enumDirection returns sym, a symbol of enum io.omnisync.v1.Direction, as a native value.
 func enumDirection(sym string) (any, error) {
 	switch sym {
@@ -1434,6 +1779,206 @@ func messageEventFromNative(native any, v *events.MessageEvent) error {
 	return nil
 }
 
+// indexDirection returns the index of sym, a symbol of enum io.omnisync.v1.Direction.
+func indexDirection(sym string) (int64, error) {
+	switch sym {
+	case "UNKNOWN":
+		return 0, nil
+	case "INBOUND":
+		return 1, nil
+	case "OUTBOUND":
+		return 2, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.Direction")
+}
+
+// indexSenderType returns the index of sym, a symbol of enum io.omnisync.v1.SenderType.
+func indexSenderType(sym string) (int64, error) {
+	switch sym {
+	case "UNKNOWN":
+		return 0, nil
+	case "CUSTOMER":
+		return 1, nil
+	case "AGENT":
+		return 2, nil
+	case "BOT":
+		return 3, nil
+	case "SYSTEM":
+		return 4, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.SenderType")
+}
+
+// indexContentType returns the index of sym, a symbol of enum io.omnisync.v1.ContentType.
+func indexContentType(sym string) (int64, error) {
+	switch sym {
+	case "UNKNOWN":
+		return 0, nil
+	case "TEXT":
+		return 1, nil
+	case "IMAGE":
+		return 2, nil
+	case "VOICE":
+		return 3, nil
+	case "VIDEO":
+		return 4, nil
+	case "FILE":
+		return 5, nil
+	case "LOCATION":
+		return 6, nil
+	case "LINK":
+		return 7, nil
+	case "EVENT":
+		return 8, nil
+	case "TRANSCRIPT":
+		return 9, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.ContentType")
+}
+
+// messageEventAttachmentAppend appends the binary encoding of v as record io.omnisync.v1.Attachment to b.
+func messageEventAttachmentAppend(b []byte, v *events.Attachment) ([]byte, error) {
+	b = appendString(b, v.URL)
+	b = appendString(b, v.MIMEType)
+	b = appendLong(b, v.SizeBytes)
+	if v.ThumbnailURL == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.ThumbnailURL))
+	}
+	return b, nil
+}
+
+// messageEventLocationAppend appends the binary encoding of v as record io.omnisync.v1.Location to b.
+func messageEventLocationAppend(b []byte, v *events.Location) ([]byte, error) {
+	b = appendDouble(b, v.Latitude)
+	b = appendDouble(b, v.Longitude)
+	b = appendDouble(b, v.PrecisionM)
+	b = appendString(b, v.Label)
+	return b, nil
+}
+
+// messageEventTranscriptSegmentAppend appends the binary encoding of v as record io.omnisync.v1.TranscriptSegment to b.
+func messageEventTranscriptSegmentAppend(b []byte, v *events.TranscriptSegment) ([]byte, error) {
+	b = appendString(b, v.CallID)
+	b = appendLong(b, int64(v.Segment))
+	b = appendString(b, v.Speaker)
+	b = appendLong(b, v.StartMS)
+	b = appendLong(b, v.EndMS)
+	b = appendFloat(b, v.Confidence)
+	return b, nil
+}
+
+// messageEventIdentityAppend appends the binary encoding of v as record io.omnisync.v1.Identity to b.
+func messageEventIdentityAppend(b []byte, v *events.Identity) ([]byte, error) {
+	b = appendString(b, v.Kind)
+	b = appendString(b, v.Scope)
+	b = appendString(b, v.Value)
+	b = appendBool(b, v.Verified)
+	return b, nil
+}
+
+// messageEventAppend appends the binary encoding of v as record io.omnisync.v1.MessageEvent to b.
+func messageEventAppend(b []byte, v *events.MessageEvent) ([]byte, error) {
+	var err error
+	b = appendString(b, v.MessageID)
+	b = appendString(b, v.CustomerID)
+	b = appendString(b, v.ConversationID)
+	e1, err := indexChannel(string(v.Channel))
+	if err != nil {
+		return nil, at(".channel", err)
+	}
+	b = appendLong(b, e1)
+	b = appendString(b, v.Source)
+	if v.SourceMessageID == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.SourceMessageID))
+	}
+	e2, err := indexDirection(string(v.Direction))
+	if err != nil {
+		return nil, at(".direction", err)
+	}
+	b = appendLong(b, e2)
+	e3, err := indexSenderType(string(v.SenderType))
+	if err != nil {
+		return nil, at(".sender_type", err)
+	}
+	b = appendLong(b, e3)
+	b = appendString(b, v.SenderID)
+	e4, err := indexContentType(string(v.ContentType))
+	if err != nil {
+		return nil, at(".content_type", err)
+	}
+	b = appendLong(b, e4)
+	if v.Text == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.Text))
+	}
+	if len(v.Attachments) > 0 {
+		b = appendLong(b, int64(len(v.Attachments)))
+	}
+	for i5 := range v.Attachments {
+		if b, err = messageEventAttachmentAppend(b, &v.Attachments[i5]); err != nil {
+			return nil, at(".attachments"+"["+strconv.Itoa(i5)+"]", err)
+		}
+	}
+	b = append(b, 0)
+	if v.Location == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		if b, err = messageEventLocationAppend(b, v.Location); err != nil {
+			return nil, at(".location", err)
+		}
+	}
+	if v.Transcript == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		if b, err = messageEventTranscriptSegmentAppend(b, v.Transcript); err != nil {
+			return nil, at(".transcript", err)
+		}
+	}
+	if len(v.Identities) > 0 {
+		b = appendLong(b, int64(len(v.Identities)))
+	}
+	for i6 := range v.Identities {
+		if b, err = messageEventIdentityAppend(b, &v.Identities[i6]); err != nil {
+			return nil, at(".identities"+"["+strconv.Itoa(i6)+"]", err)
+		}
+	}
+	b = append(b, 0)
+	if len(v.Tags) > 0 {
+		b = appendLong(b, int64(len(v.Tags)))
+	}
+	for i7 := range v.Tags {
+		b = appendString(b, v.Tags[i7])
+	}
+	b = append(b, 0)
+	if len(v.Metadata) > 0 {
+		b = appendLong(b, int64(len(v.Metadata)))
+	}
+	for k8, x9 := range v.Metadata {
+		b = appendString(b, k8)
+		b = appendString(b, x9)
+	}
+	b = append(b, 0)
+	b = appendLong(b, v.OccurredAt.Unix()*1e3+int64(v.OccurredAt.Nanosecond()/1e6))
+	b = appendLong(b, v.IngestedAt.Unix()*1e3+int64(v.IngestedAt.Nanosecond()/1e6))
+	return b, nil
+}
+
 // customerStateRegisterToNative converts a events.Register to record io.omnisync.v1.Register.
 func customerStateRegisterToNative(sc *scratch, v *events.Register) (any, error) {
 	m := sc.record(5)
@@ -1828,6 +2373,132 @@ func customerStateFromNative(native any, v *events.CustomerState) error {
 	return nil
 }
 
+// customerStateRegisterAppend appends the binary encoding of v as record io.omnisync.v1.Register to b.
+func customerStateRegisterAppend(b []byte, v *events.Register) ([]byte, error) {
+	b = appendString(b, v.ValueJSON)
+	b = appendLong(b, v.OccurredAt.Unix()*1e3+int64(v.OccurredAt.Nanosecond()/1e6))
+	b = appendString(b, v.EventID)
+	e1, err := indexChannel(string(v.Channel))
+	if err != nil {
+		return nil, at(".channel", err)
+	}
+	b = appendLong(b, e1)
+	b = appendString(b, v.Source)
+	return b, nil
+}
+
+// customerStateIdentityAppend appends the binary encoding of v as record io.omnisync.v1.Identity to b.
+func customerStateIdentityAppend(b []byte, v *events.Identity) ([]byte, error) {
+	b = appendString(b, v.Kind)
+	b = appendString(b, v.Scope)
+	b = appendString(b, v.Value)
+	b = appendBool(b, v.Verified)
+	return b, nil
+}
+
+// indexConflictStatus returns the index of sym, a symbol of enum io.omnisync.v1.ConflictStatus.
+func indexConflictStatus(sym string) (int64, error) {
+	switch sym {
+	case "OPEN":
+		return 0, nil
+	case "KEPT_CURRENT":
+		return 1, nil
+	case "TOOK_CANDIDATE":
+		return 2, nil
+	case "SET_VALUE":
+		return 3, nil
+	case "":
+		return 0, nil
+	}
+	return 0, errNotASymbol(sym, "io.omnisync.v1.ConflictStatus")
+}
+
+// customerStateConflictAppend appends the binary encoding of v as record io.omnisync.v1.Conflict to b.
+func customerStateConflictAppend(b []byte, v *events.Conflict) ([]byte, error) {
+	b = appendString(b, v.ID)
+	b = appendString(b, v.Field)
+	b = appendString(b, v.CurrentJSON)
+	b = appendString(b, v.CandidateJSON)
+	b = appendString(b, v.CandidateEventID)
+	e1, err := indexChannel(string(v.CandidateChannel))
+	if err != nil {
+		return nil, at(".candidate_channel", err)
+	}
+	b = appendLong(b, e1)
+	b = appendString(b, v.CandidateSource)
+	b = appendLong(b, v.DetectedAt.Unix()*1e3+int64(v.DetectedAt.Nanosecond()/1e6))
+	e2, err := indexConflictStatus(string(v.Status))
+	if err != nil {
+		return nil, at(".status", err)
+	}
+	b = appendLong(b, e2)
+	return b, nil
+}
+
+// customerStateAppend appends the binary encoding of v as record io.omnisync.v1.CustomerState to b.
+func customerStateAppend(b []byte, v *events.CustomerState) ([]byte, error) {
+	var err error
+	b = appendString(b, v.CustomerID)
+	b = appendLong(b, v.Version)
+	b = appendBool(b, v.Deleted)
+	if len(v.Fields) > 0 {
+		b = appendLong(b, int64(len(v.Fields)))
+	}
+	for k1, x2 := range v.Fields {
+		b = appendString(b, k1)
+		if b, err = customerStateRegisterAppend(b, &x2); err != nil {
+			return nil, at(".fields"+"["+k1+"]", err)
+		}
+	}
+	b = append(b, 0)
+	if len(v.Identities) > 0 {
+		b = appendLong(b, int64(len(v.Identities)))
+	}
+	for i3 := range v.Identities {
+		if b, err = customerStateIdentityAppend(b, &v.Identities[i3]); err != nil {
+			return nil, at(".identities"+"["+strconv.Itoa(i3)+"]", err)
+		}
+	}
+	b = append(b, 0)
+	if len(v.Conflicts) > 0 {
+		b = appendLong(b, int64(len(v.Conflicts)))
+	}
+	for i4 := range v.Conflicts {
+		if b, err = customerStateConflictAppend(b, &v.Conflicts[i4]); err != nil {
+			return nil, at(".conflicts"+"["+strconv.Itoa(i4)+"]", err)
+		}
+	}
+	b = append(b, 0)
+	b = appendBool(b, v.NeedsReview)
+	if v.LastContactAt == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendLong(b, (*v.LastContactAt).Unix()*1e3+int64((*v.LastContactAt).Nanosecond()/1e6))
+	}
+	e5, err := indexChannel(string(v.LastContactChannel))
+	if err != nil {
+		return nil, at(".last_contact_channel", err)
+	}
+	b = appendLong(b, e5)
+	b = appendLong(b, v.UpdatedAt.Unix()*1e3+int64(v.UpdatedAt.Nanosecond()/1e6))
+	b = appendString(b, v.PolicyHash)
+	if v.MergedInto == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.MergedInto))
+	}
+	if len(v.AbsorbedIDs) > 0 {
+		b = appendLong(b, int64(len(v.AbsorbedIDs)))
+	}
+	for i6 := range v.AbsorbedIDs {
+		b = appendString(b, v.AbsorbedIDs[i6])
+	}
+	b = append(b, 0)
+	return b, nil
+}
+
 // deadLetterToNative converts a events.DeadLetter to record io.omnisync.v1.DeadLetter.
 func deadLetterToNative(sc *scratch, v *events.DeadLetter) (any, error) {
 	m := sc.record(14)
@@ -2011,6 +2682,52 @@ func deadLetterFromNative(native any, v *events.DeadLetter) error {
 	return nil
 }
 
+// deadLetterAppend appends the binary encoding of v as record io.omnisync.v1.DeadLetter to b.
+func deadLetterAppend(b []byte, v *events.DeadLetter) ([]byte, error) {
+	b = appendString(b, v.ID)
+	b = appendString(b, v.Stage)
+	b = appendString(b, v.Component)
+	b = appendString(b, v.Reason)
+	if v.Field == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.Field))
+	}
+	b = appendString(b, v.ContentType)
+	b = appendBytes(b, v.Payload)
+	b = appendLong(b, v.PayloadSize)
+	b = appendBool(b, v.PayloadTruncated)
+	if len(v.Headers) > 0 {
+		b = appendLong(b, int64(len(v.Headers)))
+	}
+	for k1, x2 := range v.Headers {
+		b = appendString(b, k1)
+		b = appendString(b, x2)
+	}
+	b = append(b, 0)
+	if v.Topic == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendString(b, (*v.Topic))
+	}
+	if v.Partition == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendLong(b, int64((*v.Partition)))
+	}
+	if v.Offset == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 2)
+		b = appendLong(b, (*v.Offset))
+	}
+	b = appendLong(b, v.FailedAt.Unix()*1e3+int64(v.FailedAt.Nanosecond()/1e6))
+	return b, nil
+}
+
 // identityLinkIdentityToNative converts a events.Identity to record io.omnisync.v1.Identity.
 func identityLinkIdentityToNative(sc *scratch, v *events.Identity) (any, error) {
 	m := sc.record(4)
@@ -2117,6 +2834,33 @@ func identityLinkFromNative(native any, v *events.IdentityLink) error {
 	return nil
 }
 
+// identityLinkIdentityAppend appends the binary encoding of v as record io.omnisync.v1.Identity to b.
+func identityLinkIdentityAppend(b []byte, v *events.Identity) ([]byte, error) {
+	b = appendString(b, v.Kind)
+	b = appendString(b, v.Scope)
+	b = appendString(b, v.Value)
+	b = appendBool(b, v.Verified)
+	return b, nil
+}
+
+// identityLinkAppend appends the binary encoding of v as record io.omnisync.v1.IdentityLink to b.
+func identityLinkAppend(b []byte, v *events.IdentityLink) ([]byte, error) {
+	var err error
+	if b, err = identityLinkIdentityAppend(b, &v.Identity); err != nil {
+		return nil, at(".identity", err)
+	}
+	b = appendString(b, v.CustomerID)
+	e1, err := indexChannel(string(v.Channel))
+	if err != nil {
+		return nil, at(".channel", err)
+	}
+	b = appendLong(b, e1)
+	b = appendString(b, v.Source)
+	b = appendString(b, v.EventID)
+	b = appendLong(b, v.LinkedAt.Unix()*1e3+int64(v.LinkedAt.Nanosecond()/1e6))
+	return b, nil
+}
+
 // auditEventToNative converts a events.AuditEvent to record io.omnisync.v1.AuditEvent.
 func auditEventToNative(sc *scratch, v *events.AuditEvent) (any, error) {
 	m := sc.record(9)
@@ -2207,4 +2951,25 @@ func auditEventFromNative(native any, v *events.AuditEvent) error {
 	}
 	v.Source = x26
 	return nil
+}
+
+// auditEventAppend appends the binary encoding of v as record io.omnisync.v1.AuditEvent to b.
+func auditEventAppend(b []byte, v *events.AuditEvent) ([]byte, error) {
+	b = appendString(b, v.EventID)
+	b = appendLong(b, v.OccurredAt.Unix()*1e3+int64(v.OccurredAt.Nanosecond()/1e6))
+	b = appendString(b, v.Actor)
+	b = appendString(b, v.ActorRole)
+	b = appendString(b, v.Action)
+	b = appendString(b, v.CustomerID)
+	b = appendString(b, v.Target)
+	if len(v.Details) > 0 {
+		b = appendLong(b, int64(len(v.Details)))
+	}
+	for k1, x2 := range v.Details {
+		b = appendString(b, k1)
+		b = appendString(b, x2)
+	}
+	b = append(b, 0)
+	b = appendString(b, v.Source)
+	return b, nil
 }

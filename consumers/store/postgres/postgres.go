@@ -593,24 +593,46 @@ func checkFrom(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
 			topics, parts = append(topics, text(topic)), append(parts, p)
 		}
 	}
-	held, err := offsetsOf(ctx, tx, `SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o
+	// One round trip: the lock, then (after it, so as of the lock) the
+	// policy hash and the generation.
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o
 		JOIN unnest($2::text[], $3::integer[]) AS u(topic, partition) ON o.topic = u.topic AND o.partition = u.partition
-		WHERE o.group_id = $1 FOR UPDATE OF o`, b.Group, topics, parts)
+		WHERE o.group_id = $1 FOR UPDATE OF o`, text(b.Group), topics, parts)
+	batch.Queue(`SELECT key, value FROM store_meta WHERE key IN ('policy_hash', 'generation')`)
+	br := tx.SendBatch(ctx, batch)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("reading offsets: %w", err)
+	}
+	held, err := scanOffsets(rows)
 	if err != nil {
 		return err
 	}
-	var h string
-	err = tx.QueryRow(ctx, `SELECT value FROM store_meta WHERE key = 'policy_hash'`).Scan(&h)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("reading the policy hash: %w", err)
+	meta := map[string]string{}
+	rows, err = br.Query()
+	if err != nil {
+		return fmt.Errorf("reading the policy hash and generation: %w", err)
 	}
-	if h != "" && b.PolicyHash != "" && h != text(b.PolicyHash) {
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading the policy hash and generation: %w", err)
+		}
+		meta[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the policy hash and generation: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	if h := meta["policy_hash"]; h != "" && b.PolicyHash != "" && h != text(b.PolicyHash) {
 		return fmt.Errorf("%w (store %s, batch %s)", store.ErrPolicyMismatch, h, b.PolicyHash)
 	}
-	gen, err := generation(ctx, tx)
-	if err != nil {
-		return err
-	}
+	gen := meta["generation"]
 	return store.CheckFrom(b, held, gen)
 }
 
@@ -647,6 +669,11 @@ func offsetsOf(ctx context.Context, q querier, query, group string, args ...any)
 	if err != nil {
 		return nil, fmt.Errorf("reading offsets: %w", err)
 	}
+	return scanOffsets(rows)
+}
+
+// scanOffsets reads rows of (topic, partition, next offset) and closes them.
+func scanOffsets(rows pgx.Rows) (map[string]map[int32]int64, error) {
 	defer rows.Close()
 	out := map[string]map[int32]int64{}
 	for rows.Next() {

@@ -53,7 +53,24 @@ var (
 
 // Open opens (creating and migrating if needed) the store at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	return open(ctx, path, "NORMAL")
+}
+
+// OpenShadow opens (creating if needed) a replay's shadow store at path
+// (see ShadowPath) without syncing to disk: a shadow is verified before it
+// is swapped in (SwapIn), and built anew after a crash.
+func OpenShadow(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, "OFF")
+}
+
+// open opens the store at path with the given synchronous setting. WAL
+// with synchronous=NORMAL syncs at checkpoints, not at every commit: a
+// committed transaction survives a crash of the process, not of the host
+// (SQLite's documented trade-off for WAL). The page cache (64 MiB) holds
+// the indexes a batch touches, and statement journals stay in memory.
+func open(ctx context.Context, path, synchronous string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous + ")" +
+		"&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
