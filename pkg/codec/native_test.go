@@ -192,6 +192,8 @@ func newOf(t *testing.T, name schemas.Name) any {
 		return new(events.DeadLetter)
 	case schemas.IdentityLink:
 		return new(events.IdentityLink)
+	case schemas.AuditEvent:
+		return new(events.AuditEvent)
 	}
 	t.Fatalf("add the Go type of %s to newOf", name)
 	return nil
