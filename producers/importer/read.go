@@ -143,8 +143,15 @@ func (j *jsonlRows) parse(b []byte) (map[string]string, []string, *normalize.Val
 	if dec.More() {
 		return nil, nil, normalize.Invalid("", "data after the JSON object")
 	}
-	cells := make(map[string]string, len(obj))
-	var nested []string
+	cells, nested := Cells(obj, j.sep)
+	return cells, nested, nil
+}
+
+// Cells reads a JSON object's members as cells: strings, numbers,
+// booleans, arrays of strings (joined by sep); null is absent; nested
+// names the members holding anything else (objects, mixed arrays).
+func Cells(obj map[string]any, sep string) (cells map[string]string, nested []string) {
+	cells = make(map[string]string, len(obj))
 members:
 	for k, v := range obj {
 		switch v := v.(type) {
@@ -165,12 +172,12 @@ members:
 				}
 				parts = append(parts, s)
 			}
-			cells[k] = strings.Join(parts, j.sep)
+			cells[k] = strings.Join(parts, sep)
 		default:
 			nested = append(nested, k)
 		}
 	}
-	return cells, nested, nil
+	return cells, nested
 }
 
 // xmlRows reads the children of the root element as records and their

@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -277,9 +276,7 @@ func (p *Poller) page(ctx context.Context, pageURL string) ([]json.RawMessage, s
 	return pg.Records, base.ResolveReference(ref).String(), nil
 }
 
-// parse reads a record's members as cells: strings, numbers, booleans,
-// arrays of strings (joined by sep); null is absent; nested names the
-// members holding objects.
+// parse reads a record's members as cells (importer.Cells).
 func parse(raw json.RawMessage, sep string) (map[string]string, []string, *normalize.ValidationError) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -287,33 +284,7 @@ func parse(raw json.RawMessage, sep string) (map[string]string, []string, *norma
 	if err := dec.Decode(&obj); err != nil || obj == nil {
 		return nil, nil, normalize.Invalid("", "a record is not a JSON object")
 	}
-	cells := make(map[string]string, len(obj))
-	var nested []string
-members:
-	for k, v := range obj {
-		switch v := v.(type) {
-		case nil:
-		case string:
-			cells[k] = v
-		case json.Number:
-			cells[k] = v.String()
-		case bool:
-			cells[k] = strconv.FormatBool(v)
-		case []any:
-			parts := make([]string, 0, len(v))
-			for _, e := range v {
-				s, ok := e.(string)
-				if !ok {
-					nested = append(nested, k)
-					continue members
-				}
-				parts = append(parts, s)
-			}
-			cells[k] = strings.Join(parts, sep)
-		default:
-			nested = append(nested, k)
-		}
-	}
+	cells, nested := importer.Cells(obj, sep)
 	return cells, nested, nil
 }
 
